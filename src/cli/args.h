@@ -1,0 +1,30 @@
+// A small command-line parser: "--name value", "--name=value" and boolean "--flag".
+#pragma once
+#include <map>
+#include <optional>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace hs::cli {
+
+class Args {
+ public:
+  // `flags` take no value; every other --option takes one. Unknown options are errors.
+  Args(int argc, char** argv, int first, const std::set<std::string>& options, const std::set<std::string>& flags);
+
+  bool has(const std::string& name) const { return values_.count(name) != 0; }
+  std::string str(const std::string& name, const std::string& fallback = "") const;
+  std::string required(const std::string& name) const;
+  long long integer(const std::string& name, long long fallback) const;
+  double number(const std::string& name, double fallback) const;
+  std::optional<double> opt_number(const std::string& name) const;
+  const std::vector<std::string>& positional() const { return positional_; }
+
+ private:
+  std::map<std::string, std::string> values_;
+  std::vector<std::string> positional_;
+};
+
+}  // namespace hs::cli

@@ -1,0 +1,175 @@
+// headshard: the command-line entry point.
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <string>
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "backend/backend.h"
+#include "cli/args.h"
+#include "engine/engine.h"
+#include "model/chat.h"
+#include "model/gguf.h"
+#include "model/model.h"
+
+namespace {
+
+using hs::cli::Args;
+
+const char* kUsage = R"(headshard: an LLM inference engine with heterogeneous context sharding
+
+usage:
+  headshard generate [--model PATH] --prompt TEXT [--chat] [--system TEXT] [--max-tokens N]
+                     [--temperature T] [--top-p P] [--top-k K] [--min-p P] [--seed S]
+                     [--repeat-penalty R] [--presence-penalty P] [--frequency-penalty F]
+                     [--stop TEXT] [--ignore-eos]
+  headshard info [--model PATH]
+  headshard help
+
+--model defaults to $HEADSHARD_MODEL, else models/SmolLM2-135M-Instruct.Q4_1.gguf.
+PATH is a .gguf file, a Hugging Face folder, or synthetic:<preset>[@seed].
+Generated text goes to stdout; logs go to stderr (HEADSHARD_LOG_LEVEL=debug|info|warn|error).
+)";
+
+std::string model_path(const Args& a) {
+  if (a.has("model")) return a.str("model");
+  if (const char* env = std::getenv("HEADSHARD_MODEL")) return env;
+  return "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+}
+
+// A progress line on the terminal while tensors are dequantized; nothing when stderr is a file.
+hs::LoadProgress terminal_progress() {
+  if (!isatty(STDERR_FILENO)) return {};
+  return [](int done, int total) {
+    const int width = 30, filled = total ? done * width / total : width;
+    std::fprintf(stderr, "\rloading weights [%s%s] %d/%d", std::string(filled, '#').c_str(),
+                 std::string(width - filled, ' ').c_str(), done, total);
+    if (done == total) std::fprintf(stderr, "\n");
+    std::fflush(stderr);
+  };
+}
+
+int cmd_info(int argc, char** argv) {
+  Args a(argc, argv, 2, {"model"}, {});
+  hs::LoadOptions opt;
+  opt.load_weights = false;
+  const hs::Model m = hs::load_model(model_path(a), opt);
+  const hs::ModelConfig& c = m.config;
+  std::cout << "model:          " << m.source << "\n"
+            << "format:         " << m.format << "\n"
+            << "architecture:   " << hs::arch_name(c.arch) << " (" << c.name << ")\n"
+            << "layers:         " << c.n_layers << "\n"
+            << "d_model:        " << c.d_model << "\n"
+            << "heads:          " << c.n_heads << " query, " << c.n_kv_heads << " key/value, head dim " << c.head_dim
+            << "\n"
+            << "feed-forward:   " << c.d_ff << "\n"
+            << "vocabulary:     " << c.vocab_size << "\n"
+            << "context length: " << c.context_length << "\n";
+  if (c.sliding_window > 0) {
+    int local = 0;
+    for (bool b : c.layer_is_local) local += b;
+    std::cout << "sliding window: " << c.sliding_window << " tokens on " << local << " of " << c.n_layers << " layers\n";
+  }
+  std::cout << "tensors:        " << m.n_tensors << "\n"
+            << "tensor types:  ";
+  for (const auto& [type, n] : m.tensor_types) std::cout << " " << type << " x" << n;
+  std::cout << "\n"
+            << "tokenizer:      " << (m.tokenizer ? m.tokenizer->kind() : std::string("none")) << "\n";
+  if (m.tokenizer)
+    std::cout << "special tokens: bos " << m.tokenizer->bos_id() << ", eos " << m.tokenizer->eos_id()
+              << (m.tokenizer->add_bos_default() ? " (BOS added)" : "") << "\n";
+  std::cout << "chat template:  " << hs::chat_format_name(m) << "\n";
+  return 0;
+}
+
+int cmd_generate(int argc, char** argv) {
+  Args a(argc, argv, 2,
+         {"model", "prompt", "system", "max-tokens", "temperature", "top-p", "top-k", "min-p", "seed", "repeat-penalty",
+          "presence-penalty", "frequency-penalty", "stop"},
+         {"chat", "ignore-eos"});
+  hs::GenerationRequest req;
+  req.max_tokens = static_cast<int>(a.integer("max-tokens", 128));
+  req.ignore_eos = a.has("ignore-eos");
+  req.sampling.temperature = static_cast<float>(a.number("temperature", 0.8));
+  req.sampling.top_p = static_cast<float>(a.number("top-p", 0.95));
+  req.sampling.top_k = static_cast<int>(a.integer("top-k", 40));
+  req.sampling.min_p = static_cast<float>(a.number("min-p", 0.05));
+  req.sampling.repetition_penalty = static_cast<float>(a.number("repeat-penalty", 1.0));
+  req.sampling.presence_penalty = static_cast<float>(a.number("presence-penalty", 0.0));
+  req.sampling.frequency_penalty = static_cast<float>(a.number("frequency-penalty", 0.0));
+  if (a.has("seed")) req.sampling.seed = static_cast<uint64_t>(a.integer("seed", 0));
+  if (a.has("stop")) req.stop.push_back(a.str("stop"));
+  const std::string prompt = a.required("prompt");
+
+  const auto t0 = std::chrono::steady_clock::now();
+  hs::LoadOptions opt;
+  opt.progress = terminal_progress();
+  hs::Model m = hs::load_model(model_path(a), opt);
+  if (!m.tokenizer) throw std::invalid_argument("this model has no tokenizer; generate needs text");
+  spdlog::info("loaded {} ({}, {} layers) in {:.1f} s, {:.0f} MiB of float32 weights", m.source,
+               hs::arch_name(m.config.arch), m.config.n_layers,
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
+               m.weights->bytes() / 1048576.0);
+
+  std::string text = prompt;
+  if (a.has("chat")) {
+    std::vector<hs::ChatMessage> msgs;
+    if (a.has("system")) msgs.push_back({"system", a.str("system")});
+    msgs.push_back({"user", prompt});
+    text = hs::render_chat(m, msgs);
+  }
+  req.prompt = m.tokenizer->encode(text, m.tokenizer->add_bos_default(), /*parse_special=*/a.has("chat"));
+  spdlog::debug("prompt: {} tokens", req.prompt.size());
+
+  hs::Engine engine(hs::make_cpu_backend(m.weights), m.tokenizer);
+  int n_out = 0;
+  hs::FinishReason reason = hs::FinishReason::None;
+  engine.submit(req, [&](const hs::TokenEvent& ev) {
+    if (ev.token >= 0) ++n_out;
+    std::cout << ev.text << std::flush;
+    if (ev.finish != hs::FinishReason::None) reason = ev.finish;
+  });
+  const auto t1 = std::chrono::steady_clock::now();
+  engine.run_until_idle();
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+  std::cout << std::endl;
+  spdlog::info("{} prompt tokens, {} generated in {:.2f} s ({:.1f} tokens/s), finish: {}", req.prompt.size(), n_out,
+               secs, n_out / secs, hs::finish_reason_name(reason));
+  return 0;
+}
+
+void setup_logging() {
+  auto logger = spdlog::stderr_color_mt("headshard");
+  spdlog::set_default_logger(logger);
+  spdlog::set_pattern("[%H:%M:%S.%e] [%^%l%$] %v");
+  const char* level = std::getenv("HEADSHARD_LOG_LEVEL");
+  spdlog::set_level(level ? spdlog::level::from_str(level) : spdlog::level::info);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  setup_logging();
+  const std::string cmd = argc > 1 ? argv[1] : "help";
+  try {
+    if (cmd == "generate") return cmd_generate(argc, argv);
+    if (cmd == "info") return cmd_info(argc, argv);
+    if (cmd == "help" || cmd == "--help" || cmd == "-h") {
+      std::cout << kUsage;
+      return 0;
+    }
+    std::cerr << "unknown command '" << cmd << "'\n\n" << kUsage;
+    return 2;
+  } catch (const std::invalid_argument& e) {
+    spdlog::error("{}", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    spdlog::error("{}", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,134 @@
+#include "engine/engine.h"
+
+#include <algorithm>
+#include <stdexcept>
+
+namespace hs {
+
+const char* finish_reason_name(FinishReason r) {
+  switch (r) {
+    case FinishReason::Stop: return "stop";
+    case FinishReason::Length: return "length";
+    case FinishReason::Cancelled: return "cancelled";
+    default: return "";
+  }
+}
+
+struct Engine::Sequence {
+  int64_t id;
+  GenerationRequest req;
+  TokenCallback cb;
+  Sampler sampler;
+  std::vector<int32_t> tokens;  // prompt, then output
+  size_t n_prompt;
+  int32_t n_computed = 0;  // tokens whose K/V are in the cache
+  std::optional<IncrementalDetokenizer> detok;
+  StopStringFilter stops;
+  bool done = false;
+
+  Sequence(int64_t id_, GenerationRequest r, TokenCallback c, const Tokenizer* tok)
+      : id(id_), req(std::move(r)), cb(std::move(c)), sampler(req.sampling), tokens(req.prompt),
+        n_prompt(req.prompt.size()), stops(req.stop) {
+    if (tok) detok.emplace(*tok);
+  }
+  int n_output() const { return static_cast<int>(tokens.size() - n_prompt); }
+};
+
+Engine::Engine(std::unique_ptr<Backend> backend, std::shared_ptr<const Tokenizer> tokenizer, EngineOptions options)
+    : backend_(std::move(backend)), tokenizer_(std::move(tokenizer)), options_(options) {}
+
+Engine::~Engine() = default;
+
+int64_t Engine::submit(GenerationRequest req, TokenCallback on_event) {
+  const ModelConfig& c = backend_->config();
+  if (req.prompt.empty()) throw std::invalid_argument("the prompt is empty");
+  for (int32_t t : req.prompt)
+    if (t < 0 || t >= c.vocab_size)
+      throw std::invalid_argument("prompt token id " + std::to_string(t) + " is outside the vocabulary (size " +
+                                  std::to_string(c.vocab_size) + ")");
+  if (req.max_tokens < 1) throw std::invalid_argument("max_tokens must be at least 1");
+  const int64_t need = static_cast<int64_t>(req.prompt.size()) + req.max_tokens;
+  if (need > c.context_length)
+    throw std::invalid_argument("the prompt (" + std::to_string(req.prompt.size()) + " tokens) plus max_tokens (" +
+                                std::to_string(req.max_tokens) + ") exceeds the context length (" +
+                                std::to_string(c.context_length) + ")");
+  req.sampling.validate(c.vocab_size);
+  const int64_t id = next_id_++;
+  seqs_.push_back(std::make_unique<Sequence>(id, std::move(req), std::move(on_event), tokenizer_.get()));
+  return id;
+}
+
+void Engine::cancel(int64_t seq_id) {
+  for (auto& s : seqs_)
+    if (s->id == seq_id && !s->done) finish(*s, FinishReason::Cancelled);
+}
+
+bool Engine::idle() const { return seqs_.empty(); }
+
+void Engine::finish(Sequence& s, FinishReason reason) {
+  s.done = true;
+  TokenEvent ev{s.id, -1, {}, reason};
+  if (reason != FinishReason::Cancelled) {
+    if (s.detok) ev.text = s.stops.push(s.detok->flush());
+    ev.text += s.stops.flush();
+  }
+  backend_->release(s.id);
+  if (s.cb) s.cb(ev);
+}
+
+void Engine::emit_token(Sequence& s, int32_t token) {
+  s.tokens.push_back(token);
+  TokenEvent ev{s.id, token, {}, FinishReason::None};
+  const bool eos = tokenizer_ && !s.req.ignore_eos && tokenizer_->is_end_of_generation(token);
+  if (s.detok && !eos) ev.text = s.stops.push(s.detok->push(token));
+  if (s.cb) s.cb(ev);
+  if (eos || s.stops.matched()) {
+    finish(s, FinishReason::Stop);
+  } else if (s.n_output() >= s.req.max_tokens) {
+    finish(s, FinishReason::Length);
+  }
+}
+
+bool Engine::step() {
+  seqs_.erase(std::remove_if(seqs_.begin(), seqs_.end(), [](const auto& s) { return s->done; }), seqs_.end());
+  if (seqs_.empty()) return false;
+
+  // Decodes first (one token each), then prefill chunks in arrival order within the budget.
+  Batch batch;
+  std::vector<Sequence*> members;
+  int budget = options_.max_batch_tokens;
+  const int n_run = std::min<int>(options_.max_seqs, static_cast<int>(seqs_.size()));
+  for (int pass = 0; pass < 2; ++pass) {
+    for (int i = 0; i < n_run && budget > 0; ++i) {
+      Sequence& s = *seqs_[i];
+      const int32_t pending = static_cast<int32_t>(s.tokens.size()) - s.n_computed;
+      const bool decoding = pending == 1 && s.n_computed >= static_cast<int32_t>(s.n_prompt);
+      if ((pass == 0) != decoding) continue;
+      const int32_t n = std::min(pending, budget);
+      SeqChunk ch;
+      ch.seq_id = s.id;
+      ch.pos0 = s.n_computed;
+      ch.tokens.assign(s.tokens.begin() + s.n_computed, s.tokens.begin() + s.n_computed + n);
+      batch.chunks.push_back(std::move(ch));
+      members.push_back(&s);
+      budget -= n;
+    }
+  }
+  backend_->forward(batch, logits_);
+
+  for (size_t i = 0; i < members.size(); ++i) {
+    Sequence& s = *members[i];
+    s.n_computed += static_cast<int32_t>(batch.chunks[i].tokens.size());
+    if (s.n_computed < static_cast<int32_t>(s.tokens.size()) || s.done) continue;  // prefill goes on
+    const int32_t tok = s.sampler.sample(logits_.last_row_of(i, batch), logits_.vocab, s.tokens, s.n_prompt);
+    emit_token(s, tok);
+  }
+  return true;
+}
+
+void Engine::run_until_idle() {
+  while (step()) {
+  }
+}
+
+}  // namespace hs

@@ -1,0 +1,77 @@
+// The engine: sequences, their sampling and stopping, and the batched step loop over a backend.
+//
+// One thread owns an Engine. submit() adds a request; step() runs one batch (prefill chunks and
+// decode tokens of every running sequence, within a token budget) and reports each new token
+// through the request's callback.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "engine/sampling.h"
+#include "engine/stop_strings.h"
+#include "model/tokenizer.h"
+
+namespace hs {
+
+enum class FinishReason { None, Stop, Length, Cancelled };
+const char* finish_reason_name(FinishReason r);
+
+struct GenerationRequest {
+  std::vector<int32_t> prompt;
+  SamplingParams sampling;
+  int max_tokens = 16;
+  std::vector<std::string> stop;  // stop strings (not part of the output)
+  bool ignore_eos = false;
+};
+
+struct TokenEvent {
+  int64_t seq_id = 0;
+  int32_t token = -1;                 // -1 for an event that carries no token
+  std::string text;                   // output text that became final with this event
+  FinishReason finish = FinishReason::None;
+};
+
+using TokenCallback = std::function<void(const TokenEvent&)>;
+
+struct EngineOptions {
+  int max_batch_tokens = 512;  // tokens per step, prefill chunks and decodes together
+  int max_seqs = 64;           // sequences running at once
+};
+
+class Engine {
+ public:
+  // tokenizer may be null (token ids only: no text in events, no stop strings, no EOS).
+  Engine(std::unique_ptr<Backend> backend, std::shared_ptr<const Tokenizer> tokenizer, EngineOptions options = {});
+  ~Engine();
+
+  // Validates and queues a request; throws std::invalid_argument with a message for the user.
+  int64_t submit(GenerationRequest request, TokenCallback on_event);
+  void cancel(int64_t seq_id);
+
+  // Runs one batch step. Returns false when there was nothing to do.
+  bool step();
+  void run_until_idle();
+  bool idle() const;
+
+  Backend& backend() { return *backend_; }
+  const Tokenizer* tokenizer() const { return tokenizer_.get(); }
+
+ private:
+  struct Sequence;
+  void finish(Sequence& s, FinishReason reason);
+  void emit_token(Sequence& s, int32_t token);
+
+  std::unique_ptr<Backend> backend_;
+  std::shared_ptr<const Tokenizer> tokenizer_;
+  EngineOptions options_;
+  std::vector<std::unique_ptr<Sequence>> seqs_;  // in arrival order
+  int64_t next_id_ = 1;
+  Logits logits_;
+};
+
+}  // namespace hs

@@ -1,0 +1,173 @@
+#include "model/weights.h"
+
+#include <cmath>
+#include <random>
+
+#include "model/dequant.h"
+#include "model/gguf.h"
+#include "util/thread_pool.h"
+
+namespace hs {
+
+size_t ModelWeights::bytes() const {
+  size_t n = token_embd.data.size() + output.data.size() + output_norm.size();
+  for (const auto& l : layers) {
+    for (const Matrix* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) n += m->data.size();
+    for (const auto* v : {&l.attn_norm, &l.ffn_norm, &l.q_norm, &l.k_norm, &l.post_attn_norm, &l.post_ffw_norm})
+      n += v->size();
+  }
+  return n * sizeof(float);
+}
+
+namespace {
+
+class Loader {
+ public:
+  Loader(const TensorLookup& find, const std::string& source, int total, const LoadProgress& progress)
+      : find_(find), source_(source), total_(total), progress_(progress) {}
+
+  const GgufTensor* get(const std::string& name, bool required) {
+    const GgufTensor* t = find_(name);
+    if (!t && required) throw ModelFileError(source_ + ": tensor '" + name + "' is missing");
+    return t;
+  }
+
+  Matrix matrix(const std::string& name, int64_t rows, int64_t cols, bool required = true) {
+    Matrix m;
+    const GgufTensor* t = get(name, required);
+    if (!t) return m;
+    if (t->dims.size() != 2 || t->dims[0] != cols || t->dims[1] != rows) {
+      throw ModelFileError(source_ + ": tensor '" + name + "' has shape " + shape(t) + ", expected [" +
+                           std::to_string(cols) + ", " + std::to_string(rows) + "]");
+    }
+    m.rows = rows;
+    m.cols = cols;
+    m.data.resize(static_cast<size_t>(rows * cols));
+    const size_t row_bytes = ggml_row_bytes(t->type, cols);
+    ThreadPool::global().parallel_for(rows, 256, [&](int64_t r0, int64_t r1) {
+      dequantize(t->type, t->data + r0 * row_bytes, m.data.data() + r0 * cols, (r1 - r0) * cols);
+    });
+    tick();
+    return m;
+  }
+
+  std::vector<float> vector(const std::string& name, int64_t n, float offset, bool required = true) {
+    const GgufTensor* t = get(name, required);
+    if (!t) return {};
+    if (t->n_elements() != n) {
+      throw ModelFileError(source_ + ": tensor '" + name + "' has shape " + shape(t) + ", expected [" +
+                           std::to_string(n) + "]");
+    }
+    std::vector<float> v(static_cast<size_t>(n));
+    dequantize(t->type, t->data, v.data(), n);
+    for (float& x : v) x += offset;
+    tick();
+    return v;
+  }
+
+ private:
+  static std::string shape(const GgufTensor* t) {
+    std::string s = "[";
+    for (size_t i = 0; i < t->dims.size(); ++i) s += (i ? ", " : "") + std::to_string(t->dims[i]);
+    return s + "]";
+  }
+  void tick() {
+    ++done_;
+    if (progress_) progress_(done_, total_);
+  }
+  const TensorLookup& find_;
+  const std::string& source_;
+  int total_, done_ = 0;
+  const LoadProgress& progress_;
+};
+
+}  // namespace
+
+std::unique_ptr<ModelWeights> load_weights(const ModelConfig& c, const TensorLookup& find,
+                                           const std::string& source, const LoadProgress& progress) {
+  const bool gemma = c.arch == Arch::Gemma3;
+  const int per_layer = gemma ? 13 : 9;
+  Loader ld(find, source, 3 + c.n_layers * per_layer, progress);
+  auto w = std::make_unique<ModelWeights>();
+  w->config = c;
+  const float off = c.norm_weight_offset;
+  w->token_embd = ld.matrix("token_embd.weight", c.vocab_size, c.d_model);
+  if (!c.tied_embeddings) w->output = ld.matrix("output.weight", c.vocab_size, c.d_model);
+  w->output_norm = ld.vector("output_norm.weight", c.d_model, off);
+  if (const GgufTensor* rf = ld.get("rope_freqs.weight", false)) {
+    w->rope_freq_factors = ld.vector("rope_freqs.weight", rf->n_elements(), 0.0f);
+  }
+  w->layers.resize(c.n_layers);
+  for (int i = 0; i < c.n_layers; ++i) {
+    LayerWeights& l = w->layers[i];
+    const std::string p = "blk." + std::to_string(i) + ".";
+    l.attn_norm = ld.vector(p + "attn_norm.weight", c.d_model, off);
+    l.wq = ld.matrix(p + "attn_q.weight", c.q_dim(), c.d_model);
+    l.wk = ld.matrix(p + "attn_k.weight", c.kv_dim(), c.d_model);
+    l.wv = ld.matrix(p + "attn_v.weight", c.kv_dim(), c.d_model);
+    l.wo = ld.matrix(p + "attn_output.weight", c.d_model, c.q_dim());
+    l.ffn_norm = ld.vector(p + "ffn_norm.weight", c.d_model, off);
+    l.w_gate = ld.matrix(p + "ffn_gate.weight", c.d_ff, c.d_model);
+    l.w_up = ld.matrix(p + "ffn_up.weight", c.d_ff, c.d_model);
+    l.w_down = ld.matrix(p + "ffn_down.weight", c.d_model, c.d_ff);
+    if (gemma) {
+      l.q_norm = ld.vector(p + "attn_q_norm.weight", c.head_dim, off);
+      l.k_norm = ld.vector(p + "attn_k_norm.weight", c.head_dim, off);
+      l.post_attn_norm = ld.vector(p + "post_attention_norm.weight", c.d_model, off);
+      l.post_ffw_norm = ld.vector(p + "post_ffw_norm.weight", c.d_model, off);
+    }
+  }
+  return w;
+}
+
+namespace {
+
+struct SyntheticFill {
+  std::mt19937_64 rng;
+  Matrix matrix(int64_t rows, int64_t cols) {
+    Matrix m{rows, cols, std::vector<float>(static_cast<size_t>(rows * cols))};
+    const float scale = 1.0f / std::sqrt(static_cast<float>(cols));
+    std::uniform_real_distribution<float> u(-scale, scale);
+    for (float& x : m.data) x = u(rng);
+    return m;
+  }
+  std::vector<float> norm(int64_t n) {
+    std::uniform_real_distribution<float> u(0.9f, 1.1f);
+    std::vector<float> v(static_cast<size_t>(n));
+    for (float& x : v) x = u(rng);
+    return v;
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<ModelWeights> synthetic_weights(const ModelConfig& c, uint64_t seed) {
+  c.validate();
+  SyntheticFill f{std::mt19937_64(seed)};
+  auto w = std::make_unique<ModelWeights>();
+  w->config = c;
+  w->token_embd = f.matrix(c.vocab_size, c.d_model);
+  if (!c.tied_embeddings) w->output = f.matrix(c.vocab_size, c.d_model);
+  w->output_norm = f.norm(c.d_model);
+  w->layers.resize(c.n_layers);
+  for (auto& l : w->layers) {
+    l.attn_norm = f.norm(c.d_model);
+    l.wq = f.matrix(c.q_dim(), c.d_model);
+    l.wk = f.matrix(c.kv_dim(), c.d_model);
+    l.wv = f.matrix(c.kv_dim(), c.d_model);
+    l.wo = f.matrix(c.d_model, c.q_dim());
+    l.ffn_norm = f.norm(c.d_model);
+    l.w_gate = f.matrix(c.d_ff, c.d_model);
+    l.w_up = f.matrix(c.d_ff, c.d_model);
+    l.w_down = f.matrix(c.d_model, c.d_ff);
+    if (c.arch == Arch::Gemma3) {
+      l.q_norm = f.norm(c.head_dim);
+      l.k_norm = f.norm(c.head_dim);
+      l.post_attn_norm = f.norm(c.d_model);
+      l.post_ffw_norm = f.norm(c.d_model);
+    }
+  }
+  return w;
+}
+
+}  // namespace hs
