@@ -53,10 +53,11 @@ Usage (not run in CI; needs the GGUF files in models/ or $HEADSHARD_MODELS_DIR, 
     python3 -m venv V && V/bin/pip install torch transformers accelerate gguf sentencepiece protobuf
     V/bin/python scripts/make-model-golden.py [--only smollm2|gemma3] [--threads 2]
 Written against transformers 5.24 / torch 2.15 (the "reference" field records the versions used).
-Takes a few minutes on 2 cores (Gemma 3 takes ~1 min just to load).
+Takes about 10 minutes on 2 busy cores (Gemma 3 takes ~1 min just to load).
 """
 import argparse
 import hashlib
+import inspect
 import json
 import os
 import re
@@ -332,8 +333,10 @@ def top2(logits):
 @torch.inference_mode()
 def greedy(model, prompt_ids, n_new):
     from transformers import DynamicCache
-    cache = DynamicCache(config=model.config)
-    out = model(input_ids=torch.tensor([prompt_ids]), past_key_values=cache, use_cache=True)
+    cache = DynamicCache(config=model.config)  # filled in place by every forward call
+    # transformers 5.x renamed past_key_values to cache (the old name is deprecated until 5.40).
+    kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    out = model(input_ids=torch.tensor([prompt_ids]), use_cache=True, **{kw: cache})
     gen, t2, lp2 = [], [], []
     for k in range(n_new):
         a, b, la, lb, _ = top2(out.logits[0, -1])
@@ -341,7 +344,7 @@ def greedy(model, prompt_ids, n_new):
         t2.append([a, b])
         lp2.append([la, lb])
         if k + 1 < n_new:
-            out = model(input_ids=torch.tensor([[a]]), past_key_values=out.past_key_values, use_cache=True)
+            out = model(input_ids=torch.tensor([[a]]), use_cache=True, **{kw: cache})
     return gen, t2, lp2
 
 

@@ -1,6 +1,8 @@
 #include "engine/engine.h"
 
 #include <algorithm>
+#include <cmath>
+#include <numeric>
 #include <stdexcept>
 
 namespace hs {
@@ -76,9 +78,26 @@ void Engine::finish(Sequence& s, FinishReason reason) {
   if (s.cb) s.cb(ev);
 }
 
+// Log-softmax of the chosen token and the k best, from the logits the sampler chose from.
+static void fill_logprobs(const std::vector<float>& logits, int32_t token, int k, TokenEvent& ev) {
+  const float mx = *std::max_element(logits.begin(), logits.end());
+  double sum = 0.0;
+  for (float l : logits) sum += std::exp(static_cast<double>(l - mx));
+  const float log_z = mx + static_cast<float>(std::log(sum));
+  ev.logprob = logits[token] - log_z;
+  if (k <= 0) return;
+  std::vector<int32_t> idx(logits.size());
+  std::iota(idx.begin(), idx.end(), 0);
+  k = std::min<int>(k, static_cast<int>(idx.size()));
+  std::partial_sort(idx.begin(), idx.begin() + k, idx.end(),
+                    [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
+  for (int i = 0; i < k; ++i) ev.top_logprobs.emplace_back(idx[i], logits[idx[i]] - log_z);
+}
+
 void Engine::emit_token(Sequence& s, int32_t token) {
   s.tokens.push_back(token);
   TokenEvent ev{s.id, token, {}, FinishReason::None};
+  if (s.req.logprobs >= 0) fill_logprobs(s.sampler.last_logits(), token, s.req.logprobs, ev);
   const bool eos = tokenizer_ && !s.req.ignore_eos && tokenizer_->is_end_of_generation(token);
   if (s.detok && !eos) ev.text = s.stops.push(s.detok->push(token));
   if (s.cb) s.cb(ev);

@@ -27,6 +27,7 @@ struct GenerationRequest {
   int max_tokens = 16;
   std::vector<std::string> stop;  // stop strings (not part of the output)
   bool ignore_eos = false;
+  int logprobs = -1;  // -1: none; k >= 0: the chosen token's log-probability and the top k
 };
 
 struct TokenEvent {
@@ -34,6 +35,9 @@ struct TokenEvent {
   int32_t token = -1;                 // -1 for an event that carries no token
   std::string text;                   // output text that became final with this event
   FinishReason finish = FinishReason::None;
+  // With GenerationRequest::logprobs >= 0: log-softmax of the (penalized) logits.
+  float logprob = 0.0f;
+  std::vector<std::pair<int32_t, float>> top_logprobs;  // best first
 };
 
 using TokenCallback = std::function<void(const TokenEvent&)>;
