@@ -1,15 +1,19 @@
 // The seam between the engine and the hardware: a backend runs the model over one batch step.
 //
 // A step brings, for each of several sequences, a chunk of new tokens at consecutive positions
-// (a prefill chunk of any size or one decode token). The backend writes their keys and values
-// into its KV cache and returns logits. The same structure will feed the CUDA backend.
+// (a prefill chunk of any size or one decode token). The engine owns the KV cache's bookkeeping
+// (PagedKvCache: which page holds which block of which head) and hands the backend the step's
+// flat metadata (KvStepMeta); the backend owns the page storage, writes the new tokens' keys and
+// values into their pages, attends through each head's page list, and returns logits.
 #pragma once
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "kv/paged_kv_cache.h"
 #include "model/config.h"
+#include "shard/shard_plan.h"
 
 namespace hs {
 
@@ -41,13 +45,14 @@ class Backend {
   virtual ~Backend() = default;
   virtual std::string name() const = 0;
   virtual const ModelConfig& config() const = 0;
-  // Runs one step. Throws std::invalid_argument for positions that do not follow the
-  // sequence's cached ones or exceed the context length.
-  virtual void forward(const Batch& batch, Logits& out) = 0;
-  // Forgets a sequence and frees its KV cache.
-  virtual void release(int64_t seq_id) = 0;
-  // Number of positions cached for a sequence (0 when unknown).
-  virtual int32_t cached_tokens(int64_t seq_id) const = 0;
+  // Bytes of one page (K and V of one block for one KV head) in this backend's storage.
+  virtual int64_t page_bytes(int32_t block_size) const = 0;
+  // Allocates storage for n_pages pages and remembers the plan its attention follows.
+  // Throws std::runtime_error when the memory cannot be had.
+  virtual void configure_kv(const ShardPlan& plan, int32_t n_pages) = 0;
+  // Runs one step: `meta` (built by PagedKvCache::build_step for this batch, chunks in the same
+  // order) says where each new token's K/V go and which pages each head attends.
+  virtual void forward(const Batch& batch, const KvStepMeta& meta, Logits& out) = 0;
 };
 
 std::unique_ptr<Backend> make_cpu_backend(std::shared_ptr<const ModelWeights> weights);

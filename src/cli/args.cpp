@@ -72,6 +72,37 @@ std::optional<double> Args::opt_number(const std::string& name) const {
   return v;
 }
 
+long long parse_bytes(const std::string& text) {
+  size_t used = 0;
+  double v = 0;
+  try {
+    v = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || v < 0) throw std::invalid_argument("'" + text + "' is not a byte count (e.g. 512M, 4G)");
+  std::string unit = text.substr(used);
+  if (!unit.empty() && (unit.back() == 'B' || unit.back() == 'b')) unit.pop_back();
+  if (unit.size() == 2 && (unit[1] == 'i' || unit[1] == 'I')) unit.pop_back();
+  double mult = 1;
+  if (unit == "K" || unit == "k") mult = 1024.0;
+  else if (unit == "M" || unit == "m") mult = 1024.0 * 1024;
+  else if (unit == "G" || unit == "g") mult = 1024.0 * 1024 * 1024;
+  else if (unit == "T" || unit == "t") mult = 1024.0 * 1024 * 1024 * 1024;
+  else if (!unit.empty()) throw std::invalid_argument("'" + text + "' is not a byte count (e.g. 512M, 4G)");
+  return static_cast<long long>(v * mult);
+}
+
+long long Args::bytes(const std::string& name, long long fallback) const {
+  auto it = values_.find(name);
+  if (it == values_.end()) return fallback;
+  try {
+    return parse_bytes(it->second);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument("--" + name + ": " + e.what());
+  }
+}
+
 double Args::number(const std::string& name, double fallback) const { return opt_number(name).value_or(fallback); }
 
 }  // namespace hs::cli

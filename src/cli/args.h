@@ -20,11 +20,16 @@ class Args {
   long long integer(const std::string& name, long long fallback) const;
   double number(const std::string& name, double fallback) const;
   std::optional<double> opt_number(const std::string& name) const;
+  // A byte count: plain digits or with a K, M, G or T suffix (powers of 1024), e.g. "4G".
+  long long bytes(const std::string& name, long long fallback) const;
   const std::vector<std::string>& positional() const { return positional_; }
 
  private:
   std::map<std::string, std::string> values_;
   std::vector<std::string> positional_;
 };
+
+// Parses "4G", "512M", "1048576" (powers of 1024); throws std::invalid_argument.
+long long parse_bytes(const std::string& text);
 
 }  // namespace hs::cli

@@ -1,6 +1,4 @@
 // headshard: the command-line entry point.
-#include <unistd.h>
-
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -12,14 +10,20 @@
 
 #include "backend/backend.h"
 #include "cli/args.h"
+#include "cli/common.h"
+#include "cli/commands.h"
+#include "cli/serve.h"
 #include "engine/engine.h"
 #include "model/chat.h"
 #include "model/gguf.h"
 #include "model/model.h"
+#include "shard/shard_plan.h"
 
 namespace {
 
 using hs::cli::Args;
+using hs::cli::model_path;
+using hs::cli::terminal_progress;
 
 const char* kUsage = R"(headshard: an LLM inference engine with heterogeneous context sharding
 
@@ -27,32 +31,21 @@ usage:
   headshard generate [--model PATH] --prompt TEXT [--chat] [--system TEXT] [--max-tokens N]
                      [--temperature T] [--top-p P] [--top-k K] [--min-p P] [--seed S]
                      [--repeat-penalty R] [--presence-penalty P] [--frequency-penalty F]
-                     [--stop TEXT] [--ignore-eos]
+                     [--stop TEXT] [--ignore-eos] [--plan FILE|SPEC] [--kv-memory BYTES]
+  headshard serve [--model PATH] [--host 127.0.0.1] [--port 8080] [--api-key KEY] [--ctx-size N]
+                  [--max-seqs N] [--max-queue N] [--kv-memory BYTES] [--plan FILE|SPEC] [--device cpu|cuda]
+                  [--grace-seconds S] [--max-body-bytes N] [--timeout S]   (see headshard serve --help)
   headshard info [--model PATH]
+  headshard kv-report [--model PATH] [--plan FILE|SPEC] [--context N] [--budget BYTES] [--kv-dtype bf16|f32]
+  headshard eval [--model PATH] [--plan FILE|SPEC] [--ppl-tokens N] [--window N] [--passkey-contexts N,...]
   headshard help
 
 --model defaults to $HEADSHARD_MODEL, else models/SmolLM2-135M-Instruct.Q4_1.gguf.
 PATH is a .gguf file, a Hugging Face folder, or synthetic:<preset>[@seed].
+--plan is a shard plan file (configs/plans/*.json) or a generator spec: dense,
+s2:stride=8,local=16,sink=0,dense-every=2, streaming:sink=1,local=16, mixed:dense-frac=0.25.
 Generated text goes to stdout; logs go to stderr (HEADSHARD_LOG_LEVEL=debug|info|warn|error).
 )";
-
-std::string model_path(const Args& a) {
-  if (a.has("model")) return a.str("model");
-  if (const char* env = std::getenv("HEADSHARD_MODEL")) return env;
-  return "models/SmolLM2-135M-Instruct.Q4_1.gguf";
-}
-
-// A progress line on the terminal while tensors are dequantized; nothing when stderr is a file.
-hs::LoadProgress terminal_progress() {
-  if (!isatty(STDERR_FILENO)) return {};
-  return [](int done, int total) {
-    const int width = 30, filled = total ? done * width / total : width;
-    std::fprintf(stderr, "\rloading weights [%s%s] %d/%d", std::string(filled, '#').c_str(),
-                 std::string(width - filled, ' ').c_str(), done, total);
-    if (done == total) std::fprintf(stderr, "\n");
-    std::fflush(stderr);
-  };
-}
 
 int cmd_info(int argc, char** argv) {
   Args a(argc, argv, 2, {"model"}, {});
@@ -90,7 +83,7 @@ int cmd_info(int argc, char** argv) {
 int cmd_generate(int argc, char** argv) {
   Args a(argc, argv, 2,
          {"model", "prompt", "system", "max-tokens", "temperature", "top-p", "top-k", "min-p", "seed", "repeat-penalty",
-          "presence-penalty", "frequency-penalty", "stop"},
+          "presence-penalty", "frequency-penalty", "stop", "plan", "kv-memory"},
          {"chat", "ignore-eos"});
   hs::GenerationRequest req;
   req.max_tokens = static_cast<int>(a.integer("max-tokens", 128));
@@ -126,7 +119,10 @@ int cmd_generate(int argc, char** argv) {
   req.prompt = m.tokenizer->encode(text, m.tokenizer->add_bos_default(), /*parse_special=*/a.has("chat"));
   spdlog::debug("prompt: {} tokens", req.prompt.size());
 
-  hs::Engine engine(hs::make_cpu_backend(m.weights), m.tokenizer);
+  hs::EngineOptions eo;
+  eo.plan = hs::plan_from_spec(a.str("plan", "dense"), m.config);
+  eo.kv_bytes = a.bytes("kv-memory", int64_t{2} << 30);
+  hs::Engine engine(hs::make_cpu_backend(m.weights), m.tokenizer, eo);
   int n_out = 0;
   hs::FinishReason reason = hs::FinishReason::None;
   engine.submit(req, [&](const hs::TokenEvent& ev) {
@@ -159,6 +155,9 @@ int main(int argc, char** argv) {
   try {
     if (cmd == "generate") return cmd_generate(argc, argv);
     if (cmd == "info") return cmd_info(argc, argv);
+    if (cmd == "kv-report") return hs::cli::cmd_kv_report(argc, argv);
+    if (cmd == "eval") return hs::cli::cmd_eval(argc, argv);
+    if (cmd == "serve") return cmd_serve(argc, argv);
     if (cmd == "help" || cmd == "--help" || cmd == "-h") {
       std::cout << kUsage;
       return 0;

@@ -5,6 +5,8 @@
 #include <numeric>
 #include <stdexcept>
 
+#include "engine/forward_runner.h"
+
 namespace hs {
 
 const char* finish_reason_name(FinishReason r) {
@@ -24,6 +26,7 @@ struct Engine::Sequence {
   std::vector<int32_t> tokens;  // prompt, then output
   size_t n_prompt;
   int32_t n_computed = 0;  // tokens whose K/V are in the cache
+  bool holds_kv = false;   // has pages reserved or committed
   std::optional<IncrementalDetokenizer> detok;
   StopStringFilter stops;
   bool done = false;
@@ -37,7 +40,20 @@ struct Engine::Sequence {
 };
 
 Engine::Engine(std::unique_ptr<Backend> backend, std::shared_ptr<const Tokenizer> tokenizer, EngineOptions options)
-    : backend_(std::move(backend)), tokenizer_(std::move(tokenizer)), options_(options) {}
+    : backend_(std::move(backend)), tokenizer_(std::move(tokenizer)), options_(std::move(options)) {
+  const ModelConfig& c = backend_->config();
+  ShardPlan plan = options_.plan ? *options_.plan : dense_plan(c.n_layers, c.n_kv_heads);
+  plan.validate_for(c);
+  const int64_t page_bytes = backend_->page_bytes(plan.block_size());
+  const int64_t n_pages = std::min<int64_t>(options_.kv_bytes / page_bytes, INT32_MAX);
+  if (n_pages < static_cast<int64_t>(c.n_layers) * c.n_kv_heads)
+    throw std::invalid_argument("KV memory of " + std::to_string(options_.kv_bytes) +
+                                " bytes holds fewer pages than one block per head needs (" +
+                                std::to_string(static_cast<int64_t>(c.n_layers) * c.n_kv_heads) + " pages of " +
+                                std::to_string(page_bytes) + " bytes)");
+  backend_->configure_kv(plan, static_cast<int32_t>(n_pages));
+  kv_ = std::make_unique<PagedKvCache>(c, std::move(plan), static_cast<int32_t>(n_pages));
+}
 
 Engine::~Engine() = default;
 
@@ -54,6 +70,13 @@ int64_t Engine::submit(GenerationRequest req, TokenCallback on_event) {
     throw std::invalid_argument("the prompt (" + std::to_string(req.prompt.size()) + " tokens) plus max_tokens (" +
                                 std::to_string(req.max_tokens) + ") exceeds the context length (" +
                                 std::to_string(c.context_length) + ")");
+  // A sequence must fit the pool on its own, with room for one prefill chunk's blocks.
+  const int64_t heads = static_cast<int64_t>(c.n_layers) * c.n_kv_heads;
+  const int64_t chunk_blocks = options_.max_batch_tokens / kv_->plan().block_size() + 2;
+  const int64_t pages = PagedKvCache::pages_for_length(c, kv_->plan(), need) + chunk_blocks * heads;
+  if (pages > kv_->pool().capacity())
+    throw std::invalid_argument("the request needs up to " + std::to_string(pages) + " KV pages but the cache holds " +
+                                std::to_string(kv_->pool().capacity()));
   req.sampling.validate(c.vocab_size);
   const int64_t id = next_id_++;
   seqs_.push_back(std::make_unique<Sequence>(id, std::move(req), std::move(on_event), tokenizer_.get()));
@@ -67,6 +90,29 @@ void Engine::cancel(int64_t seq_id) {
 
 bool Engine::idle() const { return seqs_.empty(); }
 
+int Engine::running() const {
+  int n = 0;
+  for (const auto& s : seqs_) n += !s->done && s->holds_kv;
+  return n;
+}
+
+int Engine::waiting() const {
+  int n = 0;
+  for (const auto& s : seqs_) n += !s->done && !s->holds_kv;
+  return n;
+}
+
+KvStats Engine::kv_stats() const {
+  KvStats st;
+  st.pages_total = kv_->pool().capacity();
+  st.pages_used = kv_->pool().used_pages();
+  st.page_bytes = backend_->page_bytes(kv_->plan().block_size());
+  st.pages_dense = kv_->pages_in_use(HeadKind::Dense);
+  st.pages_strided = kv_->pages_in_use(HeadKind::Strided);
+  st.pages_streaming = kv_->pages_in_use(HeadKind::Streaming);
+  return st;
+}
+
 void Engine::finish(Sequence& s, FinishReason reason) {
   s.done = true;
   TokenEvent ev{s.id, -1, {}, reason};
@@ -74,7 +120,8 @@ void Engine::finish(Sequence& s, FinishReason reason) {
     if (s.detok) ev.text = s.stops.push(s.detok->flush());
     ev.text += s.stops.flush();
   }
-  backend_->release(s.id);
+  kv_->release(s.id);
+  s.holds_kv = false;
   if (s.cb) s.cb(ev);
 }
 
@@ -108,13 +155,32 @@ void Engine::emit_token(Sequence& s, int32_t token) {
   }
 }
 
+// Frees the KV of the newest sequence that arrived after `than` and holds pages, to be
+// recomputed from its tokens later. Returns it, or nullptr when there is none.
+Engine::Sequence* Engine::preempt_newer_than(const Sequence& than) {
+  for (auto it = seqs_.rbegin(); it != seqs_.rend() && it->get() != &than; ++it) {
+    Sequence& s = **it;
+    if (s.done || !s.holds_kv) continue;
+    kv_->release(s.id);
+    s.holds_kv = false;
+    s.n_computed = 0;
+    ++preemptions_;
+    return &s;
+  }
+  return nullptr;
+}
+
 bool Engine::step() {
   seqs_.erase(std::remove_if(seqs_.begin(), seqs_.end(), [](const auto& s) { return s->done; }), seqs_.end());
   if (seqs_.empty()) return false;
 
-  // Decodes first (one token each), then prefill chunks in arrival order within the budget.
-  Batch batch;
-  std::vector<Sequence*> members;
+  // Decodes first (one token each), then prefill chunks in arrival order, within the budget.
+  // Each chunk reserves its pages; when the pool is short, the newest sequence is preempted.
+  struct Planned {
+    Sequence* seq;
+    int32_t n;
+  };
+  std::vector<Planned> plan;
   int budget = options_.max_batch_tokens;
   const int n_run = std::min<int>(options_.max_seqs, static_cast<int>(seqs_.size()));
   for (int pass = 0; pass < 2; ++pass) {
@@ -122,22 +188,44 @@ bool Engine::step() {
       Sequence& s = *seqs_[i];
       const int32_t pending = static_cast<int32_t>(s.tokens.size()) - s.n_computed;
       const bool decoding = pending == 1 && s.n_computed >= static_cast<int32_t>(s.n_prompt);
-      if ((pass == 0) != decoding) continue;
+      if ((pass == 0) != decoding || s.done) continue;
       const int32_t n = std::min(pending, budget);
-      SeqChunk ch;
-      ch.seq_id = s.id;
-      ch.pos0 = s.n_computed;
-      ch.tokens.assign(s.tokens.begin() + s.n_computed, s.tokens.begin() + s.n_computed + n);
-      batch.chunks.push_back(std::move(ch));
-      members.push_back(&s);
+      bool fits = kv_->reserve(s.id, n);
+      while (!fits) {
+        Sequence* victim = preempt_newer_than(s);
+        if (!victim) break;
+        // The victim may already be planned for this step: its reservation is gone, drop it.
+        for (auto p = plan.begin(); p != plan.end();) {
+          if (p->seq == victim) {
+            budget += p->n;
+            p = plan.erase(p);
+          } else {
+            ++p;
+          }
+        }
+        fits = kv_->reserve(s.id, n);
+      }
+      if (!fits) continue;  // waits for pages
+      s.holds_kv = true;
+      plan.push_back({&s, n});
       budget -= n;
     }
   }
-  backend_->forward(batch, logits_);
+  if (plan.empty()) return true;
 
-  for (size_t i = 0; i < members.size(); ++i) {
-    Sequence& s = *members[i];
-    s.n_computed += static_cast<int32_t>(batch.chunks[i].tokens.size());
+  Batch batch;
+  for (const Planned& p : plan) {
+    SeqChunk ch;
+    ch.seq_id = p.seq->id;
+    ch.pos0 = p.seq->n_computed;
+    ch.tokens.assign(p.seq->tokens.begin() + p.seq->n_computed, p.seq->tokens.begin() + p.seq->n_computed + p.n);
+    batch.chunks.push_back(std::move(ch));
+  }
+  run_step(*backend_, *kv_, batch, meta_, logits_);
+
+  for (size_t i = 0; i < plan.size(); ++i) {
+    Sequence& s = *plan[i].seq;
+    s.n_computed += plan[i].n;
     if (s.n_computed < static_cast<int32_t>(s.tokens.size()) || s.done) continue;  // prefill goes on
     const int32_t tok = s.sampler.sample(logits_.last_row_of(i, batch), logits_.vocab, s.tokens, s.n_prompt);
     emit_token(s, tok);

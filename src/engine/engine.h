@@ -1,8 +1,10 @@
-// The engine: sequences, their sampling and stopping, and the batched step loop over a backend.
+// The engine: sequences, their sampling and stopping, the paged KV cache's bookkeeping, and the
+// batched step loop over a backend.
 //
-// One thread owns an Engine. submit() adds a request; step() runs one batch (prefill chunks and
-// decode tokens of every running sequence, within a token budget) and reports each new token
-// through the request's callback.
+// One thread owns an Engine. submit() adds a request; step() runs one batch (decode tokens of
+// running sequences first, then prefill chunks, within a token budget) and reports each new
+// token through the request's callback. When the KV pool runs out mid-generation, the newest
+// running sequence is preempted: its pages are freed and it is recomputed later.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -14,7 +16,9 @@
 #include "backend/backend.h"
 #include "engine/sampling.h"
 #include "engine/stop_strings.h"
+#include "kv/paged_kv_cache.h"
 #include "model/tokenizer.h"
+#include "shard/shard_plan.h"
 
 namespace hs {
 
@@ -43,13 +47,22 @@ struct TokenEvent {
 using TokenCallback = std::function<void(const TokenEvent&)>;
 
 struct EngineOptions {
-  int max_batch_tokens = 512;  // tokens per step, prefill chunks and decodes together
-  int max_seqs = 64;           // sequences running at once
+  int max_batch_tokens = 512;    // tokens per step, prefill chunks and decodes together
+  int max_seqs = 64;             // sequences running at once
+  std::optional<ShardPlan> plan; // default: dense with blocks of 64
+  int64_t kv_bytes = int64_t{1} << 30;  // KV page pool size
+};
+
+struct KvStats {
+  int64_t pages_total = 0, pages_used = 0, page_bytes = 0;
+  int64_t pages_dense = 0, pages_strided = 0, pages_streaming = 0;
 };
 
 class Engine {
  public:
   // tokenizer may be null (token ids only: no text in events, no stop strings, no EOS).
+  // Throws std::invalid_argument for a plan that does not fit the model or a pool too small
+  // for one block per head.
   Engine(std::unique_ptr<Backend> backend, std::shared_ptr<const Tokenizer> tokenizer, EngineOptions options = {});
   ~Engine();
 
@@ -64,18 +77,27 @@ class Engine {
 
   Backend& backend() { return *backend_; }
   const Tokenizer* tokenizer() const { return tokenizer_.get(); }
+  const PagedKvCache& kv() const { return *kv_; }
+  KvStats kv_stats() const;
+  int64_t preemptions() const { return preemptions_; }
+  int running() const;  // sequences holding KV pages or being computed
+  int waiting() const;
 
  private:
   struct Sequence;
   void finish(Sequence& s, FinishReason reason);
   void emit_token(Sequence& s, int32_t token);
+  Sequence* preempt_newer_than(const Sequence& than);
 
   std::unique_ptr<Backend> backend_;
   std::shared_ptr<const Tokenizer> tokenizer_;
   EngineOptions options_;
+  std::unique_ptr<PagedKvCache> kv_;
   std::vector<std::unique_ptr<Sequence>> seqs_;  // in arrival order
   int64_t next_id_ = 1;
+  int64_t preemptions_ = 0;
   Logits logits_;
+  KvStepMeta meta_;
 };
 
 }  // namespace hs

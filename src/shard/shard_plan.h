@@ -23,7 +23,7 @@ struct HeadShard {
   int32_t sink = 0;    // blocks at the start always kept
   int32_t local = 1;   // most recent blocks kept (>= 1: the query's own block)
   int32_t stride = 1;  // 1: every block (dense); 0: none (streaming); n: every n-th block
-  int32_t offset = 0;  // in [0, stride): block j is on the stride when (j + offset) % stride == 0
+  int32_t offset = 0;  // in [0, stride) when stride > 1, else 0: block j is on the stride when (j + offset) % stride == 0
 
   HeadKind kind() const { return stride == 1 ? HeadKind::Dense : stride == 0 ? HeadKind::Streaming : HeadKind::Strided; }
   bool on_stride(int64_t j) const { return stride == 1 || (stride > 1 && (j + offset) % stride == 0); }
@@ -33,7 +33,8 @@ struct HeadShard {
   bool attends(int64_t t, int64_t s, int32_t block_size) const {
     return s <= t && attends_block(t / block_size, s / block_size);
   }
-  // Blocks kept once the newest token is in block c (blocks 0..c): the rule's count.
+  // Blocks kept once the newest token is in block c (blocks 0..c): the rule's count, in closed
+  // form (O(1)); 0 when c < 0. The model's own sliding window is not applied here.
   int64_t kept_blocks(int64_t c) const;
   bool operator==(const HeadShard&) const = default;
 };
@@ -59,9 +60,22 @@ class ShardPlan {
   void validate() const;
   void validate_for(const ModelConfig& config) const;
 
+  // JSON form: a default head plus the layers that differ from it, e.g.
+  //   {"name": "s2:...", "block_size": 64, "n_layers": 30, "n_kv_heads": 3,
+  //    "default": {"sink": 0, "local": 1, "stride": 1, "offset": 0},
+  //    "layers": [{"layer": 1, "heads": [{"sink": 1, "local": 4, "stride": 4}, ...]}, ...]}
+  // A listed layer gives all n_kv_heads heads; a head's missing fields take the default's, and
+  // the default's missing fields take HeadShard{}'s. "name" (default: "custom", or the file's
+  // stem for load()), "default" and "layers" are optional.
+  // from_json(to_json()) is exact. from_json rejects unknown keys, wrong types and duplicate
+  // layers, naming the JSON path ("layers[3].heads[1].stride: expected an integer"), then runs
+  // validate().
   nlohmann::json to_json() const;
   static ShardPlan from_json(const nlohmann::json& j);  // throws std::invalid_argument
+  // One line per listed layer, so the file stays short and editable. Throws std::runtime_error
+  // when the file cannot be written.
   void save(const std::string& path) const;
+  // Also rejects duplicate keys in an object; // comments are allowed.
   static ShardPlan load(const std::string& path);       // throws std::invalid_argument naming the file
 
   bool operator==(const ShardPlan&) const = default;
@@ -72,19 +86,30 @@ class ShardPlan {
   std::vector<HeadShard> heads_;
 };
 
-// Generators. All take the model's layer and KV-head counts.
+// Generators. All take the model's layer and KV-head counts, name the plan with the spec that
+// rebuilds it (plan_from_spec(plan.name(), config) == plan) and throw std::invalid_argument for
+// bad options.
 ShardPlan dense_plan(int32_t n_layers, int32_t n_kv_heads, int32_t block_size = 64);
 // S2-Attention style: strided layers with offsets spread over the KV heads (rotating across
 // layers when there are fewer KV heads than the stride, so every block is covered); dense layers
-// every `dense_every`-th layer (0: none) or the first `dense_first` layers.
+// every `dense_every`-th layer (l % dense_every == 0, so layer 0 is dense; 0: none) and the first
+// `dense_first` layers. Head h of the k-th strided layer (k counts strided layers only) gets
+// offset (h + k * n_kv_heads) % stride when n_kv_heads < stride, else h % stride: any
+// ceil(stride / n_kv_heads) consecutive strided layers together cover every block.
 struct S2Options {
   int32_t stride = 8, local = 16, sink = 0, dense_every = 0, dense_first = 0, block_size = 64;
+  // When non-empty: exactly these layers are strided and the rest dense (dense_every and
+  // dense_first must then be 0). Lets a plan shard only a model's global layers: its
+  // sliding-window layers keep a bounded number of blocks anyway.
+  std::vector<int32_t> strided_layers;
 };
 ShardPlan s2_plan(int32_t n_layers, int32_t n_kv_heads, const S2Options& o);
 // Streaming everywhere: sinks + recent window.
 ShardPlan streaming_plan(int32_t n_layers, int32_t n_kv_heads, int32_t sink, int32_t local, int32_t block_size = 64);
 // DuoAttention style: a fraction (or an explicit list "layer:head") of heads dense, the rest
-// streaming (or strided when stride > 1).
+// streaming (or strided when stride > 1: the n-th non-dense head, layer-major, gets offset
+// n % stride). By fraction, round(fraction * heads) heads are dense, chosen by a shuffle seeded
+// with `seed` that gives the same plan on every platform.
 struct MixedOptions {
   double dense_fraction = 0.25;
   std::vector<std::pair<int32_t, int32_t>> dense_heads;  // when non-empty, overrides the fraction
@@ -95,8 +120,13 @@ ShardPlan mixed_plan(int32_t n_layers, int32_t n_kv_heads, const MixedOptions& o
 
 // A plan from a file path (*.json) or a generator spec:
 //   "dense[:block=64]", "s2:stride=8,local=16,sink=0,dense-every=2,dense-first=0,block=64",
-//   "streaming:sink=1,local=16,block=64", "mixed:dense-frac=0.25,sink=1,local=16,stride=0,seed=0"
-//   (or "mixed:dense=0:1;3:0,...").
+//   "s2:...,strided-layers=5;11;17" (or "strided-layers=global": the model's layers without a
+//   sliding window), "streaming:sink=1,local=16,block=64",
+//   "mixed:dense-frac=0.25,sink=1,local=16,stride=0,seed=0,block=64" (or "mixed:dense=0:1;3:0,...";
+//   dense-frac also takes "p/q").
+// Omitted keys take the option structs' defaults (streaming and mixed: sink 1, local 16). A
+// *.json path that does not exist as given, or a bare name that is no generator, is looked up in
+// the plans folder ($HEADSHARD_CONFIGS_DIR/plans, then the source tree's configs/plans).
 // Throws std::invalid_argument naming the spec key that is wrong; validates against the model.
 ShardPlan plan_from_spec(const std::string& spec, const ModelConfig& config);
 

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "backend/backend.h"
+#include "engine/forward_runner.h"
 #include "model/config.h"
 #include "model/weights.h"
 
@@ -151,10 +152,10 @@ TEST_P(CpuForward, MatchesNaiveReferenceForEveryPosition) {
   const auto tokens = random_tokens(20, c.vocab_size, 1);
   const auto want = reference_logits(*w, tokens);
   auto be = make_cpu_backend(w);
+  ForwardRunner run(*be, dense_plan(c.n_layers, c.n_kv_heads, 16), 64 << 20);
   Batch b;
   b.chunks.push_back({1, 0, tokens, true});
-  Logits lg;
-  be->forward(b, lg);
+  const Logits& lg = run.forward(b);
   ASSERT_EQ(lg.data.size(), tokens.size() * c.vocab_size);
   for (size_t p = 0; p < tokens.size(); ++p) EXPECT_LT(max_rel_err(lg.row(p), want[p]), 1e-4) << "position " << p;
 }
@@ -165,36 +166,38 @@ TEST_P(CpuForward, ChunkedPrefillDecodeAndBatchingAgree) {
   const auto a = random_tokens(23, c.vocab_size, 2), b = random_tokens(9, c.vocab_size, 3);
   const auto want_a = reference_logits(*w, a), want_b = reference_logits(*w, b);
   auto be = make_cpu_backend(w);
+  ForwardRunner run(*be, dense_plan(c.n_layers, c.n_kv_heads, 16), 64 << 20);
   // Sequence 1 in chunks of 5, 1, 10 then single tokens; sequence 2 joins the same steps.
   std::vector<int> cuts = {0, 5, 6, 16, 17, 18, 19, 20, 21, 22, 23};
   for (size_t s = 0; s + 1 < cuts.size(); ++s) {
     Batch batch;
     batch.chunks.push_back({1, cuts[s], {a.begin() + cuts[s], a.begin() + cuts[s + 1]}, false});
     if (s < b.size()) batch.chunks.push_back({2, static_cast<int32_t>(s), {b[s]}, false});
-    Logits lg;
-    be->forward(batch, lg);
+    const Logits& lg = run.forward(batch);
     EXPECT_LT(max_rel_err(lg.last_row_of(0, batch), want_a[cuts[s + 1] - 1]), 1e-4) << "step " << s;
     if (s < b.size()) EXPECT_LT(max_rel_err(lg.last_row_of(1, batch), want_b[s]), 1e-4) << "step " << s;
   }
-  EXPECT_EQ(be->cached_tokens(1), 23);
-  be->release(1);
-  EXPECT_EQ(be->cached_tokens(1), 0);
+  EXPECT_EQ(run.kv().length(1), 23);
+  run.release(1);
+  EXPECT_EQ(run.kv().length(1), 0);
+  run.release(2);
+  EXPECT_EQ(run.kv().pool().used_pages(), 0);
 }
 
 TEST_P(CpuForward, RejectsBadBatches) {
   const ModelConfig c = tiny_config(GetParam());
   auto be = make_cpu_backend(std::shared_ptr<ModelWeights>(synthetic_weights(c, 1)));
-  Logits lg;
+  ForwardRunner run(*be, dense_plan(c.n_layers, c.n_kv_heads, 16), 64 << 20);
   Batch gap;
   gap.chunks.push_back({1, 3, {1, 2}, false});  // nothing cached yet
-  EXPECT_THROW(be->forward(gap, lg), std::invalid_argument);
+  EXPECT_THROW(run.forward(gap), std::invalid_argument);
   Batch bad_token;
-  bad_token.chunks.push_back({1, 0, {c.vocab_size}, false});
-  EXPECT_THROW(be->forward(bad_token, lg), std::invalid_argument);
+  bad_token.chunks.push_back({2, 0, {c.vocab_size}, false});
+  EXPECT_THROW(run.forward(bad_token), std::invalid_argument);
   Batch too_long;
-  too_long.chunks.push_back({1, 0, std::vector<int32_t>(c.context_length + 1, 1), false});
-  EXPECT_THROW(be->forward(too_long, lg), std::invalid_argument);
-  EXPECT_EQ(be->cached_tokens(1), 0);
+  too_long.chunks.push_back({3, 0, std::vector<int32_t>(c.context_length + 1, 1), false});
+  EXPECT_THROW(run.forward(too_long), std::invalid_argument);
+  EXPECT_EQ(run.kv().length(1), 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Archs, CpuForward, ::testing::Values(Arch::Llama, Arch::Gemma3),

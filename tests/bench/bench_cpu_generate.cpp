@@ -14,6 +14,7 @@
 
 #include "backend/backend.h"
 #include "cli/args.h"
+#include "engine/forward_runner.h"
 #include "engine/sampling.h"
 #include "model/model.h"
 #include "util/thread_pool.h"
@@ -49,6 +50,7 @@ int main(int argc, char** argv) try {
 
   hs::Model m = hs::load_model(path);
   auto be = hs::make_cpu_backend(m.weights);
+  hs::ForwardRunner run(*be, hs::dense_plan(m.config.n_layers, m.config.n_kv_heads), int64_t{4} << 30);
   std::mt19937 rng(42);
   auto random_tokens = [&](int n) {
     std::vector<int32_t> t(n);
@@ -60,16 +62,15 @@ int main(int argc, char** argv) try {
   std::printf("model %s, %d threads, median of %d runs\n\n", path.c_str(), hs::ThreadPool::global().size(), reps);
   std::printf("%-28s %12s %12s\n", "test", "tokens/s", "ms/step");
   int64_t seq = 1;
-  hs::Logits lg;
   for (int n : prompts) {
     std::vector<double> tps;
     for (int r = 0; r < reps; ++r) {
       hs::Batch b;
       b.chunks.push_back({seq, 0, random_tokens(n), false});
       const auto t0 = std::chrono::steady_clock::now();
-      be->forward(b, lg);
+      run.forward(b);
       tps.push_back(n / seconds_since(t0));
-      be->release(seq++);
+      run.release(seq++);
     }
     const double med = median(tps);
     std::printf("%-28s %12.1f %12.1f\n", ("prompt processing pp" + std::to_string(n)).c_str(), med, 1000.0 * n / med);
@@ -86,17 +87,17 @@ int main(int argc, char** argv) try {
         ids.push_back(seq++);
         pre.chunks.push_back({ids.back(), 0, random_tokens(64), false});
       }
-      be->forward(pre, lg);
-      for (int i = 0; i < bsz; ++i) last[i] = hs::argmax(lg.last_row_of(i, pre), lg.vocab);
+      const hs::Logits& lp = run.forward(pre);
+      for (int i = 0; i < bsz; ++i) last[i] = hs::argmax(lp.last_row_of(i, pre), lp.vocab);
       const auto t0 = std::chrono::steady_clock::now();
       for (int s = 0; s < gen; ++s) {
         hs::Batch b;
         for (int i = 0; i < bsz; ++i) b.chunks.push_back({ids[i], 64 + s, {last[i]}, false});
-        be->forward(b, lg);
+        const hs::Logits& lg = run.forward(b);
         for (int i = 0; i < bsz; ++i) last[i] = hs::argmax(lg.last_row_of(i, b), lg.vocab);
       }
       tps.push_back(static_cast<double>(gen) * bsz / seconds_since(t0));
-      for (int64_t id : ids) be->release(id);
+      for (int64_t id : ids) run.release(id);
     }
     const double med = median(tps);
     std::printf("%-28s %12.1f %12.1f\n", ("generation tg" + std::to_string(gen) + " batch " + std::to_string(bsz)).c_str(),

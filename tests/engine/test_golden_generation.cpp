@@ -11,6 +11,7 @@
 
 #include "backend/backend.h"
 #include "engine/engine.h"
+#include "engine/forward_runner.h"
 #include "model/chat.h"
 #include "model/model.h"
 #include "test_util.h"
@@ -109,6 +110,7 @@ TEST_P(Golden, TeacherForcedArgmaxAgreesAtLeast99Percent) {
   const auto want_lp = golden["logprob_next"].get<std::vector<double>>();
   ASSERT_GE(ids.size(), 2001u);
   auto be = make_cpu_backend(m.weights);
+  ForwardRunner run(*be, dense_plan(m.config.n_layers, m.config.n_kv_heads), int64_t{2} << 30);
   const int vocab = m.config.vocab_size;
   const size_t n = ids.size() - 1;  // positions with a next token
   int agree = 0;
@@ -118,8 +120,7 @@ TEST_P(Golden, TeacherForcedArgmaxAgreesAtLeast99Percent) {
     const size_t len = std::min(chunk, n - p0);
     Batch b;
     b.chunks.push_back({1, static_cast<int32_t>(p0), {ids.begin() + p0, ids.begin() + p0 + len}, true});
-    Logits lg;
-    be->forward(b, lg);
+    const Logits& lg = run.forward(b);
     for (size_t i = 0; i < len; ++i) {
       const float* row = lg.row(static_cast<int64_t>(i));
       agree += argmax(row, vocab) == want_argmax[p0 + i];
