@@ -30,4 +30,14 @@ if ! python3 -m pip --version >/dev/null 2>&1; then
   echo "setup: python3 has no pip; install python3-pip" >&2
   exit 1
 fi
+
+# Python packages for the end-to-end tests and scripts/loadtest.py, in .venv (git-ignored).
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+if "$ROOT/.venv/bin/python" -c "import openai, pytest, requests" >/dev/null 2>&1; then
+  echo "setup: .venv present"
+else
+  echo "setup: creating .venv (openai, pytest, requests)"
+  python3 -m venv "$ROOT/.venv"
+  "$ROOT/.venv/bin/pip" install -q openai pytest requests
+fi
 echo "setup: done"

@@ -165,8 +165,11 @@ int cmd_eval(int argc, char** argv) {
   Model m = load_model(model_path(a), {true, terminal_progress()});
   if (!m.tokenizer) throw std::invalid_argument("eval needs a model with a tokenizer");
   const ModelConfig& c = m.config;
-  const ShardPlan plan = plan_from_spec(a.str("plan", "dense"), c);
-  const ShardPlan dense = dense_plan(c.n_layers, c.n_kv_heads, plan.block_size());
+  // Dense first, then each plan of --plan (several separated by '|').
+  std::vector<ShardPlan> plans;
+  for (const auto& spec : split(a.str("plan", "dense"), '|')) plans.push_back(plan_from_spec(spec, c));
+  if (plans.empty()) throw std::invalid_argument("--plan is empty");
+  plans.insert(plans.begin(), dense_plan(c.n_layers, c.n_kv_heads, plans[0].block_size()));
   const int32_t window = static_cast<int32_t>(std::min<int64_t>(a.integer("window", 4096), c.context_length - 1));
   const int64_t ppl_tokens = a.integer("ppl-tokens", 20000);
   std::vector<int64_t> contexts;
@@ -186,9 +189,10 @@ int cmd_eval(int argc, char** argv) {
   const int32_t bos = m.tokenizer->add_bos_default() ? m.tokenizer->bos_id() : -1;
   std::vector<int32_t> ids;
   if (!a.has("no-perplexity")) ids = eval_tokens(*m.tokenizer, a.str("text", kDefaultTexts), ppl_tokens);
-  for (const ShardPlan* p : {&dense, &plan}) {
-    if (p == &plan && plan.all_dense() && rows.size() == 1) break;  // asked for dense: one row
-    Row r{p == &dense ? "dense" : plan.name(), {}, {}};
+  for (size_t i = 0; i < plans.size(); ++i) {
+    const ShardPlan* p = &plans[i];
+    if (i > 0 && p->all_dense()) continue;  // dense is the first row already
+    Row r{i == 0 ? "dense" : p->name(), {}, {}};
     if (!ids.empty()) {
       r.ppl = perplexity(m, *p, ids, window, bos);
       spdlog::info("{}: perplexity {:.4f} over {} tokens ({:.0f} s)", r.name, r.ppl.ppl, r.ppl.tokens, r.ppl.seconds);

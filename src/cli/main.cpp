@@ -12,7 +12,10 @@
 #include "cli/args.h"
 #include "cli/common.h"
 #include "cli/commands.h"
+#include "cli/device.h"
+#ifdef HEADSHARD_WITH_SERVER
 #include "cli/serve.h"
+#endif
 #include "engine/engine.h"
 #include "model/chat.h"
 #include "model/gguf.h"
@@ -32,12 +35,14 @@ usage:
                      [--temperature T] [--top-p P] [--top-k K] [--min-p P] [--seed S]
                      [--repeat-penalty R] [--presence-penalty P] [--frequency-penalty F]
                      [--stop TEXT] [--ignore-eos] [--plan FILE|SPEC] [--kv-memory BYTES]
+                     [--device cpu|cuda|auto]
   headshard serve [--model PATH] [--host 127.0.0.1] [--port 8080] [--api-key KEY] [--ctx-size N]
-                  [--max-seqs N] [--max-queue N] [--kv-memory BYTES] [--plan FILE|SPEC] [--device cpu|cuda]
+                  [--max-seqs N] [--max-queue N] [--kv-memory BYTES] [--plan FILE|SPEC] [--device cpu|cuda|auto]
                   [--grace-seconds S] [--max-body-bytes N] [--timeout S]   (see headshard serve --help)
   headshard info [--model PATH]
   headshard kv-report [--model PATH] [--plan FILE|SPEC] [--context N] [--budget BYTES] [--kv-dtype bf16|f32]
-  headshard eval [--model PATH] [--plan FILE|SPEC] [--ppl-tokens N] [--window N] [--passkey-contexts N,...]
+  headshard eval [--model PATH] [--plan FILE|SPEC[|FILE|SPEC...]] [--ppl-tokens N] [--window N]
+                 [--passkey-contexts N,...] [--passkey-depths F,...] [--passkey-trials N] [--text FILE,...]
   headshard help
 
 --model defaults to $HEADSHARD_MODEL, else models/SmolLM2-135M-Instruct.Q4_1.gguf.
@@ -83,7 +88,7 @@ int cmd_info(int argc, char** argv) {
 int cmd_generate(int argc, char** argv) {
   Args a(argc, argv, 2,
          {"model", "prompt", "system", "max-tokens", "temperature", "top-p", "top-k", "min-p", "seed", "repeat-penalty",
-          "presence-penalty", "frequency-penalty", "stop", "plan", "kv-memory"},
+          "presence-penalty", "frequency-penalty", "stop", "plan", "kv-memory", "device"},
          {"chat", "ignore-eos"});
   hs::GenerationRequest req;
   req.max_tokens = static_cast<int>(a.integer("max-tokens", 128));
@@ -98,6 +103,7 @@ int cmd_generate(int argc, char** argv) {
   if (a.has("seed")) req.sampling.seed = static_cast<uint64_t>(a.integer("seed", 0));
   if (a.has("stop")) req.stop.push_back(a.str("stop"));
   const std::string prompt = a.required("prompt");
+  const std::string device = hs::cli::resolve_device(a.str("device", "auto"));  // fail before loading
 
   const auto t0 = std::chrono::steady_clock::now();
   hs::LoadOptions opt;
@@ -122,7 +128,7 @@ int cmd_generate(int argc, char** argv) {
   hs::EngineOptions eo;
   eo.plan = hs::plan_from_spec(a.str("plan", "dense"), m.config);
   eo.kv_bytes = a.bytes("kv-memory", int64_t{2} << 30);
-  hs::Engine engine(hs::make_cpu_backend(m.weights), m.tokenizer, eo);
+  hs::Engine engine(hs::cli::make_backend(device, m.weights), m.tokenizer, eo);
   int n_out = 0;
   hs::FinishReason reason = hs::FinishReason::None;
   engine.submit(req, [&](const hs::TokenEvent& ev) {
@@ -157,7 +163,11 @@ int main(int argc, char** argv) {
     if (cmd == "info") return cmd_info(argc, argv);
     if (cmd == "kv-report") return hs::cli::cmd_kv_report(argc, argv);
     if (cmd == "eval") return hs::cli::cmd_eval(argc, argv);
+#ifdef HEADSHARD_WITH_SERVER
     if (cmd == "serve") return cmd_serve(argc, argv);
+#else
+    if (cmd == "serve") throw std::invalid_argument("this build has no HTTP server (cpp-httplib was not found)");
+#endif
     if (cmd == "help" || cmd == "--help" || cmd == "-h") {
       std::cout << kUsage;
       return 0;

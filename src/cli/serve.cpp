@@ -14,6 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include "backend/backend.h"
+#include "cli/device.h"
 #include "cli/serve_config.h"
 #include "engine/engine.h"
 #include "engine/service.h"
@@ -26,17 +27,6 @@
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-std::unique_ptr<hs::Backend> make_backend(const std::string& device, std::shared_ptr<const hs::ModelWeights> weights) {
-  if (device == "cpu") return hs::make_cpu_backend(std::move(weights));
-#ifdef HEADSHARD_WITH_CUDA
-  throw std::invalid_argument("--device cuda: the CUDA backend is not wired into serve yet; use --device cpu");
-#else
-  throw std::invalid_argument(
-      "--device cuda: this headshard was built without CUDA (configure with -DHEADSHARD_CUDA=on on a machine with "
-      "the CUDA toolkit); use --device cpu");
-#endif
-}
 
 // Waits for SIGTERM or SIGINT (blocked in every thread, so they queue for sigtimedwait) up to
 // `timeout`; true when one came.
@@ -56,7 +46,7 @@ int cmd_serve(int argc, char** argv) {
       return 0;
     }
   const hs::cli::ServeConfig cfg = hs::cli::parse_serve_config(argc, argv, 2);
-  if (cfg.device == "cuda") make_backend("cuda", nullptr);  // fails early and clearly without CUDA
+  hs::cli::resolve_device(cfg.device);  // --device cuda fails here, clearly, without CUDA or a GPU
 
   // Before any thread starts: SIGTERM/SIGINT are taken by sigtimedwait here, never delivered
   // to a worker; a write to a vanished client must fail with EPIPE, not kill the process.
@@ -108,7 +98,7 @@ int cmd_serve(int argc, char** argv) {
     if (model_id != hs::server::default_model_id(cfg.model)) aliases.push_back(hs::server::default_model_id(cfg.model));
     auto view = std::make_shared<hs::server::ModelView>(
         hs::server::make_model_view(model, model_id, aliases, cfg.ctx_size));
-    auto engine = std::make_unique<hs::Engine>(make_backend(cfg.device, model->weights), model->tokenizer, eo);
+    auto engine = std::make_unique<hs::Engine>(hs::cli::make_backend(cfg.device, model->weights), model->tokenizer, eo);
     server.set_model(view);
     spdlog::info("ready: {} ({}, {} layers, context {}, chat template {}) loaded in {:.1f} s", model_id,
                  hs::arch_name(model->config.arch), model->config.n_layers, view->context_length,

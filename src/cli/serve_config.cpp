@@ -12,7 +12,7 @@ namespace hs::cli {
 const char* kServeUsage = R"(  headshard serve [--model PATH] [--served-model-name NAME] [--plan FILE|SPEC]
                   [--host 127.0.0.1] [--port 8080] [--api-key KEY] [--ctx-size N]
                   [--max-seqs 16] [--max-batch-tokens 512] [--kv-memory BYTES] [--max-queue 128]
-                  [--device cpu|cuda] [--grace-seconds 30] [--max-body-bytes 8M] [--timeout S]
+                  [--device auto|cpu|cuda] [--grace-seconds 30] [--max-body-bytes 8M] [--timeout S]
       (each flag also from HEADSHARD_<NAME>, e.g. HEADSHARD_PORT; the flag wins)
 )";
 
@@ -89,8 +89,8 @@ ServeConfig parse_serve_config(int argc, char** argv, int first,
   if (auto v = setting("kv-memory")) c.kv_memory = parse_bytes(*v);
   if (auto v = setting("max-queue")) c.max_queue = static_cast<int>(to_integer("max-queue", *v, 0, 1 << 20));
   if (auto v = setting("device")) c.device = *v;
-  if (c.device != "cpu" && c.device != "cuda")
-    throw std::invalid_argument("--device must be cpu or cuda, got '" + c.device + "'");
+  if (c.device != "cpu" && c.device != "cuda" && c.device != "auto")
+    throw std::invalid_argument("--device must be cpu, cuda or auto, got '" + c.device + "'");
   if (auto v = setting("grace-seconds")) c.grace_seconds = to_number("grace-seconds", *v, 0, 86400);
   if (auto v = setting("max-body-bytes")) c.max_body_bytes = parse_bytes(*v);
   if (c.max_body_bytes < 1024) throw std::invalid_argument("--max-body-bytes must be at least 1K");

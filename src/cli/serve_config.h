@@ -22,7 +22,7 @@ struct ServeConfig {
   int max_batch_tokens = 512;
   std::optional<int64_t> kv_memory;  // bytes; none: the engine's default
   int max_queue = 128;
-  std::string device = "cpu";
+  std::string device = "auto";    // cpu, cuda, or auto (cuda when built with it and a GPU is there)
   double grace_seconds = 30.0;
   int64_t max_body_bytes = int64_t{8} << 20;
   double timeout_seconds = 0.0;   // per request; 0: none

@@ -115,7 +115,9 @@ KvStats Engine::kv_stats() const {
 
 void Engine::finish(Sequence& s, FinishReason reason) {
   s.done = true;
-  TokenEvent ev{s.id, -1, {}, reason};
+  TokenEvent ev;
+  ev.seq_id = s.id;
+  ev.finish = reason;
   if (reason != FinishReason::Cancelled) {
     if (s.detok) ev.text = s.stops.push(s.detok->flush());
     ev.text += s.stops.flush();
@@ -143,7 +145,9 @@ static void fill_logprobs(const std::vector<float>& logits, int32_t token, int k
 
 void Engine::emit_token(Sequence& s, int32_t token) {
   s.tokens.push_back(token);
-  TokenEvent ev{s.id, token, {}, FinishReason::None};
+  TokenEvent ev;
+  ev.seq_id = s.id;
+  ev.token = token;
   if (s.req.logprobs >= 0) fill_logprobs(s.sampler.last_logits(), token, s.req.logprobs, ev);
   const bool eos = tokenizer_ && !s.req.ignore_eos && tokenizer_->is_end_of_generation(token);
   if (s.detok && !eos) ev.text = s.stops.push(s.detok->push(token));
@@ -211,7 +215,11 @@ bool Engine::step() {
       budget -= n;
     }
   }
-  if (plan.empty()) return true;
+  if (plan.empty()) {
+    // The oldest sequence can always preempt the newer ones, and submit() checked that each
+    // fits alone; getting here means that invariant broke.
+    throw std::logic_error("no sequence could be scheduled: the KV pool cannot hold the oldest one");
+  }
 
   Batch batch;
   for (const Planned& p : plan) {

@@ -211,7 +211,6 @@ void EngineService::run(std::function<std::unique_ptr<Engine>()> load) {
   publish(*engine);
   serve(*engine);
   fail_all(engine.get(), ServiceError::Shutdown, "the server is shutting down");
-  publish(*engine);
   engine.reset();  // the backend's memory goes with the thread that used it
 }
 
@@ -251,8 +250,12 @@ void EngineService::serve(Engine& engine) {
     running_.erase(std::remove_if(running_.begin(), running_.end(), [](const auto& j) { return j->ended; }),
                    running_.end());
     publish(engine);
+    {
+      std::lock_guard lock(mutex_);
+      in_engine_ = static_cast<int>(running_.size());
+    }
+    deliver_ended();
     std::unique_lock lock(mutex_);
-    in_engine_ = static_cast<int>(running_.size());
     if (waiting_.empty() && in_engine_ == 0) idle_cv_.notify_all();
     if (!worked && running_.empty())
       cv_.wait_for(lock, kIdleTick, [&] { return wake_pending_ || stop_requested_ || !waiting_.empty(); });
@@ -351,7 +354,12 @@ void EngineService::end_job(Job& job, ServiceEvent last, const char* outcome) {
     std::lock_guard slock(stats_mutex_);
     ++stats_.requests_finished[outcome];
   }
-  job.shared->push(std::move(last));
+  ended_.emplace_back(job.shared, std::move(last));
+}
+
+void EngineService::deliver_ended() {
+  for (auto& [shared, ev] : ended_) shared->push(std::move(ev));
+  ended_.clear();
 }
 
 void EngineService::fail_all(Engine* engine, ServiceError error, const std::string& message) {
@@ -370,8 +378,13 @@ void EngineService::fail_all(Engine* engine, ServiceError error, const std::stri
     if (!job->ended) end_job(*job, {ServiceEvent::Kind::Failed, job->index, {}, error, message}, "shutdown");
   }
   running_.clear();
+  {
+    std::lock_guard lock(mutex_);
+    in_engine_ = 0;
+  }
+  if (engine) publish(*engine);
+  deliver_ended();
   std::lock_guard lock(mutex_);
-  in_engine_ = 0;
   idle_cv_.notify_all();
 }
 

@@ -161,6 +161,7 @@ class EngineService {
   void sweep_running(Engine& engine, Clock::time_point now);
   void on_engine_event(Job& job, const TokenEvent& ev);
   void end_job(Job& job, ServiceEvent last, const char* outcome);
+  void deliver_ended();
   void fail_all(Engine* engine, ServiceError error, const std::string& message);
   void publish(Engine& engine);
 
@@ -178,6 +179,9 @@ class EngineService {
   std::string failure_;
 
   std::vector<std::unique_ptr<Job>> running_;  // engine thread only
+  // Last events of sequences that ended, held until the gauges and KV readings no longer count
+  // them: a client that saw its request end and then reads /metrics sees its pages freed.
+  std::vector<std::pair<std::shared_ptr<RequestHandle::Shared>, ServiceEvent>> ended_;  // engine thread only
 
   mutable std::mutex stats_mutex_;
   ServiceStats stats_;

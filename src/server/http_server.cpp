@@ -223,7 +223,7 @@ HttpServer::HttpServer(ServerOptions options, EngineService& service)
     : impl_(std::make_unique<Impl>(std::move(options), service)) {
   Impl& s = *impl_;
   int threads = s.options.threads;
-  if (threads <= 0) threads = s.service.options().max_seqs + s.service.options().max_queue + 32;
+  if (threads <= 0) threads = s.service.options().max_seqs + s.service.options().max_queue + 64;
   threads = std::clamp(threads, 4, 1024);
   s.http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
   s.http.set_payload_max_length(s.options.max_body_bytes);

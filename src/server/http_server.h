@@ -27,8 +27,9 @@ struct ServerOptions {
   int port = 8080;  // 0: any free port (see bind())
   std::string api_key;
   size_t max_body_bytes = size_t{8} << 20;
-  // HTTP worker threads; each open request holds one. 0: enough for every request the service
-  // can hold (max_seqs + max_queue) plus room for health checks and rejections.
+  // HTTP worker threads; each open request (and each idle keep-alive connection, for up to 5 s)
+  // holds one. 0: enough for every request the service can hold (max_seqs + max_queue) plus 64
+  // for health checks, metrics and rejections.
   int threads = 0;
   // How often a waiting handler checks that its client is still there.
   std::chrono::milliseconds poll_interval{50};

@@ -84,14 +84,11 @@ std::string render_metrics(const ServiceStats& s, const HttpCounters& http, cons
             static_cast<double>(s.requests_submitted));
   t.family("headshard_requests_finished_total", "counter",
            "Sequences ended, by outcome: stop, length, cancelled, timeout, rejected, error, shutdown.");
-  for (const char* o : {"stop", "length", "cancelled", "timeout"}) {
-    auto it = s.requests_finished.find(o);
-    t.sample("headshard_requests_finished_total", it == s.requests_finished.end() ? 0 : static_cast<double>(it->second),
-             {{"outcome", o}});
-  }
-  for (const auto& [o, n] : s.requests_finished)
-    if (std::string(o) != "stop" && o != "length" && o != "cancelled" && o != "timeout")
-      t.sample("headshard_requests_finished_total", static_cast<double>(n), {{"outcome", o}});
+  // The usual outcomes always appear (as 0 until they happen); rarer ones once they have.
+  std::map<std::string, int64_t> finished = {{"stop", 0}, {"length", 0}, {"cancelled", 0}, {"timeout", 0}};
+  for (const auto& [outcome, n] : s.requests_finished) finished[outcome] = n;
+  for (const auto& [outcome, n] : finished)
+    t.sample("headshard_requests_finished_total", static_cast<double>(n), {{"outcome", outcome}});
   t.family("headshard_requests_rejected_total", "counter",
            "Requests refused before queueing, by reason: queue_full (429), unavailable (503).");
   for (const char* r : {"queue_full", "unavailable"}) {

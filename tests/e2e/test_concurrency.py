@@ -1,5 +1,6 @@
 """32 concurrent requests with different lengths and parameters all finish, and each greedy
 output equals the same request served alone."""
+import json
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
@@ -61,7 +62,6 @@ def run(server, path, body):
         assert r.headers["Content-Type"].startswith("text/event-stream")
         lines = [ln for ln in r.iter_lines(decode_unicode=False) if ln]
     assert lines[-1] == b"data: [DONE]"
-    import json
     for ln in lines[:-1]:
         assert ln.startswith(b"data: ")
         chunk = json.loads(ln[6:])
@@ -69,7 +69,7 @@ def run(server, path, body):
             usage = chunk["usage"]["completion_tokens"]
             continue
         c = chunk["choices"][0]
-        text += c["delta"].get("content") or "" if "delta" in c else c["text"]
+        text += (c["delta"].get("content") or "") if "delta" in c else c["text"]
         finish = c["finish_reason"] or finish
     return text, finish, usage
 

@@ -39,6 +39,7 @@ struct Gate {
   std::mutex m;
   std::condition_variable cv;
   bool open = true;
+  int parked = 0;  // engine threads waiting at the gate
   void set(bool o) {
     {
       std::lock_guard lock(m);
@@ -46,10 +47,19 @@ struct Gate {
     }
     cv.notify_all();
   }
+  // Closes the gate and returns once an engine thread is parked at it.
+  void close_and_park() {
+    std::unique_lock lock(m);
+    open = false;
+    cv.wait(lock, [&] { return parked > 0; });
+  }
   EngineProbe probe() {
     return [this](const Engine& e) {
       std::unique_lock lock(m);
+      ++parked;
+      cv.notify_all();
       cv.wait(lock, [&] { return open; });
+      --parked;
       EngineReadings r;
       r.kv_known = true;
       r.kv = e.kv_stats();
@@ -131,8 +141,7 @@ TEST(EngineService, QueueLimitAndCancellation) {
   s.start([] { return tiny_engine(1); });
   wait_ready(s);
 
-  gate.set(false);
-  std::this_thread::sleep_for(100ms);  // the engine thread is now parked in the probe
+  gate.close_and_park();
   auto running = s.submit({request(400)});
   auto queued = s.submit({request(400)});
   EXPECT_THROW(s.submit({request(4)}), QueueFull);  // 1 running + 1 waiting is the limit
@@ -155,8 +164,7 @@ TEST(EngineService, QueueLimitAndCancellation) {
     ASSERT_TRUE(e);
     n_tokens += e->kind == ServiceEvent::Kind::Token;
   }
-  gate.set(false);
-  std::this_thread::sleep_for(50ms);
+  gate.close_and_park();
   EXPECT_GT(s.stats().engine.kv.pages_used, 0);
   EXPECT_EQ(s.stats().running, 1);
   running->cancel();
@@ -195,8 +203,7 @@ TEST(EngineService, EngineRejectionAndTimeouts) {
   EXPECT_NE(ev[0].message.find("outside the vocabulary"), std::string::npos);
 
   // Timed out while queued.
-  gate.set(false);
-  std::this_thread::sleep_for(50ms);
+  gate.close_and_park();
   auto queued = s.submit({request(400)});
   std::this_thread::sleep_for(300ms);
   gate.set(true);
@@ -211,7 +218,7 @@ TEST(EngineService, EngineRejectionAndTimeouts) {
     ASSERT_TRUE(e);
     if (e->kind == ServiceEvent::Kind::Token) break;
   }
-  gate.set(false);
+  gate.close_and_park();
   std::this_thread::sleep_for(300ms);
   gate.set(true);
   ev = drain(*running);
@@ -242,16 +249,18 @@ TEST(EngineService, DrainThenStopFailsWhatIsLeft) {
   EXPECT_EQ(ev.back().token.finish, FinishReason::Length);
 
   // Stopped with work still queued: it fails with Shutdown.
-  EngineService s2(o);
+  Gate gate2;
+  ServiceOptions o2 = o;
+  o2.probe = gate2.probe();
+  EngineService s2(o2);
   s2.start([] { return tiny_engine(1); });
   wait_ready(s2);
-  gate.set(false);
-  std::this_thread::sleep_for(100ms);
+  gate2.close_and_park();
   auto a = s2.submit({request(300)});
   auto b = s2.submit({request(300)});
   std::thread opener([&] {
     std::this_thread::sleep_for(100ms);
-    gate.set(true);
+    gate2.set(true);
   });
   s2.stop();
   opener.join();

@@ -525,7 +525,7 @@ TEST(ServeConfig, FlagsWinOverEnvironment) {
   EXPECT_EQ(c.max_seqs, 3);
   EXPECT_EQ(c.kv_memory.value_or(0), int64_t{64} << 20);
   EXPECT_DOUBLE_EQ(c.timeout_seconds, 2.5);
-  EXPECT_EQ(c.device, "cpu");
+  EXPECT_EQ(c.device, "auto");
 
   auto parse = [&](std::vector<std::string> extra) {
     std::vector<std::string> a = {"headshard", "serve"};

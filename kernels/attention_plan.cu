@@ -1,0 +1,150 @@
+// Host-side planning for the attention kernels (plan once per step, launch per layer).
+#include <algorithm>
+#include <cstdint>
+#include <functional>
+#include <numeric>
+#include <queue>
+#include <vector>
+
+#include "sharded_attention.h"
+
+namespace hs::kernels {
+namespace {
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Estimated time (in list entries) of one layer's decode when lists are cut into splits of at most
+// P entries: each thread block costs its entries plus a fixed overhead, and `slots` run at once.
+// Few items: greedy longest-first onto the least loaded slot (wave quantization matters); many:
+// the balanced bound.
+double estimate(const std::vector<int32_t>& lens, int64_t total, int32_t P, int32_t slots, int32_t overhead) {
+  int64_t n_items = 0;
+  int32_t max_item = 0;
+  for (int32_t n : lens) {
+    const int64_t ns = std::max<int64_t>(1, ceil_div(n, P));
+    n_items += ns;
+    max_item = std::max<int32_t>(max_item, int32_t(ceil_div(n, ns)));
+  }
+  if (n_items > 4LL * slots)
+    return std::max<double>(max_item + overhead, double(total + int64_t(overhead) * n_items) / slots);
+  std::vector<int32_t> sizes;
+  sizes.reserve(n_items);
+  for (int32_t n : lens) {
+    const int32_t ns = int32_t(std::max<int64_t>(1, ceil_div(n, P)));
+    for (int32_t k = 0; k < ns; ++k) sizes.push_back(n / ns + (k < n % ns ? 1 : 0) + overhead);
+  }
+  std::sort(sizes.begin(), sizes.end(), std::greater<>());
+  std::priority_queue<int64_t, std::vector<int64_t>, std::greater<>> load;
+  for (int32_t i = 0; i < slots; ++i) load.push(0);
+  int64_t makespan = 0;
+  for (int32_t s : sizes) {
+    const int64_t t = load.top() + s;
+    load.pop();
+    load.push(t);
+    makespan = std::max(makespan, t);
+  }
+  return double(makespan);
+}
+
+int g_variant[2] = {0, 0};
+
+}  // namespace
+
+namespace detail {
+int kernel_variant(int which) { return g_variant[which & 1]; }
+}  // namespace detail
+
+void set_kernel_variant(int32_t decode, int32_t prefill) {
+  g_variant[0] = decode;
+  g_variant[1] = prefill;
+}
+
+void plan_decode(const int32_t* indptr, const int32_t* decode_chunks, int32_t n_dc, int32_t n_layers,
+                 int32_t n_kv_heads, int32_t block_size, const DecodePlanOptions& opt, DecodePlan& plan) {
+  plan.items.clear();
+  plan.layer_begin.assign(n_layers + 1, 0);
+  plan.max_partials = 0;
+  plan.n_groups = n_dc * n_kv_heads;
+  const int32_t slots = std::max(1, opt.slots);
+  const int32_t min_entries = std::max<int32_t>(1, int32_t(ceil_div(std::max(opt.min_split_tokens, 1), block_size)));
+  const int32_t overhead = std::max<int32_t>(1, 128 / block_size);  // about two 64-token tiles
+  std::vector<int32_t> lens(size_t(n_dc) * n_kv_heads);
+  std::vector<int32_t> cand;
+  for (int32_t layer = 0; layer < n_layers; ++layer) {
+    plan.layer_begin[layer] = int32_t(plan.items.size());
+    int64_t total = 0;
+    int32_t lmax = 0;
+    for (int32_t c = 0; c < n_dc; ++c)
+      for (int32_t h = 0; h < n_kv_heads; ++h) {
+        const int32_t l = (decode_chunks[c] * n_layers + layer) * n_kv_heads + h;
+        const int32_t n = indptr[l + 1] - indptr[l];
+        lens[size_t(c) * n_kv_heads + h] = n;
+        total += n;
+        lmax = std::max(lmax, n);
+      }
+    // Entries per split: candidates that fill the slots k times over, or cut the longest list
+    // into s equal parts; the best estimate wins (ties: fewer splits).
+    const int32_t floor_p = std::max(min_entries, int32_t(ceil_div(std::max(lmax, 1), std::max(opt.max_splits, 1))));
+    cand.clear();
+    cand.push_back(std::max(lmax, 1));
+    for (int32_t k = 1; k <= 8; ++k) cand.push_back(int32_t(ceil_div(std::max<int64_t>(total, 1), int64_t(k) * slots)));
+    for (int32_t s = 1; s <= 16; ++s) cand.push_back(int32_t(ceil_div(std::max(lmax, 1), s)));
+    for (int32_t& P : cand) P = std::max(P, floor_p);
+    std::sort(cand.begin(), cand.end(), std::greater<>());
+    cand.erase(std::unique(cand.begin(), cand.end()), cand.end());
+    int32_t best_p = cand.front();
+    double best = estimate(lens, total, best_p, slots, overhead);
+    for (size_t i = 1; i < cand.size(); ++i) {
+      const double e = estimate(lens, total, cand[i], slots, overhead);
+      if (e < best * 0.98) {
+        best = e;
+        best_p = cand[i];
+      }
+    }
+    int32_t partials = 0;
+    for (int32_t c = 0; c < n_dc; ++c)
+      for (int32_t h = 0; h < n_kv_heads; ++h) {
+        const int32_t l = (decode_chunks[c] * n_layers + layer) * n_kv_heads + h;
+        const int32_t n = lens[size_t(c) * n_kv_heads + h];
+        const int32_t ns = int32_t(std::max<int64_t>(1, ceil_div(n, best_p)));
+        int32_t e = indptr[l];
+        for (int32_t k = 0; k < ns; ++k) {
+          const int32_t len = n / ns + (k < n % ns ? 1 : 0);
+          plan.items.push_back(DecodeWorkItem{decode_chunks[c], h, e, e + len, k, ns, ns > 1 ? partials : 0,
+                                              c * n_kv_heads + h});
+          e += len;
+        }
+        if (ns > 1) partials += ns;
+      }
+    plan.max_partials = std::max(plan.max_partials, partials);
+    std::stable_sort(plan.items.begin() + plan.layer_begin[layer], plan.items.end(),
+                     [](const DecodeWorkItem& x, const DecodeWorkItem& y) {
+                       return x.e_end - x.e_begin > y.e_end - y.e_begin;
+                     });
+  }
+  plan.layer_begin[n_layers] = int32_t(plan.items.size());
+}
+
+size_t decode_workspace_bytes(const DecodePlan& plan, int32_t group, int32_t head_dim) {
+  const size_t floats = size_t(plan.max_partials) * group * (head_dim + 1);
+  return floats * sizeof(float) + size_t(std::max(plan.n_groups, 1)) * sizeof(int32_t);
+}
+
+void plan_prefill(const int32_t* chunk_ids, int32_t n_ids, const int32_t* pos0, const int32_t* tok0,
+                  int32_t head_dim, std::vector<PrefillWorkItem>& items) {
+  items.clear();
+  const int32_t bm = prefill_block_m(head_dim);
+  std::vector<int64_t> last;  // position of each item's last query: more keys, more work
+  for (int32_t i = 0; i < n_ids; ++i) {
+    const int32_t c = chunk_ids[i];
+    const int32_t n = tok0[c + 1] - tok0[c];
+    for (int32_t q = 0; q < n; q += bm) items.push_back(PrefillWorkItem{c, q});
+  }
+  std::stable_sort(items.begin(), items.end(), [&](const PrefillWorkItem& x, const PrefillWorkItem& y) {
+    const int64_t lx = int64_t(pos0[x.chunk]) + std::min(x.q_start + bm, tok0[x.chunk + 1] - tok0[x.chunk]);
+    const int64_t ly = int64_t(pos0[y.chunk]) + std::min(y.q_start + bm, tok0[y.chunk + 1] - tok0[y.chunk]);
+    return lx > ly;
+  });
+}
+
+}  // namespace hs::kernels

@@ -1,0 +1,145 @@
+// Sharded paged attention on the GPU: the launch API (no engine types).
+//
+// The KV pool is bf16 with the CPU reference's layout (src/backend/cpu/paged_attention.h): page p
+// starts at pool + p * 2*B*D elements and holds the K rows of its B slots ([B][D]) followed by the
+// V rows ([B][D]); slot s of a page is token position (block * B + s).
+//
+// Page lists are KvStepMeta's flat lists: list l = (chunk * n_layers + layer) * n_kv_heads + kv_head
+// holds entries [indptr[l], indptr[l+1]), blocks ascending, with pages[e] the page of blocks[e].
+// A list may hold blocks some queries no longer attend; the kernels apply the HCS rule
+//     s <= t  and  (j < sink  or  i - j < local  or  (stride > 0 and (j + offset) % stride == 0))
+// (t, s token positions, i = t / B, j = s / B) and the model window (window == 0 or t - s < window)
+// token by token, and never read a slot that no query of theirs may see (such slots may hold
+// anything, NaN included).
+//
+// Queries and outputs: bf16 rows [token][n_q_heads * D] (row strides in elements; 0 means
+// n_q_heads * D); query head h uses KV head h / group. Chunk c's tokens are rows
+// [chunk_tok0[c], chunk_tok0[c+1]) at positions chunk_pos0[c] + i. Softmax in fp32, bf16 out.
+//
+// Plan / run (as FlashInfer): plan_* runs on the host once per step from the host copy of the
+// lists and returns work items for every layer; upload them once, then each layer's launch only
+// reads them. Decode splits long lists across thread blocks (balanced by pages, so dense and
+// sharded heads share a launch evenly) and merges the splits in the same launch.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace hs::kernels {
+
+// One KV head's shard (HeadShard's fields).
+struct ShardParams {
+  int32_t sink = 0, local = 1, stride = 1, offset = 0;
+};
+
+// What every attention launch reads. Device pointers unless said otherwise.
+struct PagedAttentionArgs {
+  const void* q = nullptr;    // bf16 [token][n_q_heads * head_dim]
+  int64_t q_row_stride = 0;   // elements; 0: n_q_heads * head_dim
+  void* out = nullptr;        // bf16, same shape as q
+  int64_t out_row_stride = 0;
+  const void* kv_pool = nullptr;  // bf16 pages, see above
+  const int32_t* indptr = nullptr;
+  const int32_t* blocks = nullptr;
+  const int32_t* pages = nullptr;
+  const int32_t* chunk_pos0 = nullptr;  // [n_chunks]
+  const int32_t* chunk_tok0 = nullptr;  // [n_chunks + 1]
+  const ShardParams* shards = nullptr;  // [n_kv_heads]: this layer's shards
+  int32_t n_layers = 1, layer = 0, n_kv_heads = 1;
+  int32_t group = 1;       // query heads per KV head (1..16 for decode)
+  int32_t head_dim = 128;  // 64, 128 or 256
+  int32_t block_size = 64; // B: a power of two, 16..128
+  int32_t window = 0;      // model sliding window (0: none)
+  float scale = 0.0f;      // softmax scale (usually 1/sqrt(head_dim))
+};
+
+// ---- decode: one new token per chunk -------------------------------------------------------
+struct DecodeWorkItem {
+  int32_t chunk, kv_head;
+  int32_t e_begin, e_end;  // entries of the list (absolute indices into blocks/pages)
+  int32_t split, n_splits; // this item's part of its (chunk, kv_head) list
+  int32_t partial0;        // first workspace slot of the (chunk, kv_head) group (when n_splits > 1)
+  int32_t group_id;        // merge counter of the group
+};
+
+struct DecodePlan {
+  std::vector<DecodeWorkItem> items;  // layer l: [layer_begin[l], layer_begin[l+1])
+  std::vector<int32_t> layer_begin;   // n_layers + 1
+  int32_t max_partials = 0;           // workspace slots any one layer needs
+  int32_t n_groups = 0;               // merge counters (n_decode_chunks * n_kv_heads)
+};
+
+struct DecodePlanOptions {
+  int32_t slots = 264;             // thread blocks resident at once (decode_slots())
+  int32_t min_split_tokens = 256;  // no split shorter than this (rounded to whole pages)
+  int32_t max_splits = 256;        // per list
+};
+
+// Thread blocks of the decode kernel resident on the current device at once for head_dim.
+int32_t decode_slots(int32_t head_dim);
+
+// Plans the decode of `decode_chunks` (chunk ids whose lists are read; one query token each) for
+// layers [0, n_layers) from the host copy of indptr. Work items are ordered largest first.
+void plan_decode(const int32_t* indptr_host, const int32_t* decode_chunks, int32_t n_decode_chunks,
+                 int32_t n_layers, int32_t n_kv_heads, int32_t block_size, const DecodePlanOptions& options,
+                 DecodePlan& plan);
+
+// Workspace for one decode launch: partial outputs and LSEs, then merge counters. The counters
+// must be zero before the first launch (cudaMemset once); launches leave them zero.
+size_t decode_workspace_bytes(const DecodePlan& plan, int32_t group, int32_t head_dim);
+
+struct DecodeParams {
+  PagedAttentionArgs a;
+  const DecodeWorkItem* items = nullptr;  // device: this layer's items
+  int32_t n_items = 0;
+  void* workspace = nullptr;  // decode_workspace_bytes(plan, ...), counters zeroed once
+  int32_t max_partials = 0;   // plan.max_partials
+};
+
+cudaError_t decode_attention(const DecodeParams& p, cudaStream_t stream);
+
+// ---- prefill / chunked prefill --------------------------------------------------------------
+struct PrefillWorkItem {
+  int32_t chunk, q_start;  // a tile of prefill_block_m(head_dim) query rows of a chunk
+};
+
+// Query rows per thread block for head_dim.
+int32_t prefill_block_m(int32_t head_dim);
+
+// Tiles of the chunks `chunk_ids` (host copies of chunk_pos0 / chunk_tok0), largest work first.
+void plan_prefill(const int32_t* chunk_ids, int32_t n_ids, const int32_t* chunk_pos0_host,
+                  const int32_t* chunk_tok0_host, int32_t head_dim, std::vector<PrefillWorkItem>& items);
+
+struct PrefillParams {
+  PagedAttentionArgs a;
+  const PrefillWorkItem* items = nullptr;  // device
+  int32_t n_items = 0;
+};
+
+// Every query row of every item, for every query head (grid: heads x items).
+cudaError_t prefill_attention(const PrefillParams& p, cudaStream_t stream);
+
+// ---- K/V write ------------------------------------------------------------------------------
+// Row i of k and v (bf16 [token][n_kv_heads * D], strides in elements; 0 means n_kv_heads * D),
+// head h, goes to write_slots[h * n_tokens + i] = page * B + slot (this layer's slice of
+// KvStepMeta::write_slots).
+struct KvWriteParams {
+  const void* k = nullptr;
+  const void* v = nullptr;
+  int64_t k_row_stride = 0, v_row_stride = 0;
+  void* kv_pool = nullptr;
+  const int32_t* write_slots = nullptr;
+  int32_t n_tokens = 0, n_kv_heads = 1, head_dim = 128, block_size = 64;
+};
+
+cudaError_t write_kv(const KvWriteParams& p, cudaStream_t stream);
+
+// ---- tuning ---------------------------------------------------------------------------------
+// Benchmark knob (not thread-safe; process-wide): kernel variants for head_dim 128. Decode 0: 3
+// stages, two blocks per SM (default); 1: 6 stages, one block per SM. Prefill 0: 64 keys per
+// tile (default); 1: 32. Plan decode after changing it (decode_slots() depends on it).
+void set_kernel_variant(int32_t decode, int32_t prefill);
+
+}  // namespace hs::kernels

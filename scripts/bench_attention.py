@@ -1,0 +1,603 @@
+#!/usr/bin/env python3
+"""Attention benchmark on the GPU: headshard's sharded paged kernels against torch's
+scaled_dot_product_attention (each backend forced in turn) and FlexAttention with an equivalent
+BlockMask, in one process on the same tensors (the page pool is filled from torch's K/V).
+
+  python3 scripts/bench_attention.py --lib build-kern/libheadshard_kernels.so [--out DIR] [--quick]
+
+Decode: 32 query / 8 KV heads, head dim 128, bf16, batch x context; plans dense and strided
+(stride 8, local 16 blocks of 64, offsets spread over the KV heads). Prefill: batch 1, one chunk
+of n tokens from position 0, dense and strided (stride 8 and 16, local 16). Bandwidth = bytes that
+must be read (the K/V pages the plan's heads attend, plus Q and O) / time; for torch's dense
+kernels the dense bytes. TFLOP/s counts the work done (4 * D flops per attended query-key pair).
+A device-to-device copy measured in the same run is the bandwidth ceiling. Times are medians of
+CUDA-event-timed runs with L2 flushed between runs (triton.testing.do_bench) for decode.
+"""
+import argparse
+import ctypes
+import json
+import math
+import os
+import sys
+import time
+import traceback
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+HQ, HKV, D, BLK = 32, 8, 128, 64
+GROUP = HQ // HKV
+
+
+class AttnArgs(ctypes.Structure):
+    _fields_ = [("q", ctypes.c_void_p), ("out", ctypes.c_void_p), ("kv_pool", ctypes.c_void_p),
+                ("indptr", ctypes.c_void_p), ("blocks", ctypes.c_void_p), ("pages", ctypes.c_void_p),
+                ("chunk_pos0", ctypes.c_void_p), ("chunk_tok0", ctypes.c_void_p), ("shards", ctypes.c_void_p),
+                ("q_row_stride", ctypes.c_int64), ("out_row_stride", ctypes.c_int64),
+                ("n_layers", ctypes.c_int32), ("layer", ctypes.c_int32), ("n_kv_heads", ctypes.c_int32),
+                ("group", ctypes.c_int32), ("head_dim", ctypes.c_int32), ("block_size", ctypes.c_int32),
+                ("window", ctypes.c_int32), ("scale", ctypes.c_float)]
+
+
+def load_lib(path):
+    lib = ctypes.CDLL(path)
+    vp, i32, i64 = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64
+    lib.hs_decode_slots.argtypes = [i32]
+    lib.hs_decode_plan.argtypes = [vp, vp, i32, i32, i32, i32, i32, i32, i32, i32]
+    lib.hs_decode_plan.restype = vp
+    lib.hs_decode_plan_info.argtypes = [vp, vp]
+    lib.hs_decode_run.argtypes = [vp, ctypes.POINTER(AttnArgs), vp]
+    lib.hs_decode_free.argtypes = [vp]
+    lib.hs_prefill_plan.argtypes = [vp, i32, vp, vp, i32]
+    lib.hs_prefill_plan.restype = vp
+    lib.hs_prefill_run.argtypes = [vp, ctypes.POINTER(AttnArgs), vp]
+    lib.hs_prefill_free.argtypes = [vp]
+    lib.hs_set_variant.argtypes = [i32, i32]
+    lib.hs_error_string.argtypes = [i32]
+    lib.hs_error_string.restype = ctypes.c_char_p
+    return lib
+
+
+def np_ptr(a):
+    return a.ctypes.data_as(ctypes.c_void_p)
+
+
+def shards_for(kind, stride=8, local=16):
+    if kind == "dense":
+        return np.array([[0, 1, 1, 0]] * HKV, dtype=np.int32)
+    return np.array([[0, local, stride, h % stride] for h in range(HKV)], dtype=np.int32)
+
+
+def attended_blocks(c, sh):
+    """Blocks 0..c the newest query (block c) attends under shard sh = (sink, local, stride, offset)."""
+    sink, local, stride, off = (int(x) for x in sh)
+    j = np.arange(c + 1)
+    keep = (j < sink) | (c - j < local)
+    if stride == 1:
+        keep[:] = True
+    elif stride > 1:
+        keep |= (j + off) % stride == 0
+    return j[keep]
+
+
+def median_time_ms(fn, flush=True, budget_ms=300.0):
+    """Median of CUDA-event-timed runs (L2 flushed before each when flush)."""
+    import triton.testing
+    if flush:
+        return float(triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median"))
+    fn()
+    torch.cuda.synchronize()
+    s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    s.record()
+    fn()
+    e.record()
+    torch.cuda.synchronize()
+    est = max(s.elapsed_time(e), 1e-3)
+    n = int(min(max(budget_ms / est, 3), 50))
+    ts = []
+    for _ in range(n):
+        s.record()
+        fn()
+        e.record()
+        e.synchronize()
+        ts.append(s.elapsed_time(e))
+    return float(np.median(ts))
+
+
+def copy_bandwidth():
+    n = 1 << 31  # 2 GiB each way
+    a = torch.empty(n, dtype=torch.uint8, device="cuda")
+    a.random_(0, 255)
+    b = torch.empty_like(a)
+    ms = median_time_ms(lambda: b.copy_(a), flush=False, budget_ms=200)
+    del a, b
+    return 2 * n / (ms * 1e-3)
+
+
+def err_str(ex):
+    lines = str(ex).strip().splitlines()
+    return f"{type(ex).__name__}: {lines[0][:160] if lines else ''}"
+
+
+def rel_err(x, ref):
+    x, ref = x.float(), ref.float()
+    return float((x - ref).norm() / ref.norm().clamp_min(1e-30))
+
+
+class Peers:
+    """torch's SDPA backends and FlexAttention, with failures kept as strings."""
+
+    def __init__(self, flex_budget_s):
+        from torch.nn.attention import SDPBackend
+        self.backends = [("sdpa_cudnn", SDPBackend.CUDNN_ATTENTION), ("sdpa_flash", SDPBackend.FLASH_ATTENTION),
+                         ("sdpa_efficient", SDPBackend.EFFICIENT_ATTENTION)]
+        self.flex_left = flex_budget_s
+        self.flex = None
+        try:
+            from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+            self.create_block_mask = create_block_mask
+            self.flex = torch.compile(flex_attention)
+        except Exception as ex:  # noqa: BLE001
+            self.flex_error = f"import failed: {ex}"
+
+    def sdpa(self, q, k, v, causal, flush):
+        from torch.nn.attention import sdpa_kernel
+        res = {}
+        for name, be in self.backends:
+            try:
+                with sdpa_kernel([be]):
+                    fn = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=True)  # noqa: E731
+                    out = fn()
+                    torch.cuda.synchronize()
+                    res[name] = {"ms": median_time_ms(fn, flush=flush), "out": out}
+            except Exception as ex:  # noqa: BLE001
+                res[name] = {"error": err_str(ex)}
+                torch.cuda.synchronize()
+        return res
+
+    def flex_run(self, q, k, v, mask_mod, q_len, kv_len, flush):
+        if self.flex is None:
+            return {"error": getattr(self, "flex_error", "unavailable")}
+        if self.flex_left <= 0:
+            return {"error": "skipped: flex time budget used up"}
+        t0 = time.time()
+        try:
+            last = None
+            for bs in (BLK, 128):
+                try:
+                    bm = None if mask_mod is None else self.create_block_mask(
+                        mask_mod, None, HQ, q_len, kv_len, device="cuda", BLOCK_SIZE=bs, _compile=q_len > 1)
+                    fn = lambda: self.flex(q, k, v, block_mask=bm, enable_gqa=True)  # noqa: E731
+                    out = fn()
+                    torch.cuda.synchronize()
+                    ms = median_time_ms(fn, flush=flush)
+                    return {"ms": ms, "out": out, "block": bs if mask_mod is not None else None}
+                except Exception as ex:  # noqa: BLE001
+                    last = ex
+                    torch.cuda.synchronize()
+                    if mask_mod is None:
+                        break
+            raise last
+        except Exception as ex:  # noqa: BLE001
+            return {"error": err_str(ex)}
+        finally:
+            self.flex_left -= time.time() - t0
+
+
+def fmt_row(cols, widths):
+    return "  ".join(str(c).rjust(w) for c, w in zip(cols, widths))
+
+
+def run_decode(lib, args, peers, results, copy_bw):
+    stream = torch.cuda.current_stream().cuda_stream
+    scale = 1.0 / math.sqrt(D)
+    rows = []
+    for batch in args.decode_batches:
+        for ctx in args.decode_contexts:
+            kv_bytes = batch * HKV * ctx * D * 2 * 2
+            if 2 * kv_bytes > args.mem_limit_gb * 1e9:
+                rows.append({"batch": batch, "ctx": ctx, "skipped": f"needs {2 * kv_bytes / 1e9:.0f} GB "
+                             f"(torch K/V + page pool) > {args.mem_limit_gb} GB"})
+                print(f"decode batch {batch} ctx {ctx}: skipped (memory)", flush=True)
+                continue
+            t_shape = time.time()
+            try:
+                decode_shape(lib, args, peers, rows, copy_bw, batch, ctx, stream, scale)
+            except Exception:  # noqa: BLE001
+                err = traceback.format_exc()
+                rows.append({"batch": batch, "ctx": ctx, "skipped": "error: " + err.strip().splitlines()[-1][:200]})
+                print(err, file=sys.stderr, flush=True)
+            torch.cuda.empty_cache()
+            results["decode"] = rows
+            print(f"  ({time.time() - t_shape:.1f} s)", flush=True)
+    return rows
+
+
+def decode_shape(lib, args, peers, rows, copy_bw, batch, ctx, stream, scale):
+    torch.manual_seed(batch * 1000003 + ctx)
+    nblk = ctx // BLK
+    q = torch.randn(batch, HQ, D, dtype=torch.bfloat16, device="cuda")
+    k = torch.randn(batch, HKV, ctx, D, dtype=torch.bfloat16, device="cuda")
+    v = torch.randn(batch, HKV, ctx, D, dtype=torch.bfloat16, device="cuda")
+    pool = torch.empty(batch * HKV * nblk, 2, BLK, D, dtype=torch.bfloat16, device="cuda")
+    pv = pool.view(batch, HKV, nblk, 2, BLK, D)
+    pv[:, :, :, 0].copy_(k.view(batch, HKV, nblk, BLK, D))
+    pv[:, :, :, 1].copy_(v.view(batch, HKV, nblk, BLK, D))
+    out = torch.empty(batch, HQ * D, dtype=torch.bfloat16, device="cuda")
+    pos0 = np.full(batch, ctx - 1, dtype=np.int32)
+    tok0 = np.arange(batch + 1, dtype=np.int32)
+    d_pos0 = torch.from_numpy(pos0).cuda()
+    d_tok0 = torch.from_numpy(tok0).cuda()
+    chunks = np.arange(batch, dtype=np.int32)
+    q4 = q.view(batch, HQ, 1, D)
+    c = (ctx - 1) // BLK
+    for plan in ("dense", "strided"):
+        sh = shards_for(plan)
+        kept = [attended_blocks(c, sh[h]) for h in range(HKV)]
+        if plan == "dense":
+            ppool = pool
+            blocks = np.tile(np.arange(nblk, dtype=np.int32), batch * HKV)
+            pages = np.arange(batch * HKV * nblk, dtype=np.int32)
+            lens = np.full(batch * HKV, nblk, dtype=np.int64)
+        else:
+            per_head = [kb.astype(np.int32) for kb in kept]
+            blocks = np.concatenate([per_head[h] for b in range(batch) for h in range(HKV)])
+            src = np.concatenate([(b * HKV + h) * nblk + per_head[h] for b in range(batch) for h in range(HKV)])
+            ppool = pool[torch.from_numpy(src.astype(np.int64)).cuda()]
+            pages = np.arange(len(src), dtype=np.int32)
+            lens = np.array([len(per_head[h]) for b in range(batch) for h in range(HKV)], dtype=np.int64)
+        indptr = np.concatenate([[0], np.cumsum(lens)]).astype(np.int32)
+        d_indptr = torch.from_numpy(indptr).cuda()
+        d_blocks = torch.from_numpy(blocks).cuda()
+        d_pages = torch.from_numpy(pages).cuda()
+        d_sh = torch.from_numpy(sh).cuda()
+        n_att = int(sum(len(kb) for kb in kept)) * batch  # attended pages (all heads)
+        bytes_ours = n_att * 2 * BLK * D * 2 + 2 * batch * HQ * D * 2
+        flops = 4.0 * n_att * BLK * GROUP * D
+        row = {"batch": batch, "ctx": ctx, "plan": plan, "bytes": bytes_ours}
+        # References first: torch's dense kernels (dense plan) or a masked SDPA on a few sequences.
+        ref, nref = None, batch
+        if plan == "dense":
+            res = peers.sdpa(q4, k, v, causal=False, flush=True) if not args.ours_only else {}
+            for name, r in res.items():
+                row[name + "_ms"] = r.get("ms")
+                if "error" in r:
+                    row[name + "_error"] = r["error"]
+            ok = [(r["ms"], name) for name, r in res.items() if "ms" in r]
+            if ok:
+                best = min(ok)
+                row["torch_best"], row["torch_best_ms"] = best[1], best[0]
+                row["torch_best_TBps"] = (batch * HKV * ctx * D * 4 + 2 * batch * HQ * D * 2) / (best[0] * 1e-3) / 1e12
+                ref = res[best[1]]["out"].reshape(batch, HQ * D)
+            del res
+        if ref is None:
+            nref = min(batch, 4)
+            allowed = torch.zeros(HQ, ctx, dtype=torch.bool, device="cuda")
+            for hh in range(HQ):
+                kb = torch.from_numpy(kept[hh // GROUP].astype(np.int64)).cuda()
+                idx = (kb[:, None] * BLK + torch.arange(BLK, device="cuda")[None, :]).reshape(-1)
+                allowed[hh, idx[idx <= ctx - 1]] = True
+            try:
+                ref = F.scaled_dot_product_attention(q4[:nref], k[:nref], v[:nref], attn_mask=allowed.view(1, HQ, 1, ctx),
+                                                     enable_gqa=True).reshape(nref, HQ * D)
+            except Exception as ex:  # noqa: BLE001
+                row["ref_error"] = err_str(ex)
+            del allowed
+        # Ours, every variant.
+        for dv, pv_ in args.variants:
+            lib.hs_set_variant(dv, pv_)
+            t_plan = time.perf_counter()
+            h = lib.hs_decode_plan(np_ptr(indptr), np_ptr(chunks), batch, 1, HKV, BLK, GROUP, D, 0, 0)
+            plan_us = (time.perf_counter() - t_plan) * 1e6
+            if not h:
+                raise RuntimeError("hs_decode_plan failed")
+            info = np.zeros(4, dtype=np.int32)
+            lib.hs_decode_plan_info(h, np_ptr(info))
+            a = AttnArgs(q.data_ptr(), out.data_ptr(), ppool.data_ptr(), d_indptr.data_ptr(), d_blocks.data_ptr(),
+                         d_pages.data_ptr(), d_pos0.data_ptr(), d_tok0.data_ptr(), d_sh.data_ptr(), 0, 0, 1, 0, HKV,
+                         GROUP, D, BLK, 0, scale)
+
+            def ours(h=h, a=a):
+                rc = lib.hs_decode_run(h, ctypes.byref(a), ctypes.c_void_p(stream))
+                if rc:
+                    raise RuntimeError(lib.hs_error_string(rc).decode())
+
+            out.fill_(float("nan"))
+            ours()
+            torch.cuda.synchronize()
+            if not torch.isfinite(out).all():
+                raise RuntimeError(f"decode output not finite (batch {batch} ctx {ctx} {plan} variant {dv})")
+            vkey = f"v{dv}"
+            if ref is not None:
+                row["rel_err_" + vkey] = rel_err(out[:nref], ref)
+            ms = median_time_ms(ours)
+            lib.hs_decode_free(h)
+            row["ours_ms_" + vkey] = ms
+            row["items_" + vkey] = int(info[0])
+            row["plan_us_" + vkey] = plan_us
+            if "ours_ms" not in row or ms < row["ours_ms"]:
+                row.update({"ours_ms": ms, "ours_variant": dv, "items": int(info[0]), "largest_item_pages": int(info[2]),
+                            "ours_TBps": bytes_ours / (ms * 1e-3) / 1e12, "ours_TFLOPs": flops / (ms * 1e-3) / 1e12})
+        row["rel_err"] = max(v for k_, v in row.items() if k_.startswith("rel_err_v")) if ref is not None else None
+        if plan == "dense":
+            fr = peers.flex_run(q4, k, v, None, 1, ctx, flush=True) if args.flex_decode else {
+                "error": "not run (--no-flex-decode)"}
+        else:
+            offs = torch.tensor([int(s[3]) for s in sh], device="cuda")
+
+            def strided_mask(b, hh, qi, kv, c=c, offs=offs):
+                j = kv // BLK
+                return ((c - j) < 16) | (((j + offs[hh // GROUP]) % 8) == 0)
+
+            fr = peers.flex_run(q4, k, v, strided_mask, 1, ctx, flush=True) if args.flex_decode else {
+                "error": "not run (--no-flex-decode)"}
+        if "ms" in fr:
+            row["flex_ms"] = fr["ms"]
+            row["flex_block"] = fr.get("block")
+            row["flex_rel_err_vs_ours"] = rel_err(fr["out"].reshape(batch, HQ * D), out)
+        else:
+            row["flex_error"] = fr["error"]
+        row["copy_TBps"] = copy_bw / 1e12
+        rows.append(row)
+        del ppool, d_indptr, d_blocks, d_pages, ref
+        ms = row["ours_ms"]
+        print(f"decode batch {batch:4d} ctx {ctx:6d} {plan:8s} ours {ms * 1e3:8.1f} us  "
+              f"{row['ours_TBps']:.2f} TB/s  items {row['items']}  "
+              f"torch best {row.get('torch_best_ms', float('nan')) * 1e3:8.1f} us  "
+              f"flex {row.get('flex_ms', float('nan')) * 1e3:8.1f} us", flush=True)
+    del q, k, v, pool, pv, out
+
+
+def strided_pairs(n, sh):
+    """Attended (query, key) pairs of one KV head for a causal prefill of n tokens from 0."""
+    sink, local, stride, off = (int(x) for x in sh)
+    nb = (n + BLK - 1) // BLK
+    total = 0
+    for i in range(nb):
+        qn = min(BLK, n - i * BLK)
+        # earlier blocks j < i attended by block i
+        if stride == 1:
+            nj = i
+        else:
+            j = np.arange(i)
+            keep = (j < sink) | (i - j < local)
+            if stride > 1:
+                keep |= (j + off) % stride == 0
+            nj = int(keep.sum())
+        total += nj * BLK * qn + qn * (qn + 1) // 2
+    return total
+
+
+def run_prefill(lib, args, peers, results):
+    stream = torch.cuda.current_stream().cuda_stream
+    scale = 1.0 / math.sqrt(D)
+    rows = []
+    for n in args.prefill_tokens:
+        t_shape = time.time()
+        try:
+            prefill_shape(lib, args, peers, rows, n, stream, scale)
+        except Exception:  # noqa: BLE001
+            err = traceback.format_exc()
+            rows.append({"tokens": n, "plan": "-", "skipped": "error: " + err.strip().splitlines()[-1][:200]})
+            print(err, file=sys.stderr, flush=True)
+        torch.cuda.empty_cache()
+        results["prefill"] = rows
+        print(f"  ({time.time() - t_shape:.1f} s)", flush=True)
+    return rows
+
+
+def prefill_shape(lib, args, peers, rows, n, stream, scale):
+    torch.manual_seed(n)
+    nblk = (n + BLK - 1) // BLK
+    q = torch.randn(n, HQ, D, dtype=torch.bfloat16, device="cuda")
+    k = torch.randn(1, HKV, n, D, dtype=torch.bfloat16, device="cuda")
+    v = torch.randn(1, HKV, n, D, dtype=torch.bfloat16, device="cuda")
+    pool = torch.zeros(HKV * nblk, 2, BLK, D, dtype=torch.bfloat16, device="cuda")
+    pv = pool.view(HKV, nblk, 2, BLK, D)
+    pad = nblk * BLK - n
+    kp = F.pad(k[0], (0, 0, 0, pad)).view(HKV, nblk, BLK, D)
+    vp = F.pad(v[0], (0, 0, 0, pad)).view(HKV, nblk, BLK, D)
+    pv[:, :, 0].copy_(kp)
+    pv[:, :, 1].copy_(vp)
+    del kp, vp
+    out = torch.empty(n, HQ * D, dtype=torch.bfloat16, device="cuda")
+    indptr = (np.arange(HKV + 1) * nblk).astype(np.int32)
+    blocks = np.tile(np.arange(nblk, dtype=np.int32), HKV)
+    pages = np.arange(HKV * nblk, dtype=np.int32)
+    pos0 = np.zeros(1, dtype=np.int32)
+    tok0 = np.array([0, n], dtype=np.int32)
+    d = {name: torch.from_numpy(x).cuda() for name, x in
+         (("indptr", indptr), ("blocks", blocks), ("pages", pages), ("pos0", pos0), ("tok0", tok0))}
+    chunk_ids = np.zeros(1, dtype=np.int32)
+    h = lib.hs_prefill_plan(np_ptr(chunk_ids), 1, np_ptr(pos0), np_ptr(tok0), D)
+    qt = q.view(1, n, HQ, D).transpose(1, 2).contiguous()
+    sdpa_res = None
+    for plan, stride in (("dense", 1), ("strided8", 8), ("strided16", 16)):
+        sh = shards_for("dense" if stride == 1 else "strided", stride=stride)
+        d_sh = torch.from_numpy(sh).cuda()
+        a = AttnArgs(q.data_ptr(), out.data_ptr(), pool.data_ptr(), d["indptr"].data_ptr(),
+                     d["blocks"].data_ptr(), d["pages"].data_ptr(), d["pos0"].data_ptr(), d["tok0"].data_ptr(),
+                     d_sh.data_ptr(), 0, 0, 1, 0, HKV, GROUP, D, BLK, 0, scale)
+        pairs = sum(strided_pairs(n, sh[hh]) for hh in range(HKV)) * GROUP
+        flops = 4.0 * D * pairs
+        row = {"tokens": n, "plan": plan, "work_flops": flops}
+        offs = torch.tensor([int(x[3]) for x in sh], device="cuda")
+
+        def mm(b, hh, qi, kv, offs=offs, stride=stride):
+            if stride == 1:
+                return kv <= qi
+            j, i = kv // BLK, qi // BLK
+            return (kv <= qi) & (((i - j) < 16) | (((j + offs[hh // GROUP]) % stride) == 0))
+
+        # Reference: torch's dense causal kernels, or a masked SDPA on the last rows (most keys).
+        ref, rows_ref = None, slice(0, n)
+        if plan == "dense" and not args.ours_only:
+            sdpa_res = peers.sdpa(qt, k, v, causal=True, flush=False)
+            for name, r in sdpa_res.items():
+                row[name + "_ms"] = r.get("ms")
+                if "ms" in r:
+                    row[name + "_TFLOPs"] = flops / (r["ms"] * 1e-3) / 1e12
+                else:
+                    row[name + "_error"] = r["error"]
+            ref = next((r["out"] for r in sdpa_res.values() if "out" in r), None)
+            if ref is not None:
+                ref = ref.transpose(1, 2).reshape(n, HQ * D)
+            for r in sdpa_res.values():
+                r.pop("out", None)
+        if ref is None:
+            nr = min(n, 512)
+            rows_ref = slice(n - nr, n)
+            qi = torch.arange(n - nr, n, device="cuda")[:, None]
+            kv = torch.arange(n, device="cuda")[None, :]
+            mask = torch.stack([mm(0, hh, qi, kv) for hh in range(HQ)])[None]  # [1, HQ, nr, n]
+            ref = F.scaled_dot_product_attention(qt[:, :, n - nr:], k, v, attn_mask=mask, enable_gqa=True)
+            ref = ref.transpose(1, 2).reshape(nr, HQ * D)
+            del mask
+        if sdpa_res and "ms" in sdpa_res.get("sdpa_flash", {}):
+            row["sdpa_flash_dense_ms"] = sdpa_res["sdpa_flash"]["ms"]
+        for dv, pv_ in args.variants:
+            lib.hs_set_variant(dv, pv_)
+
+            def ours():
+                rc = lib.hs_prefill_run(h, ctypes.byref(a), ctypes.c_void_p(stream))
+                if rc:
+                    raise RuntimeError(lib.hs_error_string(rc).decode())
+
+            out.fill_(float("nan"))
+            ours()
+            torch.cuda.synchronize()
+            if not torch.isfinite(out).all():
+                raise RuntimeError(f"prefill output not finite (n {n} {plan} variant {pv_})")
+            vkey = f"v{pv_}"
+            row["rel_err_" + vkey] = rel_err(out[rows_ref], ref)
+            ms = median_time_ms(ours, flush=False)
+            row["ours_ms_" + vkey] = ms
+            if "ours_ms" not in row or ms < row["ours_ms"]:
+                row.update({"ours_ms": ms, "ours_variant": pv_, "ours_TFLOPs": flops / (ms * 1e-3) / 1e12})
+        row["rel_err"] = max(v_ for k_, v_ in row.items() if k_.startswith("rel_err_v"))
+        del ref
+        fr = peers.flex_run(qt, k, v, mm, n, n, flush=False) if args.flex_prefill else {
+            "error": "not run (--no-flex-prefill)"}
+        if "ms" in fr:
+            row["flex_ms"] = fr["ms"]
+            row["flex_block"] = fr.get("block")
+            row["flex_TFLOPs"] = flops / (fr["ms"] * 1e-3) / 1e12
+            del fr
+        else:
+            row["flex_error"] = fr["error"]
+        rows.append(row)
+        print(f"prefill n {n:6d} {plan:9s} ours {row['ours_ms']:9.3f} ms {row['ours_TFLOPs']:6.1f} TFLOP/s  "
+              f"flex {row.get('flex_ms', float('nan')):9.3f} ms  rel err {row['rel_err']:.2e}", flush=True)
+    lib.hs_prefill_free(h)
+    del q, k, v, pool, pv, out, qt, d, sdpa_res
+
+
+def print_tables(results):
+    cb = results.get("copy_TBps")
+    print(f"\n== device copy bandwidth (read + write): {cb:.2f} TB/s" if cb else "")
+    dec = results.get("decode", [])
+    if dec:
+        print("\n== decode: 32 q / 8 kv heads, D=128, B=64, bf16; times in us; BW = bytes that must be read / time")
+        w = [6, 7, 8, 9, 7, 7, 6, 4, 9, 9, 9, 9, 8, 9]
+        print(fmt_row(["batch", "ctx", "plan", "ours_us", "TB/s", "TFLOP/s", "items", "var", "cudnn", "flash",
+                       "effic", "flex", "best_TBs", "rel_err"], w))
+        for r in dec:
+            if "skipped" in r:
+                print(fmt_row([r["batch"], r["ctx"], "-", "skipped: " + r["skipped"]], w[:4]))
+                continue
+            def us(key):
+                x = r.get(key)
+                return f"{x * 1e3:.1f}" if x else "fail"
+            err = r.get("rel_err")
+            print(fmt_row([r["batch"], r["ctx"], r["plan"], f"{r['ours_ms'] * 1e3:.1f}", f"{r['ours_TBps']:.2f}",
+                           f"{r['ours_TFLOPs']:.1f}", r["items"], r.get("ours_variant", "-"),
+                           us("sdpa_cudnn_ms") if r["plan"] == "dense" else "-",
+                           us("sdpa_flash_ms") if r["plan"] == "dense" else "-",
+                           us("sdpa_efficient_ms") if r["plan"] == "dense" else "-",
+                           us("flex_ms"), f"{r['torch_best_TBps']:.2f}" if r.get("torch_best_TBps") else "-",
+                           f"{err:.1e}" if err is not None else "-"], w))
+    pre = results.get("prefill", [])
+    if pre:
+        print("\n== prefill: batch 1, 32 q / 8 kv heads, D=128, B=64, causal; times in ms; TFLOP/s on work done")
+        w = [7, 10, 9, 8, 4, 9, 9, 9, 9, 8, 9, 9]
+        print(fmt_row(["tokens", "plan", "ours_ms", "TFLOP/s", "var", "cudnn", "flash", "effic", "flex", "flexTF",
+                       "x_flash", "rel_err"], w))
+        for r in pre:
+            if "skipped" in r:
+                print(fmt_row([r["tokens"], "-", "skipped: " + r["skipped"]], w[:3]))
+                continue
+
+            def ms(key):
+                x = r.get(key)
+                return f"{x:.3f}" if x else ("-" if r["plan"] != "dense" and "sdpa" in key else "fail")
+            err = r.get("rel_err")
+            fl = r.get("sdpa_flash_ms") or r.get("sdpa_flash_dense_ms")  # torch flash on the dense problem
+            print(fmt_row([r["tokens"], r["plan"], f"{r['ours_ms']:.3f}", f"{r['ours_TFLOPs']:.1f}",
+                           r.get("ours_variant", "-"),
+                           ms("sdpa_cudnn_ms"), ms("sdpa_flash_ms"), ms("sdpa_efficient_ms"), ms("flex_ms"),
+                           f"{r['flex_TFLOPs']:.1f}" if r.get("flex_TFLOPs") else "-",
+                           f"{fl / r['ours_ms']:.2f}" if fl else "-",
+                           f"{err:.1e}" if err is not None else "-"], w))
+    fails = [(k, r.get(k)) for r in dec + pre for k in r if k.endswith("_error")]
+    if fails:
+        print("\n== peer failures (first of each):")
+        seen = set()
+        for k, e in fails:
+            if (k, e) not in seen:
+                seen.add((k, e))
+                print(f"  {k}: {e}")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--lib", default="build-kern/libheadshard_kernels.so")
+    ap.add_argument("--out", default=os.environ.get("OUT", "."))
+    ap.add_argument("--quick", action="store_true", help="a few shapes only")
+    ap.add_argument("--decode-batches", type=int, nargs="*", default=[1, 16, 64, 256])
+    ap.add_argument("--decode-contexts", type=int, nargs="*", default=[4096, 32768, 131072])
+    ap.add_argument("--prefill-tokens", type=int, nargs="*", default=[8192, 32768, 131072])
+    ap.add_argument("--mem-limit-gb", type=float, default=100.0)
+    ap.add_argument("--flex-budget-s", type=float, default=150.0)
+    ap.add_argument("--no-flex-decode", dest="flex_decode", action="store_false")
+    ap.add_argument("--no-flex-prefill", dest="flex_prefill", action="store_false")
+    ap.add_argument("--skip-decode", action="store_true")
+    ap.add_argument("--ours-only", action="store_true", help="no torch peers (references still computed)")
+    ap.add_argument("--variants", nargs="*", default=["0,0", "1,1"],
+                    help="kernel variants to time, 'decode,prefill' each; the best is reported")
+    ap.add_argument("--skip-prefill", action="store_true")
+    args = ap.parse_args()
+    args.variants = [tuple(int(x) for x in v.split(",")) for v in args.variants]
+    if args.ours_only:
+        args.flex_decode = args.flex_prefill = False
+    if args.quick:
+        args.decode_batches, args.decode_contexts, args.prefill_tokens = [1, 16], [32768], [8192]
+    torch.backends.cuda.matmul.allow_tf32 = False
+    lib = load_lib(args.lib)
+    results = {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
+               "decode_slots": lib.hs_decode_slots(D)}
+    t0 = time.time()
+    results["copy_TBps"] = copy_bandwidth() / 1e12
+    print(f"copy bandwidth {results['copy_TBps']:.2f} TB/s; decode slots {results['decode_slots']}", flush=True)
+    peers = Peers(args.flex_budget_s)
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, "bench_attention.json")
+    try:
+        if not args.skip_decode:
+            run_decode(lib, args, peers, results, results["copy_TBps"] * 1e12)
+        if not args.skip_prefill:
+            run_prefill(lib, args, peers, results)
+    except Exception:  # noqa: BLE001
+        results["error"] = traceback.format_exc()
+        print(results["error"], file=sys.stderr, flush=True)
+    finally:
+        results["seconds"] = time.time() - t0
+        with open(path, "w") as f:
+            json.dump(results, f, indent=1, default=str)
+        print_tables(results)
+        print(f"\nwrote {path} ({results['seconds']:.0f} s)")
+    return 1 if "error" in results else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,331 @@
+// The CUDA backend (contract in cuda_backend.h): the CPU forward pass of cpu_backend.cpp, step for
+// step, as device kernels (model_kernels.h), cuBLAS GEMMs (gemm.h) and a paged attention
+// (paged_attention_simple.h), all enqueued on one stream; decode steps replay CUDA graphs.
+#include "backend/cuda/cuda_backend.h"
+
+#include <cuda_runtime.h>
+
+#include <stdexcept>
+#include <string>
+
+#include "backend/cuda/cuda_check.h"
+#include "backend/cuda/decode_graphs.h"
+#include "backend/cuda/device_buffer.h"
+#include "backend/cuda/device_weights.h"
+#include "backend/cuda/gemm.h"
+#include "backend/cuda/model_kernels.h"
+#include "backend/cuda/paged_attention_simple.h"
+#include "backend/cuda/step_inputs.h"
+#include "model/rope.h"
+#include "model/weights.h"
+
+namespace hs {
+
+namespace {
+
+using cuda::bf16;
+using cuda::DeviceBuffer;
+
+// Buffers are sized for this many tokens up front, so that decode graphs (up to 256 sequences)
+// and the engine's default step (512 tokens) never see them move.
+constexpr int kReserveTokens = 512;
+constexpr int kReserveRows = cuda::DecodeGraphs::kMaxBucket;
+
+// The backend's stream; declared first in the backend so that it is destroyed last.
+struct Stream {
+  cudaStream_t s = nullptr;
+  Stream() { HS_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking)); }
+  ~Stream() {
+    if (s) {
+      cudaStreamSynchronize(s);  // nothing may still read the buffers being freed after this
+      cudaStreamDestroy(s);
+    }
+  }
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+};
+
+// Copies host data to the device on the backend's stream and waits: a plain cudaMemcpy runs on
+// the legacy stream, which a non-blocking stream does not wait for.
+template <typename T>
+void upload_now(T* dst, const T* src, size_t n, cudaStream_t s) {
+  if (n == 0) return;
+  HS_CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(T), cudaMemcpyHostToDevice, s));
+  HS_CUDA_CHECK(cudaStreamSynchronize(s));
+}
+
+struct DeviceRope {
+  DeviceBuffer<float> inv_freq;
+  float mscale = 1.0f;
+  void upload(const RopeTable& t, cudaStream_t s) {
+    mscale = t.mscale;
+    inv_freq.allocate(t.inv_freq.size());
+    upload_now(inv_freq.get(), t.inv_freq.data(), t.inv_freq.size(), s);
+  }
+};
+
+int select_device(int device) {
+  HS_CUDA_CHECK(cudaSetDevice(device));
+  return device;
+}
+
+void check_supported(const ModelConfig& c) {
+  if (c.head_dim > cuda::kMaxHeadDim)
+    throw std::invalid_argument("CUDA backend: head_dim " + std::to_string(c.head_dim) + " is above the supported " +
+                                std::to_string(cuda::kMaxHeadDim));
+  if (c.n_kv_heads <= 0 || c.n_heads % c.n_kv_heads != 0 || c.n_heads / c.n_kv_heads > 32)
+    throw std::invalid_argument("CUDA backend: " + std::to_string(c.n_heads) + " query heads over " +
+                                std::to_string(c.n_kv_heads) + " KV heads is not a supported grouping (at most 32)");
+  if (c.rope_dims > c.head_dim || c.rope_dims % 2 != 0)
+    throw std::invalid_argument("CUDA backend: rope_dims " + std::to_string(c.rope_dims) + " does not fit head_dim " +
+                                std::to_string(c.head_dim));
+}
+
+class CudaBackend final : public Backend {
+ public:
+  CudaBackend(std::shared_ptr<const ModelWeights> w, int device);
+  ~CudaBackend() override { cudaSetDevice(device_); }  // members free their memory on our device
+
+  std::string name() const override { return "cuda"; }
+  const ModelConfig& config() const override { return c_; }
+  int64_t page_bytes(int32_t block_size) const override {
+    return int64_t{2} * block_size * c_.head_dim * static_cast<int64_t>(sizeof(bf16));
+  }
+  void configure_kv(const ShardPlan& plan, int32_t n_pages) override;
+  void forward(const Batch& batch, const KvStepMeta& meta, Logits& out) override;
+
+ private:
+  // Enqueues the forward pass of a staged step on the stream (no host synchronization, no
+  // allocation: it is what decode graphs capture).
+  void record_step(const cuda::StepShape& s);
+  void attention(int layer, const cuda::StepShape& s);
+  // Grows the activation buffers; true when one moved.
+  bool reserve_activations(int n_tokens, int n_rows);
+
+  std::shared_ptr<const ModelWeights> w_;
+  const ModelConfig& c_;
+  int device_;
+  Stream stream_;
+  std::unique_ptr<cuda::Gemm> gemm_;
+  cuda::DeviceWeights dw_;
+  DeviceRope rope_global_, rope_local_;
+
+  ShardPlan plan_;
+  int32_t n_pages_ = 0;
+  bool configured_ = false;
+  DeviceBuffer<bf16> pages_;   // the page pool: page p = K [B][D] then V [B][D]
+  DeviceBuffer<int4> shards_;  // per (layer, KV head), layer-major: {sink, local, stride, offset}
+  cuda::StepInputs inputs_;
+
+  // Activations, [tokens][width] row-major.
+  DeviceBuffer<float> x_;       // residual stream [T][d_model]
+  DeviceBuffer<bf16> h_;        // normed input of the next GEMM [T][d_model]
+  DeviceBuffer<float> qkv_;     // fused Q/K/V projection [T][q_dim + 2 kv_dim]; Q roped in place
+  DeviceBuffer<bf16> att_;      // attention output [T][q_dim]
+  DeviceBuffer<float> o_;       // Gemma: projection before its post-norm [T][d_model]
+  DeviceBuffer<float> gu_;      // fused gate/up projection [T][2 d_ff]
+  DeviceBuffer<bf16> act_;      // gated activation [T][d_ff]
+  DeviceBuffer<bf16> hrows_;    // final-normed rows that need logits [R][d_model]
+  DeviceBuffer<float> logits_;  // [R][vocab]
+
+  cuda::DecodeGraphs graphs_;
+  bool graphs_enabled_ = cuda::DecodeGraphs::enabled_by_env();
+  uint64_t generation_ = 1;  // changes whenever a buffer a graph captured moves
+};
+
+CudaBackend::CudaBackend(std::shared_ptr<const ModelWeights> w, int device)
+    : w_(std::move(w)), c_(w_->config), device_(select_device(device)) {
+  check_supported(c_);
+  gemm_ = std::make_unique<cuda::Gemm>(stream_.s);
+  dw_ = cuda::upload_weights(*w_, stream_.s);
+  // The same tables as the CPU backend: scaled frequencies on global layers only.
+  rope_global_.upload(make_rope_table(c_, c_.rope_base, w_->rope_freq_factors, true), stream_.s);
+  rope_local_.upload(make_rope_table(c_, c_.rope_base_local, {}, false), stream_.s);
+}
+
+void CudaBackend::configure_kv(const ShardPlan& plan, int32_t n_pages) {
+  plan.validate_for(c_);
+  if (n_pages < 0) throw std::invalid_argument("CUDA backend: negative page count");
+  HS_CUDA_CHECK(cudaSetDevice(device_));
+  HS_CUDA_CHECK(cudaStreamSynchronize(stream_.s));
+  graphs_.clear();
+  ++generation_;
+  configured_ = false;
+  pages_.allocate(0);  // free the old pool before asking for the new one
+  const size_t page_elems = static_cast<size_t>(page_bytes(plan.block_size()) / sizeof(bf16));
+  try {
+    pages_.allocate(static_cast<size_t>(n_pages) * page_elems);
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error("CUDA backend: cannot allocate the KV page pool (" + std::to_string(n_pages) +
+                             " pages of " + std::to_string(page_bytes(plan.block_size())) +
+                             " bytes); lower --kv-memory. " + e.what());
+  }
+  std::vector<int4> shards;
+  shards.reserve(plan.heads().size());
+  for (const HeadShard& h : plan.heads()) shards.push_back(make_int4(h.sink, h.local, h.stride, h.offset));
+  shards_.allocate(shards.size());
+  upload_now(shards_.get(), shards.data(), shards.size(), stream_.s);
+  // Every entry of a step's page lists is a distinct page, so n_pages entries always suffice.
+  inputs_.reserve(kReserveTokens, static_cast<size_t>(c_.n_layers) * c_.n_kv_heads, static_cast<size_t>(n_pages));
+  reserve_activations(kReserveTokens, kReserveRows);
+  plan_ = plan;
+  n_pages_ = n_pages;
+  configured_ = true;
+}
+
+bool CudaBackend::reserve_activations(int n_tokens, int n_rows) {
+  const size_t T = n_tokens, R = n_rows, d = c_.d_model, ff = c_.d_ff;
+  bool moved = false;
+  moved |= x_.grow_to(T * d);
+  moved |= h_.grow_to(T * d);
+  moved |= qkv_.grow_to(T * (c_.q_dim() + 2 * c_.kv_dim()));
+  moved |= att_.grow_to(T * c_.q_dim());
+  moved |= o_.grow_to(T * d);
+  moved |= gu_.grow_to(T * 2 * ff);
+  moved |= act_.grow_to(T * ff);
+  moved |= hrows_.grow_to(R * d);
+  moved |= logits_.grow_to(R * c_.vocab_size);
+  return moved;
+}
+
+void CudaBackend::forward(const Batch& batch, const KvStepMeta& meta, Logits& out) {
+  if (!configured_) throw std::logic_error("CUDA backend: configure_kv() must come before forward()");
+  HS_CUDA_CHECK(cudaSetDevice(device_));  // the engine thread may not be the one that built us
+  bool decode_only = !batch.chunks.empty();
+  for (const SeqChunk& ch : batch.chunks) decode_only = decode_only && ch.tokens.size() == 1;
+  const int bucket =
+      graphs_enabled_ && decode_only ? cuda::DecodeGraphs::bucket_for(static_cast<int>(batch.chunks.size())) : 0;
+
+  const cuda::StepShape s = inputs_.stage(batch, meta, c_, n_pages_, plan_.block_size(), bucket, out);
+  if (inputs_.upload(stream_.s)) ++generation_;
+  if (reserve_activations(s.n_tokens, s.n_rows)) ++generation_;
+  if (bucket > 0)
+    graphs_.run(bucket, generation_, stream_.s, [&] { record_step(s); });
+  else
+    record_step(s);
+
+  out.data.resize(static_cast<size_t>(s.real_rows) * c_.vocab_size);
+  HS_CUDA_CHECK(cudaMemcpyAsync(out.data.data(), logits_.get(), out.data.size() * sizeof(float),
+                                cudaMemcpyDeviceToHost, stream_.s));
+  HS_CUDA_CHECK(cudaStreamSynchronize(stream_.s));  // also reports any fault inside the step's kernels
+}
+
+void CudaBackend::record_step(const cuda::StepShape& s) {
+  const int T = s.n_tokens, d = c_.d_model, qd = c_.q_dim(), ff = c_.d_ff, H = c_.n_kv_heads;
+  const int ld_qkv = qd + 2 * c_.kv_dim();
+  const bool gemma = c_.arch == Arch::Gemma3;
+  const float eps = c_.norm_eps;
+  cudaStream_t st = stream_.s;
+
+  cuda::embed_tokens(inputs_.tok_id(), dw_.token_embd.get(), T, d, c_.embed_scale, x_.get(), st);
+  cuda::residual_norm(x_.get(), nullptr, nullptr, dw_.layers[0].attn_norm.get(), h_.get(), T, d, eps, st);
+  for (int l = 0; l < c_.n_layers; ++l) {
+    const cuda::DeviceLayer& L = dw_.layers[l];
+    gemm_->linear(h_.get(), d, L.wqkv.get(), ld_qkv, d, T, qkv_.get(), ld_qkv);
+
+    const DeviceRope& rope = c_.is_local(l) ? rope_local_ : rope_global_;
+    cuda::QkvPrepParams prep{};
+    prep.qkv = qkv_.get();
+    prep.ld = ld_qkv;
+    prep.n_tokens = T;
+    prep.n_heads = c_.n_heads;
+    prep.n_kv_heads = H;
+    prep.head_dim = c_.head_dim;
+    prep.pos = inputs_.tok_pos();
+    prep.q_norm = gemma ? L.q_norm.get() : nullptr;
+    prep.k_norm = gemma ? L.k_norm.get() : nullptr;
+    prep.eps = eps;
+    prep.inv_freq = rope.inv_freq.get();
+    prep.rope_dims = c_.rope_dims;
+    prep.mscale = rope.mscale;
+    prep.neox = c_.rope_neox;
+    prep.write_slots = inputs_.write_slots() + static_cast<int64_t>(l) * H * T;
+    prep.pages = pages_.get();
+    prep.block_size = plan_.block_size();
+    cuda::qkv_prep(prep, st);
+
+    attention(l, s);
+
+    // Output projection and residual: llama adds straight into x (beta = 1); Gemma norms first.
+    if (gemma) {
+      gemm_->linear(att_.get(), qd, L.wo.get(), d, qd, T, o_.get(), d);
+      cuda::residual_norm(x_.get(), o_.get(), L.post_attn_norm.get(), L.ffn_norm.get(), h_.get(), T, d, eps, st);
+    } else {
+      gemm_->linear(att_.get(), qd, L.wo.get(), d, qd, T, x_.get(), d, 1.0f);
+      cuda::residual_norm(x_.get(), nullptr, nullptr, L.ffn_norm.get(), h_.get(), T, d, eps, st);
+    }
+
+    gemm_->linear(h_.get(), d, L.wgu.get(), 2 * ff, d, T, gu_.get(), 2 * ff);
+    cuda::gated_activation(gu_.get(), T, ff, gemma, act_.get(), st);
+    // The next layer's pre-norm rides along with this layer's residual add.
+    const float* next_norm = l + 1 < c_.n_layers ? dw_.layers[l + 1].attn_norm.get() : nullptr;
+    bf16* next_h = next_norm ? h_.get() : nullptr;
+    if (gemma) {
+      gemm_->linear(act_.get(), ff, L.wdown.get(), d, ff, T, o_.get(), d);
+      cuda::residual_norm(x_.get(), o_.get(), L.post_ffw_norm.get(), next_norm, next_h, T, d, eps, st);
+    } else {
+      gemm_->linear(act_.get(), ff, L.wdown.get(), d, ff, T, x_.get(), d, 1.0f);
+      cuda::residual_norm(x_.get(), nullptr, nullptr, next_norm, next_h, T, d, eps, st);
+    }
+  }
+  // Final norm and logits only for the rows that were asked for.
+  cuda::gather_norm(x_.get(), inputs_.row_tok(), dw_.output_norm.get(), hrows_.get(), s.n_rows, d, eps, st);
+  gemm_->linear(hrows_.get(), d, dw_.lm_head(), c_.vocab_size, d, s.n_rows, logits_.get(), c_.vocab_size);
+}
+
+// The attention of one layer over the step. This is the one place to switch to the optimized
+// sharded kernels (kernels/sharded_attention.h) once they exist: same inputs (Q rows in qkv_,
+// the page pool, the step's page lists and this layer's shards), same output (att_, bf16).
+void CudaBackend::attention(int layer, const cuda::StepShape& s) {
+  cuda::PagedAttentionParams p{};
+  p.q = qkv_.get();
+  p.q_stride = c_.q_dim() + 2 * c_.kv_dim();
+  p.out = att_.get();
+  p.out_stride = c_.q_dim();
+  p.pages = pages_.get();
+  p.pos = inputs_.tok_pos();
+  p.chunk = inputs_.tok_chunk();
+  p.indptr = inputs_.indptr();
+  p.blocks = inputs_.blocks();
+  p.page_ids = inputs_.pages();
+  p.shards = shards_.get() + static_cast<int64_t>(layer) * c_.n_kv_heads;
+  p.n_tokens = s.n_tokens;
+  p.n_heads = c_.n_heads;
+  p.n_kv_heads = c_.n_kv_heads;
+  p.head_dim = c_.head_dim;
+  p.block_size = plan_.block_size();
+  p.n_layers = c_.n_layers;
+  p.layer = layer;
+  p.window = c_.is_local(layer) ? c_.sliding_window : 0;
+  p.scale = c_.softmax_scale();
+  cuda::paged_attention_simple(p, stream_.s);
+}
+
+}  // namespace
+
+bool cuda_device_available() {
+  int n = 0;
+  const cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();  // no driver or no device: an answer, not an error to keep around
+    return false;
+  }
+  return n > 0;
+}
+
+std::unique_ptr<Backend> make_cuda_backend(std::shared_ptr<const ModelWeights> w, int device) {
+  if (!w) throw std::invalid_argument("CUDA backend: no weights (the model was loaded without them)");
+  int n = 0;
+  const cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess || n == 0) {
+    (void)cudaGetLastError();
+    throw std::runtime_error(std::string("CUDA backend: no usable GPU (") +
+                             (e != cudaSuccess ? cudaGetErrorString(e) : "no devices") + ")");
+  }
+  if (device < 0 || device >= n)
+    throw std::runtime_error("CUDA backend: device " + std::to_string(device) + " does not exist (" +
+                             std::to_string(n) + " found)");
+  return std::make_unique<CudaBackend>(std::move(w), device);
+}
+
+}  // namespace hs

@@ -1,0 +1,96 @@
+#include "backend/cuda/device_weights.h"
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+#include "backend/cuda/cuda_check.h"
+#include "backend/cuda/model_kernels.h"
+
+namespace hs::cuda {
+
+namespace {
+
+// Float32 host arrays go up in chunks to a staging buffer and are converted to bf16 there: the
+// device converts far faster than the host, and only the staging buffer is extra memory.
+class Uploader {
+ public:
+  explicit Uploader(cudaStream_t s) : s_(s), staging_(kChunk) {}
+
+  // The parts stacked by rows into one [rows][cols] bf16 matrix.
+  void matrices(std::initializer_list<const Matrix*> parts, int64_t rows, int64_t cols, const std::string& name,
+                DeviceBuffer<bf16>& dst, size_t& bytes) {
+    int64_t got = 0;
+    for (const Matrix* m : parts) {
+      if (m->cols != cols || static_cast<int64_t>(m->data.size()) != m->rows * m->cols)
+        throw std::invalid_argument("CUDA backend: weight " + name + " has " + std::to_string(m->cols) +
+                                    " columns, expected " + std::to_string(cols));
+      got += m->rows;
+    }
+    if (got != rows)
+      throw std::invalid_argument("CUDA backend: weight " + name + " has " + std::to_string(got) + " rows, expected " +
+                                  std::to_string(rows));
+    dst.allocate(static_cast<size_t>(rows * cols));
+    bytes += dst.size() * sizeof(bf16);
+    size_t at = 0;
+    for (const Matrix* m : parts) {
+      put(m->data.data(), m->data.size(), dst.get() + at);
+      at += m->data.size();
+    }
+  }
+
+  void vector(const std::vector<float>& v, DeviceBuffer<float>& dst, size_t& bytes) {
+    if (v.empty()) return;
+    dst.allocate(v.size());
+    bytes += v.size() * sizeof(float);
+    HS_CUDA_CHECK(cudaMemcpyAsync(dst.get(), v.data(), v.size() * sizeof(float), cudaMemcpyHostToDevice, s_));
+  }
+
+  void finish() { HS_CUDA_CHECK(cudaStreamSynchronize(s_)); }
+
+ private:
+  static constexpr size_t kChunk = size_t{16} << 20;  // floats (64 MiB)
+
+  void put(const float* src, size_t n, bf16* dst) {
+    for (size_t i = 0; i < n; i += kChunk) {
+      const size_t len = std::min(kChunk, n - i);
+      // Stream order keeps the staging buffer from being overwritten before its conversion ran.
+      HS_CUDA_CHECK(cudaMemcpyAsync(staging_.get(), src + i, len * sizeof(float), cudaMemcpyHostToDevice, s_));
+      convert_f32_to_bf16(staging_.get(), dst + i, len, s_);
+    }
+  }
+
+  cudaStream_t s_;
+  DeviceBuffer<float> staging_;
+};
+
+}  // namespace
+
+DeviceWeights upload_weights(const ModelWeights& w, cudaStream_t s) {
+  const ModelConfig& c = w.config;
+  DeviceWeights d;
+  Uploader up(s);
+  up.matrices({&w.token_embd}, c.vocab_size, c.d_model, "token_embd", d.token_embd, d.bytes);
+  if (!w.output.empty()) up.matrices({&w.output}, c.vocab_size, c.d_model, "output", d.output, d.bytes);
+  up.vector(w.output_norm, d.output_norm, d.bytes);
+  d.layers.resize(w.layers.size());
+  for (size_t l = 0; l < w.layers.size(); ++l) {
+    const LayerWeights& L = w.layers[l];
+    DeviceLayer& D = d.layers[l];
+    const std::string at = "of layer " + std::to_string(l);
+    up.vector(L.attn_norm, D.attn_norm, d.bytes);
+    up.vector(L.ffn_norm, D.ffn_norm, d.bytes);
+    up.vector(L.q_norm, D.q_norm, d.bytes);
+    up.vector(L.k_norm, D.k_norm, d.bytes);
+    up.vector(L.post_attn_norm, D.post_attn_norm, d.bytes);
+    up.vector(L.post_ffw_norm, D.post_ffw_norm, d.bytes);
+    up.matrices({&L.wq, &L.wk, &L.wv}, c.q_dim() + 2 * c.kv_dim(), c.d_model, "wq/wk/wv " + at, D.wqkv, d.bytes);
+    up.matrices({&L.wo}, c.d_model, c.q_dim(), "wo " + at, D.wo, d.bytes);
+    up.matrices({&L.w_gate, &L.w_up}, 2 * int64_t{c.d_ff}, c.d_model, "w_gate/w_up " + at, D.wgu, d.bytes);
+    up.matrices({&L.w_down}, c.d_model, c.d_ff, "w_down " + at, D.wdown, d.bytes);
+  }
+  up.finish();
+  return d;
+}
+
+}  // namespace hs::cuda

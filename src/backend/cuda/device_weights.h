@@ -1,0 +1,39 @@
+// The model's weights on the device: matrices in bf16, norm vectors in float32, with the
+// projections that read the same input fused into one matrix (rows stacked) so that each is one
+// GEMM: wqkv = [wq; wk; wv] and wgu = [w_gate; w_up].
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <vector>
+
+#include "backend/cuda/device_buffer.h"
+#include "model/weights.h"
+
+namespace hs::cuda {
+
+struct DeviceLayer {
+  DeviceBuffer<float> attn_norm, ffn_norm;
+  DeviceBuffer<float> q_norm, k_norm, post_attn_norm, post_ffw_norm;  // Gemma 3 only (else empty)
+  DeviceBuffer<__nv_bfloat16> wqkv;  // [q_dim + 2 kv_dim][d_model]
+  DeviceBuffer<__nv_bfloat16> wo;    // [d_model][q_dim]
+  DeviceBuffer<__nv_bfloat16> wgu;   // [2 d_ff][d_model]
+  DeviceBuffer<__nv_bfloat16> wdown; // [d_model][d_ff]
+};
+
+struct DeviceWeights {
+  DeviceBuffer<__nv_bfloat16> token_embd;  // [vocab][d_model]
+  DeviceBuffer<__nv_bfloat16> output;      // [vocab][d_model]; empty when tied to token_embd
+  DeviceBuffer<float> output_norm;
+  std::vector<DeviceLayer> layers;
+  size_t bytes = 0;  // device memory held
+
+  const __nv_bfloat16* lm_head() const { return output.size() ? output.get() : token_embd.get(); }
+};
+
+// Converts and uploads every tensor (float32 host -> bf16 device, on the device, in chunks
+// through a staging buffer). Throws std::runtime_error when device memory runs out and
+// std::invalid_argument when a matrix does not have the config's shape.
+DeviceWeights upload_weights(const ModelWeights& w, cudaStream_t s);
+
+}  // namespace hs::cuda

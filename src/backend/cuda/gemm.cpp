@@ -1,0 +1,38 @@
+#include "backend/cuda/gemm.h"
+
+#include "backend/cuda/cuda_check.h"
+
+namespace hs::cuda {
+
+namespace {
+constexpr size_t kWorkspaceBytes = size_t{32} << 20;  // cuBLAS's recommendation for Hopper
+}
+
+Gemm::Gemm(cudaStream_t stream) {
+  HS_CUBLAS_CHECK(cublasCreate(&handle_));
+  try {
+    HS_CUBLAS_CHECK(cublasSetStream(handle_, stream));
+    workspace_.allocate(kWorkspaceBytes);
+    HS_CUBLAS_CHECK(cublasSetWorkspace(handle_, workspace_.get(), kWorkspaceBytes));
+  } catch (...) {
+    cublasDestroy(handle_);
+    throw;
+  }
+}
+
+Gemm::~Gemm() {
+  if (handle_) cublasDestroy(handle_);
+}
+
+void Gemm::linear(const __nv_bfloat16* X, int64_t ldx, const __nv_bfloat16* W, int m, int k, int n, float* Y,
+                  int64_t ldy, float beta) {
+  if (n == 0) return;
+  const float alpha = 1.0f;
+  // cuBLAS is column-major: row-major Y [n][m] is column-major Y^T (m x n), and
+  // Y^T = W X^T where row-major W [m][k] read column-major is W^T (k x m): op(A) = T.
+  HS_CUBLAS_CHECK(cublasGemmEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &alpha, W, CUDA_R_16BF, k, X, CUDA_R_16BF,
+                               static_cast<int>(ldx), &beta, Y, CUDA_R_32F, static_cast<int>(ldy),
+                               CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+}  // namespace hs::cuda

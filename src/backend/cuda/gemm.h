@@ -1,0 +1,34 @@
+// The linear layers on cuBLAS: Y = X W^T with row-major X [n][k] (bf16), W [m][k] (bf16, a
+// Matrix's layout: one row per output feature) and Y [n][m] in float32, float32 accumulation.
+// beta = 1 adds into Y (the residual add of the output projections, for free).
+// Owns the cuBLAS handle, bound to one stream, with a fixed workspace so that calls can be
+// captured into CUDA graphs (no allocation inside a capture).
+#pragma once
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "backend/cuda/device_buffer.h"
+
+namespace hs::cuda {
+
+class Gemm {
+ public:
+  explicit Gemm(cudaStream_t stream);
+  ~Gemm();
+  Gemm(const Gemm&) = delete;
+  Gemm& operator=(const Gemm&) = delete;
+
+  // Y[r][c] = sum_i X[r][i] * W[c][i] (+ Y[r][c] when beta is 1), r < n, c < m, i < k; row
+  // strides ldx, ldy (elements). Throws std::runtime_error on a cuBLAS error.
+  void linear(const __nv_bfloat16* X, int64_t ldx, const __nv_bfloat16* W, int m, int k, int n, float* Y,
+              int64_t ldy, float beta = 0.0f);
+
+ private:
+  cublasHandle_t handle_ = nullptr;
+  DeviceBuffer<uint8_t> workspace_;
+};
+
+}  // namespace hs::cuda

@@ -1,0 +1,194 @@
+#include "backend/cuda/model_kernels.h"
+
+#include "backend/cuda/cuda_check.h"
+
+namespace hs::cuda {
+
+namespace {
+
+constexpr int kRowThreads = 256;  // per-row kernels: one block per row
+constexpr int kHeadThreads = 128;  // per-head kernels: one block per (token, head)
+
+__device__ float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// Sum over the block; every thread gets the result. blockDim.x is a multiple of 32, at most 1024.
+__device__ float block_sum(float v) {
+  __shared__ float partial[32];
+  __shared__ float total;
+  v = warp_sum(v);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (lane == 0) partial[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    float w = lane < static_cast<int>(blockDim.x / 32) ? partial[lane] : 0.0f;
+    w = warp_sum(w);
+    if (lane == 0) total = w;
+  }
+  __syncthreads();
+  const float r = total;
+  __syncthreads();  // the shared slots may be reused by a following block_sum
+  return r;
+}
+
+// 1 / rms of a row: the scale the CPU's rms_norm multiplies by.
+__device__ float inv_rms(const float* v, int n, float eps) {
+  float ss = 0.0f;
+  for (int i = threadIdx.x; i < n; i += blockDim.x) ss += v[i] * v[i];
+  ss = block_sum(ss);
+  return 1.0f / sqrtf(ss / static_cast<float>(n) + eps);
+}
+
+__global__ void convert_kernel(const float* in, bf16* out, size_t n) {
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x)
+    out[i] = __float2bfloat16_rn(in[i]);
+}
+
+__global__ void embed_kernel(const int32_t* ids, const bf16* table, int d, float scale, float* x) {
+  const int t = blockIdx.x;
+  const bf16* e = table + static_cast<int64_t>(ids[t]) * d;
+  float* row = x + static_cast<int64_t>(t) * d;
+  for (int i = threadIdx.x; i < d; i += blockDim.x) row[i] = __bfloat162float(e[i]) * scale;
+}
+
+__global__ void residual_norm_kernel(float* x, const float* o, const float* o_weight, const float* h_weight,
+                                     bf16* h_out, int d, float eps) {
+  const int64_t r = blockIdx.x;
+  float* xr = x + r * d;
+  if (o) {
+    const float* orow = o + r * d;
+    const float s = o_weight ? inv_rms(orow, d, eps) : 1.0f;
+    for (int i = threadIdx.x; i < d; i += blockDim.x) xr[i] += o_weight ? orow[i] * s * o_weight[i] : orow[i];
+    __syncthreads();  // x's row is complete before the norm below reads it across threads
+  }
+  if (h_out) {
+    const float s = inv_rms(xr, d, eps);
+    for (int i = threadIdx.x; i < d; i += blockDim.x) h_out[r * d + i] = __float2bfloat16_rn(xr[i] * s * h_weight[i]);
+  }
+}
+
+__global__ void gather_norm_kernel(const float* x, const int32_t* rows, const float* weight, bf16* h_out, int d,
+                                   float eps) {
+  const int64_t r = blockIdx.x;
+  const float* xr = x + static_cast<int64_t>(rows[r]) * d;
+  const float s = inv_rms(xr, d, eps);
+  for (int i = threadIdx.x; i < d; i += blockDim.x) h_out[r * d + i] = __float2bfloat16_rn(xr[i] * s * weight[i]);
+}
+
+// One block per (token, head): heads [0, n_heads) are queries, the next n_kv_heads keys (whose
+// values are stored alongside).
+__global__ void qkv_prep_kernel(QkvPrepParams p) {
+  __shared__ float v[kMaxHeadDim];
+  const int t = blockIdx.x, head = blockIdx.y, D = p.head_dim;
+  const bool is_q = head < p.n_heads;
+  const int kv = head - p.n_heads;
+  int32_t slot = -1;
+  if (!is_q) {
+    slot = p.write_slots[static_cast<int64_t>(kv) * p.n_tokens + t];
+    if (slot < 0) return;  // a padding token: nothing to store, and no query reads it
+  }
+  float* src = p.qkv + t * p.ld + (is_q ? head * D : p.n_heads * D + kv * D);
+  for (int i = threadIdx.x; i < D; i += blockDim.x) v[i] = src[i];
+  __syncthreads();
+  const float* norm_w = is_q ? p.q_norm : p.k_norm;
+  if (norm_w) {
+    const float s = inv_rms(v, D, p.eps);  // ends with a barrier: every thread has read v
+    for (int i = threadIdx.x; i < D; i += blockDim.x) v[i] = v[i] * s * norm_w[i];
+    __syncthreads();
+  }
+  const int half = p.rope_dims / 2;
+  const float pos = static_cast<float>(p.pos[t]);
+  // Each pair is owned by one thread, so it is rotated in place without a race.
+  for (int i = threadIdx.x; i < half; i += blockDim.x) {
+    const float angle = pos * p.inv_freq[i];  // float32 like the CPU table; precise sincos (large angles)
+    float sn, cs;
+    sincosf(angle, &sn, &cs);
+    cs *= p.mscale;
+    sn *= p.mscale;
+    const int a = p.neox ? i : 2 * i, b = p.neox ? i + half : 2 * i + 1;
+    const float x0 = v[a], x1 = v[b];
+    v[a] = x0 * cs - x1 * sn;
+    v[b] = x0 * sn + x1 * cs;
+  }
+  __syncthreads();
+  if (is_q) {
+    for (int i = threadIdx.x; i < D; i += blockDim.x) src[i] = v[i];
+    return;
+  }
+  const int B = p.block_size;
+  bf16* k_row = p.pages + static_cast<int64_t>(slot / B) * 2 * B * D + static_cast<int64_t>(slot % B) * D;
+  bf16* v_row = k_row + static_cast<int64_t>(B) * D;
+  const float* v_src = p.qkv + t * p.ld + (p.n_heads + p.n_kv_heads) * D + kv * D;
+  for (int i = threadIdx.x; i < D; i += blockDim.x) {
+    k_row[i] = __float2bfloat16_rn(v[i]);
+    v_row[i] = __float2bfloat16_rn(v_src[i]);
+  }
+}
+
+__device__ float gelu_tanh(float x) {
+  const float k = 0.7978845608028654f;  // sqrt(2/pi)
+  return 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x)));
+}
+
+__global__ void gated_kernel(const float* gu, int64_t n, int d_ff, bool gelu, bf16* out) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t t = i / d_ff, c = i % d_ff;
+    const float g = gu[t * 2 * d_ff + c], u = gu[t * 2 * d_ff + d_ff + c];
+    const float a = gelu ? gelu_tanh(g) : g / (1.0f + expf(-g));
+    out[i] = __float2bfloat16_rn(a * u);
+  }
+}
+
+// Grid for a grid-stride loop over n elements: enough blocks to fill the device, no more.
+unsigned grid_for(int64_t n, int threads) {
+  const int64_t blocks = (n + threads - 1) / threads;
+  return static_cast<unsigned>(blocks < 65536 ? (blocks > 0 ? blocks : 1) : 65536);
+}
+
+}  // namespace
+
+void convert_f32_to_bf16(const float* in, bf16* out, size_t n, cudaStream_t s) {
+  if (n == 0) return;
+  convert_kernel<<<grid_for(static_cast<int64_t>(n), 256), 256, 0, s>>>(in, out, n);
+  HS_CUDA_CHECK_LAUNCH();
+}
+
+void embed_tokens(const int32_t* ids, const bf16* table, int n_tokens, int d, float scale, float* x, cudaStream_t s) {
+  if (n_tokens == 0) return;
+  embed_kernel<<<n_tokens, kRowThreads, 0, s>>>(ids, table, d, scale, x);
+  HS_CUDA_CHECK_LAUNCH();
+}
+
+void residual_norm(float* x, const float* o, const float* o_weight, const float* h_weight, bf16* h_out, int n_rows,
+                   int d, float eps, cudaStream_t s) {
+  if (n_rows == 0 || (!o && !h_out)) return;
+  residual_norm_kernel<<<n_rows, kRowThreads, 0, s>>>(x, o, o_weight, h_weight, h_out, d, eps);
+  HS_CUDA_CHECK_LAUNCH();
+}
+
+void gather_norm(const float* x, const int32_t* rows, const float* weight, bf16* h_out, int n_rows, int d, float eps,
+                 cudaStream_t s) {
+  if (n_rows == 0) return;
+  gather_norm_kernel<<<n_rows, kRowThreads, 0, s>>>(x, rows, weight, h_out, d, eps);
+  HS_CUDA_CHECK_LAUNCH();
+}
+
+void qkv_prep(const QkvPrepParams& p, cudaStream_t s) {
+  if (p.n_tokens == 0) return;
+  const dim3 grid(p.n_tokens, p.n_heads + p.n_kv_heads);
+  qkv_prep_kernel<<<grid, kHeadThreads, 0, s>>>(p);
+  HS_CUDA_CHECK_LAUNCH();
+}
+
+void gated_activation(const float* gu, int n_tokens, int d_ff, bool gelu, bf16* out, cudaStream_t s) {
+  const int64_t n = static_cast<int64_t>(n_tokens) * d_ff;
+  if (n == 0) return;
+  gated_kernel<<<grid_for(n, 256), 256, 0, s>>>(gu, n, d_ff, gelu, out);
+  HS_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace hs::cuda

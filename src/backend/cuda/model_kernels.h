@@ -1,0 +1,67 @@
+// The transformer's elementwise and per-row kernels for the CUDA backend (everything but the
+// GEMMs and attention), each the device twin of a step of the CPU forward pass
+// (src/backend/cpu/cpu_backend.cpp, ops.h). A narrow launch API: raw device pointers, sizes and
+// a stream; launches are asynchronous and checked for launch errors (std::runtime_error).
+// Float32 throughout, bf16 only where a result feeds a GEMM or a KV page.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace hs::cuda {
+
+using bf16 = __nv_bfloat16;
+
+// Largest head dimension the per-head kernels (and the simple attention) handle.
+constexpr int kMaxHeadDim = 256;
+
+// out[i] = bf16(in[i]), round to nearest even: weight upload.
+void convert_f32_to_bf16(const float* in, bf16* out, size_t n, cudaStream_t s);
+
+// x[t][:] = table[ids[t]][:] * scale for t < n_tokens (the scaled embedding lookup).
+void embed_tokens(const int32_t* ids, const bf16* table, int n_tokens, int d, float scale, float* x, cudaStream_t s);
+
+// Per row r < n_rows of width d, in order:
+//   when o:      x[r] += o_weight ? rms_norm(o[r]) * o_weight : o[r]   (Gemma's post-norms, residual)
+//   when h_out:  h_out[r] = bf16(rms_norm(x[r]) * h_weight)            (the next pre-norm)
+// rms_norm(v) = v / sqrt(mean(v^2) + eps). One launch does a residual add and the next norm.
+void residual_norm(float* x, const float* o, const float* o_weight, const float* h_weight, bf16* h_out, int n_rows,
+                   int d, float eps, cudaStream_t s);
+
+// h_out[r] = bf16(rms_norm(x[rows[r]]) * weight) for r < n_rows: the final norm on the rows that
+// need logits only.
+void gather_norm(const float* x, const int32_t* rows, const float* weight, bf16* h_out, int n_rows, int d, float eps,
+                 cudaStream_t s);
+
+// The attention input stage of one layer, over the fused QKV projection qkv [T][ld] (float32;
+// query heads at column h*D, key heads at n_heads*D + h*D, value heads after the keys):
+//   Gemma's q/k norms (rms_norm(head) * q_norm / k_norm; skipped when the weight is null), then
+//   RoPE at pos[t] on the first rope_dims dims (neox: pairs (i, i + rope_dims/2), else (2i, 2i+1);
+//   angle pos * inv_freq[i], cos and sin times mscale), queries rewritten in place; keys and values
+//   stored as bf16 into the page pool at write_slots[h * T + t] (page * B + slot; a negative slot
+//   is a padding token and is not stored). Page layout: page p = K [B][D] then V [B][D].
+struct QkvPrepParams {
+  float* qkv;
+  int64_t ld;
+  int n_tokens, n_heads, n_kv_heads, head_dim;
+  const int32_t* pos;
+  const float* q_norm;  // [D] or null
+  const float* k_norm;  // [D] or null
+  float eps;
+  const float* inv_freq;  // [rope_dims / 2]
+  int rope_dims;
+  float mscale;
+  bool neox;
+  const int32_t* write_slots;  // this layer's slots: [kv_head * n_tokens + t]
+  bf16* pages;
+  int block_size;
+};
+void qkv_prep(const QkvPrepParams& p, cudaStream_t s);
+
+// out[t][i] = bf16(act(gu[t][i]) * gu[t][d_ff + i]) with act = gelu_tanh (Gemma) or silu (llama):
+// the gated MLP over the fused gate/up projection gu [T][2 * d_ff].
+void gated_activation(const float* gu, int n_tokens, int d_ff, bool gelu, bf16* out, cudaStream_t s);
+
+}  // namespace hs::cuda

@@ -1,0 +1,135 @@
+#include "backend/cuda/step_inputs.h"
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "backend/cuda/cuda_check.h"
+
+namespace hs::cuda {
+
+namespace {
+
+// The same checks, and messages, as the CPU backend's forward().
+void check_batch(const Batch& batch, const KvStepMeta& meta, const ModelConfig& c) {
+  if (meta.n_chunks != static_cast<int32_t>(batch.chunks.size()) || meta.n_tokens != batch.total_tokens() ||
+      meta.n_layers != c.n_layers || meta.n_kv_heads != c.n_kv_heads)
+    throw std::invalid_argument("KV step metadata does not describe this batch");
+  for (const SeqChunk& ch : batch.chunks) {
+    if (ch.tokens.empty())
+      throw std::invalid_argument("batch chunk for sequence " + std::to_string(ch.seq_id) + " has no tokens");
+    if (ch.pos0 < 0 || ch.pos0 + static_cast<int64_t>(ch.tokens.size()) > c.context_length)
+      throw std::invalid_argument("sequence " + std::to_string(ch.seq_id) + ": positions past the context length " +
+                                  std::to_string(c.context_length));
+    for (int32_t t : ch.tokens)
+      if (t < 0 || t >= c.vocab_size)
+        throw std::invalid_argument("token id " + std::to_string(t) + " is outside the vocabulary");
+  }
+  const size_t n_lists = static_cast<size_t>(meta.n_chunks) * meta.n_layers * meta.n_kv_heads;
+  if (meta.indptr.size() != n_lists + 1 || meta.blocks.size() != meta.pages.size() ||
+      static_cast<size_t>(meta.indptr.back()) != meta.pages.size() ||
+      meta.write_slots.size() != static_cast<size_t>(meta.n_layers) * meta.n_kv_heads * meta.n_tokens)
+    throw std::invalid_argument("KV step metadata arrays have inconsistent sizes");
+}
+
+// Device memory safety: the kernels index the page pool with these without further checks.
+void check_in_pool(const KvStepMeta& meta, int32_t n_pages, int32_t block_size) {
+  for (int32_t p : meta.pages)
+    if (p < 0 || p >= n_pages)
+      throw std::invalid_argument("KV step metadata names page " + std::to_string(p) + " of a pool of " +
+                                  std::to_string(n_pages));
+  const int64_t n_slots = static_cast<int64_t>(n_pages) * block_size;
+  for (int32_t s : meta.write_slots)
+    if (s < 0 || s >= n_slots)
+      throw std::invalid_argument("KV step metadata writes slot " + std::to_string(s) + " of a pool of " +
+                                  std::to_string(n_slots));
+  for (size_t l = 0; l + 1 < meta.indptr.size(); ++l)
+    if (meta.indptr[l] > meta.indptr[l + 1]) throw std::invalid_argument("KV step metadata: indptr decreases");
+}
+
+}  // namespace
+
+StepShape StepInputs::stage(const Batch& batch, const KvStepMeta& meta, const ModelConfig& c, int32_t n_pages,
+                            int32_t block_size, int pad_to, Logits& out) {
+  check_batch(batch, meta, c);
+  check_in_pool(meta, n_pages, block_size);
+  const int n_chunks = static_cast<int>(batch.chunks.size());
+  const int T = static_cast<int>(meta.n_tokens);
+  if (pad_to > 0 && (pad_to < n_chunks || T != n_chunks))
+    throw std::logic_error("StepInputs: only a step of one token per chunk pads, to at least its chunk count");
+  StepShape shape;
+  shape.n_chunks = pad_to > 0 ? pad_to : n_chunks;
+  shape.n_tokens = pad_to > 0 ? pad_to : T;
+
+  int32_t* id = tok_id_.fill(shape.n_tokens);
+  int32_t* pos = tok_pos_.fill(shape.n_tokens);
+  int32_t* chunk = tok_chunk_.fill(shape.n_tokens);
+  int32_t* row = row_tok_.fill(shape.n_tokens);  // at most one row per token
+  out.vocab = c.vocab_size;
+  out.first_row.assign(n_chunks, 0);
+  int n_rows = 0;
+  for (int ci = 0, t = 0; ci < n_chunks; ++ci) {
+    const SeqChunk& ch = batch.chunks[ci];
+    const int n = static_cast<int>(ch.tokens.size());
+    out.first_row[ci] = n_rows;
+    for (int i = 0; i < n; ++i, ++t) {
+      id[t] = ch.tokens[i];
+      pos[t] = ch.pos0 + i;
+      chunk[t] = ci;
+      if (ch.all_logits || i == n - 1) row[n_rows++] = t;
+    }
+  }
+  shape.real_rows = n_rows;
+  for (int t = T; t < shape.n_tokens; ++t) {  // padding
+    id[t] = 0;
+    pos[t] = 0;
+    chunk[t] = t;
+    row[n_rows++] = t;
+  }
+  shape.n_rows = n_rows;
+  row_tok_.n = n_rows;
+
+  const size_t per_layer_head = static_cast<size_t>(c.n_layers) * c.n_kv_heads;
+  int32_t* ws = write_slots_.fill(per_layer_head * shape.n_tokens);
+  for (size_t lh = 0; lh < per_layer_head; ++lh) {
+    std::memcpy(ws + lh * shape.n_tokens, meta.write_slots.data() + lh * T, sizeof(int32_t) * T);
+    std::fill(ws + lh * shape.n_tokens + T, ws + (lh + 1) * shape.n_tokens, -1);
+  }
+  const size_t n_lists = static_cast<size_t>(shape.n_chunks) * per_layer_head;
+  int32_t* ip = indptr_.fill(n_lists + 1);
+  std::memcpy(ip, meta.indptr.data(), sizeof(int32_t) * meta.indptr.size());
+  std::fill(ip + meta.indptr.size(), ip + n_lists + 1, meta.indptr.back());  // padding: empty lists
+  std::memcpy(blocks_.fill(meta.blocks.size()), meta.blocks.data(), sizeof(int32_t) * meta.blocks.size());
+  std::memcpy(pages_.fill(meta.pages.size()), meta.pages.data(), sizeof(int32_t) * meta.pages.size());
+  return shape;
+}
+
+bool StepInputs::reserve(size_t n_tokens, size_t lists_per_chunk, size_t n_entries) {
+  bool moved = false;
+  for (auto* d : {&d_tok_id_, &d_tok_pos_, &d_tok_chunk_, &d_row_tok_}) moved |= d->grow_to(n_tokens);
+  moved |= d_write_slots_.grow_to(n_tokens * lists_per_chunk);
+  moved |= d_indptr_.grow_to(n_tokens * lists_per_chunk + 1);
+  moved |= d_blocks_.grow_to(n_entries);
+  moved |= d_pages_.grow_to(n_entries);
+  return moved;
+}
+
+bool StepInputs::upload(cudaStream_t s) {
+  bool moved = false;
+  auto put = [&](const Array& a, DeviceBuffer<int32_t>& d) {
+    moved |= d.grow_to(std::max<size_t>(a.n, 1));
+    if (a.n) HS_CUDA_CHECK(cudaMemcpyAsync(d.get(), a.host.get(), a.n * sizeof(int32_t), cudaMemcpyHostToDevice, s));
+  };
+  put(tok_id_, d_tok_id_);
+  put(tok_pos_, d_tok_pos_);
+  put(tok_chunk_, d_tok_chunk_);
+  put(row_tok_, d_row_tok_);
+  put(write_slots_, d_write_slots_);
+  put(indptr_, d_indptr_);
+  put(blocks_, d_blocks_);
+  put(pages_, d_pages_);
+  return moved;
+}
+
+}  // namespace hs::cuda

@@ -1,0 +1,649 @@
+// The GPU attention kernels (kernels/sharded_attention.h) against the CPU reference
+// (hs::cpu::paged_attention) on fresh random inputs: every plan kind (dense, strided, streaming,
+// mixed; sinks on and off), block sizes 16 and 64 (and 32 / 128 for the tile mapping), GQA groups
+// 1, 3, 4, 8, head dims 64, 128, 256, with and without a model window; decode with forced splits.
+//
+// The reference runs on the same bf16-rounded inputs in fp32. Every page not in a list and every
+// slot after a chunk's last token holds NaN, so a read of anything the rule hides shows up as NaN;
+// outputs are poisoned (bf16 NaN) before each launch, so an unwritten output fails too. Lists also
+// hold a few extra blocks no query of the chunk attends (as the cache's lists can), with finite
+// data. Skips cleanly where there is no CUDA device.
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <numeric>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cpu_reference.h"
+#include "sharded_attention.h"
+#include "tile_search.cuh"
+
+namespace {
+
+namespace K = hs::kernels;
+
+// A KV head's shard and the HCS rule, written out here from the rule itself.
+struct HeadShard {
+  int sink = 0, local = 1, stride = 1, offset = 0;
+  bool on_stride(int64_t j) const { return stride == 1 || (stride > 1 && (j + offset) % stride == 0); }
+  bool attends_block(int64_t i, int64_t j) const { return j < sink || i - j < local || on_stride(j); }
+  bool attends(int64_t t, int64_t s, int B) const { return s <= t && attends_block(t / B, s / B); }
+};
+
+bool have_gpu() {
+  int n = 0;
+  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+}
+#define REQUIRE_GPU()                                       \
+  do {                                                      \
+    if (!have_gpu()) GTEST_SKIP() << "no CUDA device here"; \
+  } while (0)
+#define CK(call)                                                                           \
+  do {                                                                                     \
+    const cudaError_t e_ = (call);                                                         \
+    ASSERT_EQ(e_, cudaSuccess) << #call << ": " << cudaGetErrorString(e_);                 \
+  } while (0)
+
+uint16_t to_bf16(float f) {  // round to nearest even; NaN stays NaN
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return uint16_t(u >> 16);
+}
+float from_bf16(uint16_t h) {
+  const uint32_t u = uint32_t(h) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+constexpr uint16_t kPoison = 0xffff;  // a bf16 NaN
+const float kNaN = std::numeric_limits<float>::quiet_NaN();
+
+struct DevBuf {
+  void* p = nullptr;
+  DevBuf() = default;
+  DevBuf(const DevBuf&) = delete;
+  DevBuf& operator=(const DevBuf&) = delete;
+  ~DevBuf() {
+    if (p) cudaFree(p);
+  }
+  template <class T>
+  cudaError_t upload(const std::vector<T>& v) {
+    if (p) cudaFree(p), p = nullptr;
+    cudaError_t e = cudaMalloc(&p, std::max<size_t>(v.size() * sizeof(T), 16));
+    if (e != cudaSuccess) return e;
+    return v.empty() ? cudaSuccess : cudaMemcpy(p, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice);
+  }
+  template <class T>
+  T* as() const {
+    return static_cast<T*>(p);
+  }
+};
+
+enum class Kind { Dense, Strided, Streaming, Mixed };
+const char* kind_name(Kind k) {
+  switch (k) {
+    case Kind::Dense: return "dense";
+    case Kind::Strided: return "strided";
+    case Kind::Streaming: return "streaming";
+    default: return "mixed";
+  }
+}
+
+int uni(std::mt19937_64& rng, int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); }
+
+HeadShard random_shard(Kind kind, bool sinks, std::mt19937_64& rng) {
+  if (kind == Kind::Mixed) kind = static_cast<Kind>(uni(rng, 0, 2));
+  HeadShard h;
+  h.sink = sinks ? uni(rng, 1, 2) : 0;
+  h.local = uni(rng, 1, 4);
+  if (kind == Kind::Dense) h.stride = 1, h.offset = 0;
+  if (kind == Kind::Streaming) h.stride = 0, h.offset = 0;
+  if (kind == Kind::Strided) h.stride = uni(rng, 2, 6), h.offset = uni(rng, 0, h.stride - 1);
+  return h;
+}
+
+bool sees(const HeadShard& h, int B, int window, int64_t t, int64_t s) {
+  return h.attends(t, s, B) && (window == 0 || t - s < window);
+}
+
+struct Chunk {
+  int pos0, n_new;
+};
+
+struct Problem {
+  int D = 128, B = 64, G = 4, n_kv = 2, n_layers = 2, layer = 1, window = 0;
+  Kind kind = Kind::Dense;
+  bool sinks = false;
+  std::vector<Chunk> chunks;
+  uint64_t seed = 1;
+  float q_scale = 1.5f;
+};
+
+// Everything a launch reads, on the host and the device.
+struct Fixture {
+  Problem pr;
+  int n_q = 0, n_tokens = 0, n_pages = 0;
+  std::vector<HeadShard> shards;  // [layer][kv]
+  std::vector<int32_t> indptr, blocks, pages, pos0, tok0;
+  std::vector<float> pool_f, q_f;
+  std::vector<uint16_t> pool_h, q_h;
+  DevBuf d_pool, d_q, d_out, d_indptr, d_blocks, d_pages, d_pos0, d_tok0, d_shards;
+
+  void build(const Problem& p) {
+    pr = p;
+    std::mt19937_64 rng(p.seed);
+    n_q = p.n_kv * p.G;
+    shards.resize(size_t(p.n_layers) * p.n_kv);
+    for (auto& s : shards) s = random_shard(p.kind, p.sinks, rng);
+    const int B = p.B, D = p.D;
+    // Lists: the blocks the cache would hold for each chunk (those the newest committed token
+    // still sees, plus every block the new tokens touch), plus a few extra old blocks.
+    struct Entry {
+      int chunk, layer, kv, block;
+    };
+    std::vector<std::vector<int>> lists(size_t(p.chunks.size()) * p.n_layers * p.n_kv);
+    for (size_t c = 0; c < p.chunks.size(); ++c)
+      for (int l = 0; l < p.n_layers; ++l)
+        for (int h = 0; h < p.n_kv; ++h) {
+          const HeadShard& sh = shards[size_t(l) * p.n_kv + h];
+          const Chunk ch = p.chunks[c];
+          const int last = (ch.pos0 + ch.n_new - 1) / B;
+          auto& lst = lists[(c * p.n_layers + l) * p.n_kv + h];
+          for (int j = 0; j <= last; ++j) {
+            bool keep = j >= ch.pos0 / B;
+            if (!keep && ch.pos0 > 0) {
+              const int64_t tp = ch.pos0 - 1;
+              for (int64_t s = int64_t(j) * B; s < int64_t(j + 1) * B && s <= tp && !keep; ++s)
+                keep = sees(sh, B, p.window, tp, s);
+            }
+            if (!keep) keep = uni(rng, 0, 99) < 12;  // an extra block nobody attends
+            if (keep) lst.push_back(j);
+          }
+        }
+    indptr.assign(1, 0);
+    blocks.clear();
+    for (auto& lst : lists) {
+      blocks.insert(blocks.end(), lst.begin(), lst.end());
+      indptr.push_back(int32_t(blocks.size()));
+    }
+    n_pages = int(blocks.size()) + int(blocks.size()) / 4 + 3;
+    std::vector<int32_t> perm(n_pages);
+    std::iota(perm.begin(), perm.end(), 0);
+    std::shuffle(perm.begin(), perm.end(), rng);
+    pages.assign(perm.begin(), perm.begin() + blocks.size());
+    // Page data: NaN everywhere, then the written slots (positions < pos0 + n_new) of listed pages.
+    const int64_t pf = 2LL * B * D;
+    pool_f.assign(size_t(n_pages) * pf, kNaN);
+    std::normal_distribution<float> nd(0.f, 1.f);
+    uint64_t x = rng() | 1;
+    auto fast = [&x] {  // uniform in [-2, 2): xorshift64*, quick for millions of K/V values
+      x ^= x >> 12, x ^= x << 25, x ^= x >> 27;
+      return float((x * 0x2545F4914F6CDD1DULL) >> 40) * (4.0f / 16777216.0f) - 2.0f;
+    };
+    for (size_t c = 0; c < p.chunks.size(); ++c) {
+      const int end = p.chunks[c].pos0 + p.chunks[c].n_new;
+      for (int l = 0; l < p.n_layers; ++l)
+        for (int h = 0; h < p.n_kv; ++h) {
+          const int li = int((c * p.n_layers + l) * p.n_kv + h);
+          for (int e = indptr[li]; e < indptr[li + 1]; ++e)
+            for (int s = 0; s < B; ++s) {
+              if (int64_t(blocks[e]) * B + s >= end) break;
+              float* kr = pool_f.data() + int64_t(pages[e]) * pf + int64_t(s) * D;
+              for (int d = 0; d < D; ++d) {
+                kr[d] = from_bf16(to_bf16(fast()));
+                kr[int64_t(B) * D + d] = from_bf16(to_bf16(fast()));
+              }
+            }
+        }
+    }
+    pool_h.resize(pool_f.size());
+    for (size_t i = 0; i < pool_f.size(); ++i) pool_h[i] = to_bf16(pool_f[i]);
+    pos0.clear();
+    tok0.assign(1, 0);
+    for (const Chunk& ch : p.chunks) {
+      pos0.push_back(ch.pos0);
+      tok0.push_back(tok0.back() + ch.n_new);
+    }
+    n_tokens = tok0.back();
+    q_f.resize(size_t(n_tokens) * n_q * D);
+    q_h.resize(q_f.size());
+    for (size_t i = 0; i < q_f.size(); ++i) {
+      q_h[i] = to_bf16(p.q_scale * nd(rng));
+      q_f[i] = from_bf16(q_h[i]);
+    }
+  }
+
+  void upload() {
+    std::vector<K::ShardParams> sp;
+    for (int h = 0; h < pr.n_kv; ++h) {
+      const HeadShard& s = shards[size_t(pr.layer) * pr.n_kv + h];
+      sp.push_back(K::ShardParams{s.sink, s.local, s.stride, s.offset});
+    }
+    CK(d_pool.upload(pool_h));
+    CK(d_q.upload(q_h));
+    CK(d_out.upload(std::vector<uint16_t>(q_h.size(), kPoison)));
+    CK(d_indptr.upload(indptr));
+    CK(d_blocks.upload(blocks));
+    CK(d_pages.upload(pages));
+    CK(d_pos0.upload(pos0));
+    CK(d_tok0.upload(tok0));
+    CK(d_shards.upload(sp));
+  }
+
+  K::PagedAttentionArgs args() const {
+    K::PagedAttentionArgs a;
+    a.q = d_q.p;
+    a.out = d_out.p;
+    a.kv_pool = d_pool.p;
+    a.indptr = d_indptr.as<int32_t>();
+    a.blocks = d_blocks.as<int32_t>();
+    a.pages = d_pages.as<int32_t>();
+    a.chunk_pos0 = d_pos0.as<int32_t>();
+    a.chunk_tok0 = d_tok0.as<int32_t>();
+    a.shards = d_shards.as<K::ShardParams>();
+    a.n_layers = pr.n_layers;
+    a.layer = pr.layer;
+    a.n_kv_heads = pr.n_kv;
+    a.group = pr.G;
+    a.head_dim = pr.D;
+    a.block_size = pr.B;
+    a.window = pr.window;
+    a.scale = 1.0f / std::sqrt(float(pr.D));
+    return a;
+  }
+
+  // CPU reference for every token (fp32, same bf16-rounded inputs), in parallel over lists.
+  std::vector<float> reference() const {
+    std::vector<float> ref(q_f.size(), 0.f);
+    const int D = pr.D, G = pr.G;
+    const int n_jobs = int(pr.chunks.size()) * pr.n_kv;
+    auto job = [&](int x) {
+      const int c = x / pr.n_kv, h = x % pr.n_kv;
+      const int li = (c * pr.n_layers + pr.layer) * pr.n_kv + h;
+      const int64_t row = int64_t(n_q) * D;
+      const HeadShard& sh = shards[size_t(pr.layer) * pr.n_kv + h];
+      hs::test::cpu_paged_attention(q_f.data() + tok0[c] * row + int64_t(h) * G * D, pr.chunks[c].n_new,
+                               pr.chunks[c].pos0, G, D, hs::test::RefShard{sh.sink, sh.local, sh.stride, sh.offset},
+                               pr.B, pr.window, blocks.data() + indptr[li],
+                               pages.data() + indptr[li], indptr[li + 1] - indptr[li], pool_f.data(),
+                               1.0f / std::sqrt(float(D)), ref.data() + tok0[c] * row + int64_t(h) * G * D, row, row);
+    };
+    const int nt = std::max(1, std::min<int>(int(std::thread::hardware_concurrency()), 16));
+    std::vector<std::thread> th;
+    for (int w = 0; w < nt; ++w)
+      th.emplace_back([&, w] {
+        for (int x = w; x < n_jobs; x += nt) job(x);
+      });
+    for (auto& t : th) t.join();
+    return ref;
+  }
+
+  void poison_out() {
+    std::vector<uint16_t> poison(q_h.size(), kPoison);
+    ASSERT_EQ(cudaMemcpy(d_out.p, poison.data(), poison.size() * 2, cudaMemcpyHostToDevice), cudaSuccess);
+  }
+  std::vector<uint16_t> download_out() const {
+    std::vector<uint16_t> out(q_h.size());
+    EXPECT_EQ(cudaMemcpy(out.data(), d_out.p, out.size() * 2, cudaMemcpyDeviceToHost), cudaSuccess);
+    return out;
+  }
+};
+
+// Compares the rows of the listed chunks; returns a description of the worst failure or "".
+std::string compare(const Fixture& f, const std::vector<uint16_t>& out, const std::vector<float>& ref,
+                    const std::vector<int>& chunk_ids, double* rel_out = nullptr) {
+  const int64_t row = int64_t(f.n_q) * f.pr.D;
+  double err2 = 0, ref2 = 0, max_abs = 0;
+  for (int c : chunk_ids)
+    for (int64_t i = int64_t(f.tok0[c]) * row; i < int64_t(f.tok0[c + 1]) * row; ++i) {
+      const float o = from_bf16(out[i]);
+      if (!std::isfinite(o))
+        return "non-finite output (unwritten or NaN) at chunk " + std::to_string(c) + " element " +
+               std::to_string(i - int64_t(f.tok0[c]) * row) + " (head " + std::to_string((i % row) / f.pr.D) + ")";
+      const double d = double(o) - ref[i];
+      err2 += d * d;
+      ref2 += double(ref[i]) * ref[i];
+      max_abs = std::max(max_abs, std::abs(d));
+    }
+  const double rel = ref2 > 0 ? std::sqrt(err2 / ref2) : std::sqrt(err2);
+  if (rel_out) *rel_out = rel;
+  if (rel > 1e-2 || max_abs > 5e-2)
+    return "relative error " + std::to_string(rel) + ", max abs error " + std::to_string(max_abs);
+  return "";
+}
+
+std::string describe(const Problem& p) {
+  std::string s = "seed " + std::to_string(p.seed) + " " + std::string(kind_name(p.kind)) + " D=" + std::to_string(p.D) + " B=" + std::to_string(p.B) +
+                  " G=" + std::to_string(p.G) + (p.sinks ? " sinks" : "") + " window=" + std::to_string(p.window) +
+                  " chunks:";
+  for (const Chunk& c : p.chunks) s += " (" + std::to_string(c.pos0) + "+" + std::to_string(c.n_new) + ")";
+  return s;
+}
+
+// Runs prefill on every chunk and decode on the one-token chunks; compares both with the CPU.
+// At head dim 128 every kernel variant (set_kernel_variant) runs.
+void check_variant(const Problem& p, K::DecodePlanOptions dopt, bool run_prefill);
+void check_problem(const Problem& p, K::DecodePlanOptions dopt = {}, bool run_prefill = true) {
+  for (int v = 0; v < (p.D == 128 ? 2 : 1); ++v) {
+    SCOPED_TRACE("kernel variant " + std::to_string(v));
+    K::set_kernel_variant(v, v);
+    check_variant(p, dopt, run_prefill);
+  }
+  K::set_kernel_variant(0, 0);
+}
+
+void check_variant(const Problem& p, K::DecodePlanOptions dopt, bool run_prefill) {
+  SCOPED_TRACE(describe(p));
+  Fixture f;
+  f.build(p);
+  f.upload();
+  const std::vector<float> ref = f.reference();
+  std::vector<int> all(p.chunks.size()), dec;
+  std::iota(all.begin(), all.end(), 0);
+  for (size_t c = 0; c < p.chunks.size(); ++c)
+    if (p.chunks[c].n_new == 1) dec.push_back(int(c));
+
+  if (run_prefill) {
+    std::vector<K::PrefillWorkItem> items;
+    K::plan_prefill(all.data(), int(all.size()), f.pos0.data(), f.tok0.data(), p.D, items);
+    DevBuf d_items;
+    CK(d_items.upload(items));
+    K::PrefillParams pp;
+    pp.a = f.args();
+    pp.items = d_items.as<K::PrefillWorkItem>();
+    pp.n_items = int(items.size());
+    f.poison_out();
+    CK(K::prefill_attention(pp, nullptr));
+    CK(cudaDeviceSynchronize());
+    const auto out = f.download_out();
+    const std::string err = compare(f, out, ref, all);
+    EXPECT_EQ(err, "") << "prefill";
+  }
+  if (!dec.empty()) {
+    K::DecodePlan plan;
+    if (dopt.slots <= 0) dopt.slots = K::decode_slots(p.D);
+    K::plan_decode(f.indptr.data(), dec.data(), int(dec.size()), p.n_layers, p.n_kv, p.B, dopt, plan);
+    const int b = plan.layer_begin[p.layer], e = plan.layer_begin[p.layer + 1];
+    std::vector<K::DecodeWorkItem> items(plan.items.begin() + b, plan.items.begin() + e);
+    DevBuf d_items, d_ws;
+    CK(d_items.upload(items));
+    const size_t ws = K::decode_workspace_bytes(plan, p.G, p.D);
+    CK(cudaMalloc(&d_ws.p, ws));
+    CK(cudaMemset(d_ws.p, 0, ws));
+    K::DecodeParams dp;
+    dp.a = f.args();
+    dp.items = d_items.as<K::DecodeWorkItem>();
+    dp.n_items = int(items.size());
+    dp.workspace = d_ws.p;
+    dp.max_partials = plan.max_partials;
+    std::vector<uint16_t> first;
+    for (int rep = 0; rep < 2; ++rep) {  // twice: the merge counters must be back at zero
+      f.poison_out();
+      CK(K::decode_attention(dp, nullptr));
+      CK(cudaDeviceSynchronize());
+      const auto out = f.download_out();
+      const std::string err = compare(f, out, ref, dec);
+      EXPECT_EQ(err, "") << "decode, run " << rep << ", " << items.size() << " items";
+      if (rep == 0) first = out;
+      else {
+        const int64_t row = int64_t(f.n_q) * p.D;
+        for (int c : dec)
+          for (int64_t i = f.tok0[c] * row; i < f.tok0[c + 1] * row; ++i)
+            if (out[i] != first[i]) {
+              ADD_FAILURE() << "decode is not deterministic at chunk " << c;
+              return;
+            }
+      }
+    }
+  }
+}
+
+// A random batch: three decode chunks at various lengths, a fresh prefill chunk and a
+// continuation chunk (chunked prefill reading earlier tokens from the pages).
+std::vector<Chunk> random_chunks(int B, int D, std::mt19937_64& rng) {
+  const int pf = D == 256 ? 150 : 220;
+  std::vector<Chunk> c;
+  c.push_back({uni(rng, 0, 3), 1});
+  c.push_back({uni(rng, 1, 12 * B), 1});
+  c.push_back({uni(rng, 12 * B, 40 * B), 1});
+  c.push_back({0, uni(rng, 2, pf)});
+  c.push_back({uni(rng, 1, 10 * B), uni(rng, 2, pf)});
+  return c;
+}
+
+using Combo = std::tuple<int, int, int, Kind, bool>;  // D, B, G, kind, sinks
+
+class ShardedAttention : public ::testing::TestWithParam<Combo> {};
+
+TEST_P(ShardedAttention, MatchesCpuReference) {
+  REQUIRE_GPU();
+  const auto [D, B, G, kind, sinks] = GetParam();
+  std::mt19937_64 rng(std::hash<std::string>{}(std::to_string(D) + "/" + std::to_string(B) + "/" +
+                                               std::to_string(G) + kind_name(kind) + (sinks ? "s" : "")) ^
+                      uint64_t(std::random_device{}()));
+  for (int rep = 0; rep < 2; ++rep) {
+    Problem p;
+    p.D = D, p.B = B, p.G = G, p.kind = kind, p.sinks = sinks;
+    p.seed = rng();
+    p.chunks = random_chunks(B, D, rng);
+    K::DecodePlanOptions o;
+    if (rep == 1) o.slots = 8, o.min_split_tokens = 1;  // force splits and merges
+    check_problem(p, o);
+    if (HasFailure()) return;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(All, ShardedAttention,
+                         ::testing::Combine(::testing::Values(64, 128, 256), ::testing::Values(16, 64),
+                                            ::testing::Values(1, 3, 4, 8),
+                                            ::testing::Values(Kind::Dense, Kind::Strided, Kind::Streaming,
+                                                              Kind::Mixed),
+                                            ::testing::Bool()),
+                         [](const ::testing::TestParamInfo<Combo>& i) {
+                           return std::string(kind_name(std::get<3>(i.param))) + "_D" +
+                                  std::to_string(std::get<0>(i.param)) + "_B" + std::to_string(std::get<1>(i.param)) +
+                                  "_G" + std::to_string(std::get<2>(i.param)) + (std::get<4>(i.param) ? "_sinks" : "");
+                         });
+
+// The model's own sliding window on top of the shard rule, and block sizes 32 and 128 (a page
+// spans half a tile / two tiles).
+TEST(ShardedAttentionWindow, MatchesCpuReference) {
+  REQUIRE_GPU();
+  std::mt19937_64 rng(std::random_device{}());
+  for (int B : {16, 32, 64, 128})
+    for (Kind kind : {Kind::Dense, Kind::Strided, Kind::Streaming, Kind::Mixed}) {
+      Problem p;
+      p.D = 128, p.B = B, p.G = 4, p.kind = kind, p.sinks = uni(rng, 0, 1);
+      p.window = uni(rng, 1, 5 * B);
+      p.seed = rng();
+      p.chunks = random_chunks(B, p.D, rng);
+      check_problem(p);
+      Problem q = p;
+      q.window = 0;
+      q.seed = rng();
+      check_problem(q);
+      if (HasFailure()) return;
+    }
+}
+
+// Long decode lists split across many thread blocks (flash-decoding) with the merge pass, dense
+// and sharded heads in one launch, with the device's own slot count and with a tiny one.
+TEST(ShardedAttentionDecode, LongListsSplitAndMerge) {
+  REQUIRE_GPU();
+  std::mt19937_64 rng(std::random_device{}());
+  for (int slots : {0, 7}) {
+    Problem p;
+    p.D = 128, p.B = 64, p.G = 4, p.n_kv = 4, p.kind = Kind::Mixed, p.sinks = true;
+    p.seed = rng();
+    p.chunks = {{uni(rng, 6000, 9000), 1}, {uni(rng, 100, 3000), 1}, {uni(rng, 0, 64), 1}};
+    K::DecodePlanOptions o;
+    o.slots = slots;
+    o.min_split_tokens = 64;
+    check_problem(p, o, false);
+  }
+}
+
+// Small shapes for compute-sanitizer (memcheck / racecheck): a bit of everything.
+TEST(ShardedAttentionSmall, AllKernels) {
+  REQUIRE_GPU();
+  std::mt19937_64 rng(7);
+  for (int D : {64, 128, 256})
+    for (int B : {16, 64}) {
+      Problem p;
+      p.D = D, p.B = B, p.G = 3, p.kind = Kind::Mixed, p.sinks = true;
+      p.window = D == 128 ? 3 * B : 0;
+      p.seed = rng();
+      p.chunks = {{0, 1}, {uni(rng, 1, 5 * B), 1}, {0, 70}, {uni(rng, 1, 3 * B), 40}};
+      K::DecodePlanOptions o;
+      o.slots = 4, o.min_split_tokens = 1;
+      check_problem(p, o);
+    }
+}
+
+TEST(ShardedAttentionSmall, WriteKvMatchesCpu) {
+  REQUIRE_GPU();
+  std::mt19937_64 rng(11);
+  for (int D : {64, 128, 256})
+    for (int B : {16, 64}) {
+      const int n_kv = 3, n_tok = 37, n_pages = 40;
+      std::vector<uint16_t> k(size_t(n_tok) * n_kv * D), v(k.size());
+      for (auto& x : k) x = to_bf16(std::normal_distribution<float>()(rng));
+      for (auto& x : v) x = to_bf16(std::normal_distribution<float>()(rng));
+      std::vector<int32_t> all_slots(size_t(n_pages) * B);
+      std::iota(all_slots.begin(), all_slots.end(), 0);
+      std::shuffle(all_slots.begin(), all_slots.end(), rng);
+      std::vector<int32_t> slots(all_slots.begin(), all_slots.begin() + n_tok * n_kv);
+      slots[5] = -1;  // skipped
+      std::vector<uint16_t> pool(size_t(n_pages) * 2 * B * D, 0x1234), want = pool;
+      for (int h = 0; h < n_kv; ++h)
+        for (int i = 0; i < n_tok; ++i) {
+          const int ws = slots[size_t(h) * n_tok + i];
+          if (ws < 0) continue;
+          uint16_t* dst = want.data() + int64_t(ws / B) * 2 * B * D + int64_t(ws % B) * D;
+          for (int d = 0; d < D; ++d) {
+            dst[d] = k[(size_t(i) * n_kv + h) * D + d];
+            dst[int64_t(B) * D + d] = v[(size_t(i) * n_kv + h) * D + d];
+          }
+        }
+      DevBuf dk, dv, ds, dp;
+      CK(dk.upload(k));
+      CK(dv.upload(v));
+      CK(ds.upload(slots));
+      CK(dp.upload(pool));
+      K::KvWriteParams w;
+      w.k = dk.p, w.v = dv.p, w.kv_pool = dp.p, w.write_slots = ds.as<int32_t>();
+      w.n_tokens = n_tok, w.n_kv_heads = n_kv, w.head_dim = D, w.block_size = B;
+      CK(K::write_kv(w, nullptr));
+      CK(cudaDeviceSynchronize());
+      std::vector<uint16_t> got(pool.size());
+      CK(cudaMemcpy(got.data(), dp.p, got.size() * 2, cudaMemcpyDeviceToHost));
+      EXPECT_TRUE(got == want) << "D=" << D << " B=" << B;
+    }
+}
+
+// ---- host-only checks (run without a GPU too) ------------------------------------------------
+
+// The prefill tile search visits every unit holding a key some query of the tile attends, in
+// list order, once each: checked exhaustively against the token rule on random lists.
+TEST(PrefillTileSearch, VisitsEveryAttendedKey) {
+  std::mt19937_64 rng(std::random_device{}());
+  for (int trial = 0; trial < 4000; ++trial) {
+    const int B = 16 << uni(rng, 0, 3);
+    const int U = std::min(B, 64);
+    const Kind kind = static_cast<Kind>(uni(rng, 0, 3));
+    HeadShard h = random_shard(kind, uni(rng, 0, 1) != 0, rng);
+    if (uni(rng, 0, 3) == 0) h.local = uni(rng, 1, 20), h.stride = h.stride > 1 ? uni(rng, 2, 16) : h.stride;
+    if (h.stride > 1) h.offset = uni(rng, 0, h.stride - 1);
+    const int window = uni(rng, 0, 2) == 0 ? uni(rng, 1, 6 * B) : 0;
+    const int n_blocks = uni(rng, 1, 60);
+    std::vector<int> list;
+    const int density = uni(rng, 20, 100);
+    for (int j = 0; j < n_blocks; ++j)
+      if (uni(rng, 0, 99) < density || j == n_blocks - 1) list.push_back(j);
+    const int t_end = n_blocks * B;
+    const int t0 = uni(rng, 0, t_end - 1);
+    const int t1 = std::min(t_end - 1, t0 + uni(rng, 0, 200));
+    K::detail::TileQuery q;
+    q.B = B, q.logB = __builtin_ctz(B), q.U = U, q.window = window;
+    q.sh = K::ShardParams{h.sink, h.local, h.stride, h.offset};
+    q.t0 = t0, q.t1 = t1, q.i0 = t0 / B, q.i1 = t1 / B;
+    std::vector<std::pair<int, int>> visited;
+    int e = 0, so = 0;
+    const int eb = int(list.size());
+    while (K::detail::next_unit(list.data(), eb, q, e, so)) {
+      visited.push_back({e, so});
+      so += U;
+      if (so >= B) so = 0, ++e;
+    }
+    for (size_t i = 1; i < visited.size(); ++i)
+      ASSERT_LT(visited[i - 1], visited[i]) << "units out of order";
+    for (int x = 0; x < eb; ++x)
+      for (int slot = 0; slot < B; ++slot) {
+        const int64_t s = int64_t(list[x]) * B + slot;
+        bool needed = false;
+        for (int64_t t = t0; t <= t1 && !needed; ++t) needed = sees(h, B, window, t, s);
+        if (!needed) continue;
+        const std::pair<int, int> unit{x, slot / U * U};
+        ASSERT_TRUE(std::binary_search(visited.begin(), visited.end(), unit))
+            << "missed key " << s << " (block " << list[x] << ") B=" << B << " sink=" << h.sink << " local=" << h.local
+            << " stride=" << h.stride << " offset=" << h.offset << " window=" << window << " t0=" << t0 << " t1=" << t1;
+      }
+  }
+}
+
+// The decode plan cuts every list into consecutive runs covering it exactly once, with distinct
+// workspace slots per layer, whatever the slot count.
+TEST(DecodePlan, CoversEveryListOnce) {
+  std::mt19937_64 rng(std::random_device{}());
+  for (int trial = 0; trial < 300; ++trial) {
+    const int n_layers = uni(rng, 1, 3), n_kv = uni(rng, 1, 8), n_chunks = uni(rng, 1, 40), B = 16 << uni(rng, 0, 2);
+    std::vector<int32_t> indptr(1, 0);
+    for (int l = 0; l < n_chunks * n_layers * n_kv; ++l) indptr.push_back(indptr.back() + uni(rng, 1, uni(rng, 1, 3000)));
+    std::vector<int32_t> dec;
+    for (int c = 0; c < n_chunks; ++c)
+      if (uni(rng, 0, 3) != 0) dec.push_back(c);
+    if (dec.empty()) dec.push_back(0);
+    K::DecodePlanOptions o;
+    o.slots = uni(rng, 1, 600);
+    o.min_split_tokens = uni(rng, 1, 1024);
+    K::DecodePlan plan;
+    K::plan_decode(indptr.data(), dec.data(), int(dec.size()), n_layers, n_kv, B, o, plan);
+    ASSERT_EQ(plan.layer_begin.size(), size_t(n_layers + 1));
+    ASSERT_EQ(plan.n_groups, int(dec.size()) * n_kv);
+    for (int layer = 0; layer < n_layers; ++layer) {
+      std::vector<int> covered(indptr.back(), 0), slot_used(plan.max_partials, 0);
+      for (int i = plan.layer_begin[layer]; i < plan.layer_begin[layer + 1]; ++i) {
+        const K::DecodeWorkItem& it = plan.items[i];
+        const int li = (it.chunk * n_layers + layer) * n_kv + it.kv_head;
+        ASSERT_GE(it.e_begin, indptr[li]);
+        ASSERT_LE(it.e_end, indptr[li + 1]);
+        ASSERT_LE(it.n_splits, std::max(o.max_splits, 1));
+        for (int x = it.e_begin; x < it.e_end; ++x) covered[x]++;
+        if (it.n_splits > 1) {
+          ASSERT_LT(it.partial0 + it.split, plan.max_partials);
+          slot_used[it.partial0 + it.split]++;
+        }
+        ASSERT_LT(it.group_id, plan.n_groups);
+      }
+      for (int c : dec)
+        for (int h = 0; h < n_kv; ++h) {
+          const int li = (c * n_layers + layer) * n_kv + h;
+          for (int x = indptr[li]; x < indptr[li + 1]; ++x) ASSERT_EQ(covered[x], 1) << "entry " << x;
+        }
+      for (int u : slot_used) ASSERT_LE(u, 1);
+    }
+  }
+}
+
+}  // namespace
