@@ -10,12 +10,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${BUILD_DIR:-build-cuda}
 cmake -S . -B "$B" -DHEADSHARD_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$B" -j"$(nproc)" --target headshard test_cuda_backend bench_cpu_generate
+cmake --build "$B" -j"$(nproc)" --target headshard test_cuda_backend bench_generate
 grep -qx '/.device/' .git/info/exclude 2>/dev/null || echo '/.device/' >> .git/info/exclude
 rm -rf .device/pkg && mkdir -p .device/pkg/lib
-cp "$B/headshard" "$B/test_cuda_backend" .device/pkg/
+cp "$B/headshard" "$B/test_cuda_backend" "$B/bench_generate" .device/pkg/
 # Every shared library they load except glibc's and the CUDA libraries the GPU machine has.
-for bin in .device/pkg/headshard .device/pkg/test_cuda_backend; do
+for bin in .device/pkg/headshard .device/pkg/test_cuda_backend .device/pkg/bench_generate; do
   ldd "$bin" | awk '/=> \// {print $3}' | grep -v -E 'libc\.so|libm\.so|libpthread|libdl\.so|librt\.so|libgcc_s|libstdc\+\+|libcublas' \
     | xargs -r -I{} cp -L {} .device/pkg/lib/
 done

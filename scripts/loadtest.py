@@ -115,32 +115,32 @@ def lengths(rng, mean, ratio, n):
     return [rng.randint(lo, hi) for _ in range(n)]
 
 
-def fit_to_tokens(tok, text, n_tokens):
-    """The start of `text` that is about n_tokens long."""
-    if not tok.available:
-        words = text.split()
-        return " ".join(words[: max(1, int(n_tokens * 0.75))])
-    ids = tok.encode(text)
-    if len(ids) <= n_tokens:
-        return text
-    return tok.decode(ids[:n_tokens])
-
-
 def make_prompts(args, tok, rng):
+    """(prompt, max_tokens) pairs. With the server's tokenizer, the text is tokenized once and
+    each prompt is a slice of exactly the asked length: token ids for the completions endpoint
+    (no call per prompt), their text for chat. Without it, lengths are estimated from words."""
     with open(args.text_file, encoding="utf-8", errors="replace") as f:
         corpus = f.read()
     words = corpus.split()
-    vocab = sorted(set(w.strip(".,;:()\"'") for w in words if w.isascii() and len(w) > 1))
     in_lens = lengths(rng, args.random_input_len, args.random_range_ratio, args.num_prompts)
     out_lens = lengths(rng, args.random_output_len, args.random_range_ratio, args.num_prompts)
+    if args.dataset_name == "random":
+        vocab = sorted(set(w.strip(".,;:()\"'") for w in words if w.isascii() and len(w) > 1))
+        words = [rng.choice(vocab) for _ in range(max(4096, 3 * max(in_lens)))]
+    if not tok.available:
+        prompts = []
+        for n_in, n_out in zip(in_lens, out_lens):
+            start = rng.randrange(0, max(1, len(words) - n_in))
+            prompts.append((" ".join(words[start:start + max(1, int(n_in * 0.75))]), n_out))
+        return prompts
+    ids = tok.encode(" ".join(words))
+    while len(ids) < max(in_lens) + 1:
+        ids = ids + ids
     prompts = []
     for n_in, n_out in zip(in_lens, out_lens):
-        if args.dataset_name == "random":
-            text = " ".join(rng.choice(vocab) for _ in range(2 * n_in + 8))
-        else:
-            start = rng.randrange(0, max(1, len(words) - 3 * n_in))
-            text = " ".join(words[start:start + 3 * n_in + 8])
-        prompts.append((fit_to_tokens(tok, text, n_in), n_out))
+        start = rng.randrange(0, len(ids) - n_in)
+        piece = ids[start:start + n_in]
+        prompts.append((tok.decode(piece) if args.backend == "openai-chat" else piece, n_out))
     return prompts
 
 

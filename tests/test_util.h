@@ -5,7 +5,14 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <map>
+#include <stdexcept>
 #include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "model/model.h"
 
 namespace hs::test {
 
@@ -28,5 +35,20 @@ inline const char* kGemma3File = "gemma-3-270m-q4_k_m.gguf";
     if (std::getenv("HEADSHARD_REQUIRE_MODELS")) FAIL() << "model file missing: " << var;   \
     GTEST_SKIP() << "model file missing: " << var << " (run scripts/fetch-model.sh --all)"; \
   }
+
+// A golden file from tests/golden/ (made by the scripts/make-*-golden.py generators).
+inline nlohmann::json read_golden(const std::string& name) {
+  std::ifstream in(source_path("tests/golden/" + name));
+  if (!in) throw std::runtime_error("missing golden file tests/golden/" + name);
+  return nlohmann::json::parse(in);
+}
+
+// Models are large: each is loaded once per test program.
+inline const Model& cached_model(const std::string& path) {
+  static std::map<std::string, Model> models;
+  auto it = models.find(path);
+  if (it == models.end()) it = models.emplace(path, load_model(path)).first;
+  return it->second;
+}
 
 }  // namespace hs::test

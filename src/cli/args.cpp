@@ -1,5 +1,7 @@
 #include "cli/args.h"
 
+#include <cmath>
+
 namespace hs::cli {
 
 Args::Args(int argc, char** argv, int first, const std::set<std::string>& options, const std::set<std::string>& flags) {
@@ -42,34 +44,41 @@ std::string Args::required(const std::string& name) const {
   return it->second;
 }
 
-long long Args::integer(const std::string& name, long long fallback) const {
-  auto it = values_.find(name);
-  if (it == values_.end()) return fallback;
+long long parse_integer(const std::string& flag, const std::string& text) {
   size_t used = 0;
   long long v = 0;
   try {
-    v = std::stoll(it->second, &used);
+    v = std::stoll(text, &used);
   } catch (const std::exception&) {
     used = 0;
   }
-  if (used != it->second.size() || it->second.empty())
-    throw std::invalid_argument("--" + name + " expects an integer, got '" + it->second + "'");
+  if (text.empty() || used != text.size())
+    throw std::invalid_argument("--" + flag + " expects an integer, got '" + text + "'");
   return v;
+}
+
+double parse_number(const std::string& flag, const std::string& text) {
+  size_t used = 0;
+  double v = 0;
+  try {
+    v = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (text.empty() || used != text.size() || !std::isfinite(v))
+    throw std::invalid_argument("--" + flag + " expects a number, got '" + text + "'");
+  return v;
+}
+
+long long Args::integer(const std::string& name, long long fallback) const {
+  auto it = values_.find(name);
+  return it == values_.end() ? fallback : parse_integer(name, it->second);
 }
 
 std::optional<double> Args::opt_number(const std::string& name) const {
   auto it = values_.find(name);
   if (it == values_.end()) return std::nullopt;
-  size_t used = 0;
-  double v = 0;
-  try {
-    v = std::stod(it->second, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != it->second.size() || it->second.empty())
-    throw std::invalid_argument("--" + name + " expects a number, got '" + it->second + "'");
-  return v;
+  return parse_number(name, it->second);
 }
 
 long long parse_bytes(const std::string& text) {

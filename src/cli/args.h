@@ -31,5 +31,9 @@ class Args {
 
 // Parses "4G", "512M", "1048576" (powers of 1024); throws std::invalid_argument.
 long long parse_bytes(const std::string& text);
+// Strict parses of a flag's value (the whole text must be the number); std::invalid_argument
+// messages name --flag.
+long long parse_integer(const std::string& flag, const std::string& text);
+double parse_number(const std::string& flag, const std::string& text);  // finite only
 
 }  // namespace hs::cli

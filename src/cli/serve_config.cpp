@@ -25,15 +25,7 @@ std::string env_name(const std::string& flag) {
 }
 
 long long to_integer(const std::string& flag, const std::string& text, long long lo, long long hi) {
-  size_t used = 0;
-  long long v = 0;
-  try {
-    v = std::stoll(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (text.empty() || used != text.size())
-    throw std::invalid_argument("--" + flag + " expects an integer, got '" + text + "'");
+  const long long v = parse_integer(flag, text);
   if (v < lo || v > hi)
     throw std::invalid_argument("--" + flag + " must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " +
                                 text);
@@ -41,15 +33,7 @@ long long to_integer(const std::string& flag, const std::string& text, long long
 }
 
 double to_number(const std::string& flag, const std::string& text, double lo, double hi) {
-  size_t used = 0;
-  double v = 0;
-  try {
-    v = std::stod(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (text.empty() || used != text.size() || !std::isfinite(v))
-    throw std::invalid_argument("--" + flag + " expects a number, got '" + text + "'");
+  const double v = parse_number(flag, text);
   if (v < lo || v > hi) throw std::invalid_argument("--" + flag + " is out of range: " + text);
   return v;
 }

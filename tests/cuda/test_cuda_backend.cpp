@@ -21,6 +21,7 @@
 #include "backend/backend.h"
 #include "backend/cuda/cuda_backend.h"
 #include "engine/forward_runner.h"
+#include "engine/sampling.h"
 #include "model/config.h"
 #include "model/model.h"
 #include "model/weights.h"
@@ -266,20 +267,8 @@ TEST(CudaBackend, ForwardBeforeConfigureThrows) {
 
 // ---- the real default model ------------------------------------------------------------------
 
-nlohmann::json read_golden(const std::string& name) {
-  std::ifstream in(test::source_path("tests/golden/" + name));
-  if (!in) throw std::runtime_error("missing golden file tests/golden/" + name);
-  return nlohmann::json::parse(in);
-}
-
-const Model& cached_model(const std::string& path) {
-  static std::map<std::string, Model> models;
-  auto it = models.find(path);
-  if (it == models.end()) it = models.emplace(path, load_model(path)).first;
-  return it->second;
-}
-
-int32_t argmax(const float* row, int n) { return static_cast<int32_t>(std::max_element(row, row + n) - row); }
+using test::cached_model;
+using test::read_golden;
 
 // Greedy continuations of several prompts decoded together in one batch.
 std::vector<std::vector<int32_t>> greedy(Backend& be, const ModelConfig& c, const std::vector<std::vector<int32_t>>& prompts,

@@ -24,19 +24,8 @@ struct ModelCase {
   const char* file;
 };
 
-nlohmann::json read_golden(const std::string& name) {
-  std::ifstream in(test::source_path("tests/golden/" + name));
-  if (!in) throw std::runtime_error("missing golden file tests/golden/" + name);
-  return nlohmann::json::parse(in);
-}
-
-// Models are large; load each once for the whole program.
-const Model& cached_model(const std::string& path) {
-  static std::map<std::string, Model> models;
-  auto it = models.find(path);
-  if (it == models.end()) it = models.emplace(path, load_model(path)).first;
-  return it->second;
-}
+using test::cached_model;
+using test::read_golden;
 
 double log_softmax_at(const float* logits, int vocab, int32_t id) {
   double mx = *std::max_element(logits, logits + vocab), sum = 0;

@@ -1,5 +1,8 @@
-// Prompt-processing and generation speed of the CPU backend on a model.
-//   bench_cpu_generate [--model PATH] [--prompt N[,N...]] [--gen N] [--batch B[,B...]] [--reps R] [--json FILE]
+// Prompt-processing and generation speed of a backend on a model (a GGUF file or
+// synthetic:<preset>, e.g. synthetic:llama-3.1-8b on a GPU).
+//   bench_generate [--model PATH] [--device cpu|cuda|auto] [--plan SPEC] [--prompt N[,N...]] [--gen N]
+//                  [--batch B[,B...]] [--context N] [--reps R] [--json FILE]
+// Decode runs start from --context tokens of random prompt (default 64).
 // Prints a table of medians over R repetitions and writes the raw numbers as JSON.
 #include <algorithm>
 #include <chrono>
@@ -14,9 +17,12 @@
 
 #include "backend/backend.h"
 #include "cli/args.h"
+#include "cli/device.h"
 #include "engine/forward_runner.h"
 #include "engine/sampling.h"
+#include "kv/paged_kv_cache.h"
 #include "model/model.h"
+#include "shard/shard_plan.h"
 #include "util/thread_pool.h"
 
 namespace {
@@ -40,26 +46,35 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
 }  // namespace
 
 int main(int argc, char** argv) try {
-  hs::cli::Args a(argc, argv, 1, {"model", "prompt", "gen", "batch", "reps", "json"}, {});
+  hs::cli::Args a(argc, argv, 1, {"model", "device", "plan", "prompt", "gen", "batch", "context", "reps", "json"}, {});
   const std::string path = a.str("model", "models/SmolLM2-135M-Instruct.Q4_1.gguf");
   const auto prompts = int_list(a.str("prompt", "128,512"));
   const auto batches = int_list(a.str("batch", "1,4"));
   const int gen = static_cast<int>(a.integer("gen", 32));
   const int reps = static_cast<int>(a.integer("reps", 3));
-  const std::string json_path = a.str("json", "bench_cpu_generate.json");
+  const std::string json_path = a.str("json", "bench_generate.json");
+  const int context = static_cast<int>(a.integer("context", 64));
 
   hs::Model m = hs::load_model(path);
-  auto be = hs::make_cpu_backend(m.weights);
-  hs::ForwardRunner run(*be, hs::dense_plan(m.config.n_layers, m.config.n_kv_heads), int64_t{4} << 30);
+  const std::string device = hs::cli::resolve_device(a.str("device", "auto"));
+  auto be = hs::cli::make_backend(device, m.weights);
+  const hs::ShardPlan plan = hs::plan_from_spec(a.str("plan", "dense"), m.config);
+  // Room for the largest decode batch at its final length, plus a prefill chunk.
+  int64_t max_batch = 1;
+  for (int b : batches) max_batch = std::max<int64_t>(max_batch, b);
+  const int64_t pages = (hs::PagedKvCache::pages_for_length(m.config, plan, context + gen + 1) + 16 * m.config.n_layers * m.config.n_kv_heads) * max_batch;
+  hs::ForwardRunner run(*be, plan, std::max<int64_t>(pages * be->page_bytes(plan.block_size()), int64_t{1} << 30));
   std::mt19937 rng(42);
   auto random_tokens = [&](int n) {
     std::vector<int32_t> t(n);
     for (auto& x : t) x = static_cast<int32_t>(rng() % m.config.vocab_size);
     return t;
   };
-  nlohmann::json out = {{"model", path}, {"threads", hs::ThreadPool::global().size()}, {"reps", reps},
+  nlohmann::json out = {{"model", path}, {"device", device}, {"plan", plan.name()}, {"context", context},
+                        {"threads", hs::ThreadPool::global().size()}, {"reps", reps},
                         {"prefill", nlohmann::json::array()}, {"decode", nlohmann::json::array()}};
-  std::printf("model %s, %d threads, median of %d runs\n\n", path.c_str(), hs::ThreadPool::global().size(), reps);
+  std::printf("model %s on %s, plan %s, %d CPU threads, median of %d runs\n\n", path.c_str(), device.c_str(),
+              plan.name().c_str(), hs::ThreadPool::global().size(), reps);
   std::printf("%-28s %12s %12s\n", "test", "tokens/s", "ms/step");
   int64_t seq = 1;
   for (int n : prompts) {
@@ -79,20 +94,24 @@ int main(int argc, char** argv) try {
   for (int bsz : batches) {
     std::vector<double> tps;
     for (int r = 0; r < reps; ++r) {
-      // Each sequence starts from a 64-token prompt, then decodes `gen` tokens greedily.
+      // Each sequence starts from a `context`-token prompt (prefilled in chunks), then decodes
+      // `gen` tokens greedily.
       std::vector<int64_t> ids;
       std::vector<int32_t> last(bsz);
-      hs::Batch pre;
       for (int i = 0; i < bsz; ++i) {
         ids.push_back(seq++);
-        pre.chunks.push_back({ids.back(), 0, random_tokens(64), false});
+        const auto prompt = random_tokens(context);
+        for (int p0 = 0; p0 < context; p0 += 2048) {
+          hs::Batch pre;
+          pre.chunks.push_back({ids.back(), p0, {prompt.begin() + p0, prompt.begin() + std::min(context, p0 + 2048)}, false});
+          const hs::Logits& lp = run.forward(pre);
+          last[i] = hs::argmax(lp.last_row_of(0, pre), lp.vocab);
+        }
       }
-      const hs::Logits& lp = run.forward(pre);
-      for (int i = 0; i < bsz; ++i) last[i] = hs::argmax(lp.last_row_of(i, pre), lp.vocab);
       const auto t0 = std::chrono::steady_clock::now();
       for (int s = 0; s < gen; ++s) {
         hs::Batch b;
-        for (int i = 0; i < bsz; ++i) b.chunks.push_back({ids[i], 64 + s, {last[i]}, false});
+        for (int i = 0; i < bsz; ++i) b.chunks.push_back({ids[i], context + s, {last[i]}, false});
         const hs::Logits& lg = run.forward(b);
         for (int i = 0; i < bsz; ++i) last[i] = hs::argmax(lg.last_row_of(i, b), lg.vocab);
       }
@@ -108,6 +127,6 @@ int main(int argc, char** argv) try {
   std::printf("\nwrote %s\n", json_path.c_str());
   return 0;
 } catch (const std::exception& e) {
-  std::fprintf(stderr, "bench_cpu_generate: %s\n", e.what());
+  std::fprintf(stderr, "bench_generate: %s\n", e.what());
   return 1;
 }
