@@ -40,7 +40,10 @@ struct Engine::Sequence {
 };
 
 Engine::Engine(std::unique_ptr<Backend> backend, std::shared_ptr<const Tokenizer> tokenizer, EngineOptions options)
-    : backend_(std::move(backend)), tokenizer_(std::move(tokenizer)), options_(std::move(options)) {
+    : backend_(std::move(backend)),
+      tokenizer_(std::move(tokenizer)),
+      options_(std::move(options)),
+      scheduler_(SchedulerOptions{options_.max_batch_tokens, options_.max_seqs}) {
   const ModelConfig& c = backend_->config();
   ShardPlan plan = options_.plan ? *options_.plan : dense_plan(c.n_layers, c.n_kv_heads);
   plan.validate_for(c);
@@ -159,66 +162,35 @@ void Engine::emit_token(Sequence& s, int32_t token) {
   }
 }
 
-// Frees the KV of the newest sequence that arrived after `than` and holds pages, to be
-// recomputed from its tokens later. Returns it, or nullptr when there is none.
-Engine::Sequence* Engine::preempt_newer_than(const Sequence& than) {
-  for (auto it = seqs_.rbegin(); it != seqs_.rend() && it->get() != &than; ++it) {
-    Sequence& s = **it;
-    if (s.done || !s.holds_kv) continue;
-    kv_->release(s.id);
-    s.holds_kv = false;
-    s.n_computed = 0;
-    ++preemptions_;
-    return &s;
-  }
-  return nullptr;
-}
-
 bool Engine::step() {
   seqs_.erase(std::remove_if(seqs_.begin(), seqs_.end(), [](const auto& s) { return s->done; }), seqs_.end());
   if (seqs_.empty()) return false;
 
-  // Decodes first (one token each), then prefill chunks in arrival order, within the budget.
-  // Each chunk reserves its pages; when the pool is short, the newest sequence is preempted.
+  std::vector<SchedEntry> entries(seqs_.size());
+  for (size_t i = 0; i < seqs_.size(); ++i) {
+    const Sequence& s = *seqs_[i];
+    const int32_t pending = static_cast<int32_t>(s.tokens.size()) - s.n_computed;
+    entries[i] = {s.id, pending, pending == 1 && s.n_computed >= static_cast<int32_t>(s.n_prompt), s.holds_kv};
+  }
+  const SchedDecision decision = scheduler_.schedule(entries, *kv_);
+  for (size_t v : decision.preempted) {  // recomputed from their tokens when their turn comes
+    seqs_[v]->holds_kv = false;
+    seqs_[v]->n_computed = 0;
+    ++preemptions_;
+  }
+  if (decision.chunks.empty()) {
+    // The oldest sequence can always preempt the newer ones, and submit() checked that each
+    // fits alone; getting here means that invariant broke.
+    throw std::logic_error("no sequence could be scheduled: the KV pool cannot hold the oldest one");
+  }
   struct Planned {
     Sequence* seq;
     int32_t n;
   };
   std::vector<Planned> plan;
-  int budget = options_.max_batch_tokens;
-  const int n_run = std::min<int>(options_.max_seqs, static_cast<int>(seqs_.size()));
-  for (int pass = 0; pass < 2; ++pass) {
-    for (int i = 0; i < n_run && budget > 0; ++i) {
-      Sequence& s = *seqs_[i];
-      const int32_t pending = static_cast<int32_t>(s.tokens.size()) - s.n_computed;
-      const bool decoding = pending == 1 && s.n_computed >= static_cast<int32_t>(s.n_prompt);
-      if ((pass == 0) != decoding || s.done) continue;
-      const int32_t n = std::min(pending, budget);
-      bool fits = kv_->reserve(s.id, n);
-      while (!fits) {
-        Sequence* victim = preempt_newer_than(s);
-        if (!victim) break;
-        // The victim may already be planned for this step: its reservation is gone, drop it.
-        for (auto p = plan.begin(); p != plan.end();) {
-          if (p->seq == victim) {
-            budget += p->n;
-            p = plan.erase(p);
-          } else {
-            ++p;
-          }
-        }
-        fits = kv_->reserve(s.id, n);
-      }
-      if (!fits) continue;  // waits for pages
-      s.holds_kv = true;
-      plan.push_back({&s, n});
-      budget -= n;
-    }
-  }
-  if (plan.empty()) {
-    // The oldest sequence can always preempt the newer ones, and submit() checked that each
-    // fits alone; getting here means that invariant broke.
-    throw std::logic_error("no sequence could be scheduled: the KV pool cannot hold the oldest one");
+  for (const auto& c : decision.chunks) {
+    seqs_[c.entry]->holds_kv = true;
+    plan.push_back({seqs_[c.entry].get(), c.n});
   }
 
   Batch batch;

@@ -1,10 +1,11 @@
 // The engine: sequences, their sampling and stopping, the paged KV cache's bookkeeping, and the
 // batched step loop over a backend.
 //
-// One thread owns an Engine. submit() adds a request; step() runs one batch (decode tokens of
-// running sequences first, then prefill chunks, within a token budget) and reports each new
-// token through the request's callback. When the KV pool runs out mid-generation, the newest
-// running sequence is preempted: its pages are freed and it is recomputed later.
+// One thread owns an Engine. submit() adds a request; step() asks the Scheduler (src/sched/)
+// which sequences run (decode tokens first, then prefill chunks, within a token budget; the
+// newest sequence preempted when the KV pool runs short), runs that batch on the backend and
+// reports each new token through the request's callback. A preempted sequence is recomputed
+// from its tokens later.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -18,6 +19,7 @@
 #include "engine/stop_strings.h"
 #include "kv/paged_kv_cache.h"
 #include "model/tokenizer.h"
+#include "sched/scheduler.h"
 #include "shard/shard_plan.h"
 
 namespace hs {
@@ -87,11 +89,11 @@ class Engine {
   struct Sequence;
   void finish(Sequence& s, FinishReason reason);
   void emit_token(Sequence& s, int32_t token);
-  Sequence* preempt_newer_than(const Sequence& than);
 
   std::unique_ptr<Backend> backend_;
   std::shared_ptr<const Tokenizer> tokenizer_;
   EngineOptions options_;
+  Scheduler scheduler_;
   std::unique_ptr<PagedKvCache> kv_;
   std::vector<std::unique_ptr<Sequence>> seqs_;  // in arrival order
   int64_t next_id_ = 1;
