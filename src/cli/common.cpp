@@ -10,7 +10,7 @@ namespace hs::cli {
 std::string model_path(const Args& a) {
   if (a.has("model")) return a.str("model");
   if (const char* env = std::getenv("HEADSHARD_MODEL")) return env;
-  return "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+  return kDefaultModelPath;
 }
 
 LoadProgress terminal_progress() {

@@ -8,10 +8,12 @@
 #include <optional>
 #include <string>
 
+#include "cli/common.h"
+
 namespace hs::cli {
 
 struct ServeConfig {
-  std::string model = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+  std::string model = kDefaultModelPath;
   std::string served_model_name;  // "" -> the file name without .gguf
   std::string plan = "dense";     // shard plan spec or file (plan_from_spec)
   std::string host = "127.0.0.1";

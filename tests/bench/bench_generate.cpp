@@ -17,6 +17,7 @@
 
 #include "backend/backend.h"
 #include "cli/args.h"
+#include "cli/common.h"
 #include "cli/device.h"
 #include "engine/forward_runner.h"
 #include "engine/sampling.h"
@@ -47,7 +48,7 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
 
 int main(int argc, char** argv) try {
   hs::cli::Args a(argc, argv, 1, {"model", "device", "plan", "prompt", "gen", "batch", "context", "reps", "json"}, {});
-  const std::string path = a.str("model", "models/SmolLM2-135M-Instruct.Q4_1.gguf");
+  const std::string path = a.str("model", hs::cli::kDefaultModelPath);
   const auto prompts = int_list(a.str("prompt", "128,512"));
   const auto batches = int_list(a.str("batch", "1,4"));
   const int gen = static_cast<int>(a.integer("gen", 32));

@@ -38,6 +38,12 @@ class CpuBackend final : public Backend {
   void forward(const Batch& batch, const KvStepMeta& meta, Logits& out) override;
 
  private:
+  // A unit of attention work: one chunk's tokens [t0, t1) for one KV head.
+  struct AttentionJob {
+    int32_t chunk, head;
+    int64_t t0, t1;
+  };
+  void plan_attention(const std::vector<int64_t>& chunk_start);
   void attention(int layer, const Batch& batch, const KvStepMeta& meta, const std::vector<int64_t>& chunk_start,
                  const float* q, float* o);
 
@@ -46,6 +52,7 @@ class CpuBackend final : public Backend {
   RopeTable rope_global_, rope_local_;
   ShardPlan plan_;
   std::unique_ptr<float[]> pages_;  // the page pool; layout in paged_attention.h
+  std::vector<AttentionJob> jobs_;  // this step's attention work, the same for every layer
 };
 
 void CpuBackend::forward(const Batch& batch, const KvStepMeta& meta, Logits& out) {
@@ -75,6 +82,7 @@ void CpuBackend::forward(const Batch& batch, const KvStepMeta& meta, Logits& out
     n_logit_rows += ch.all_logits ? static_cast<int64_t>(ch.tokens.size()) : 1;
   }
   chunk_start.back() = T;
+  plan_attention(chunk_start);
 
   std::vector<float> x(T * d), h(T * d), q(T * qd), k(T * kvd), v(T * kvd), att(T * qd), o(T * d);
   std::vector<float> gate(T * c_.d_ff), up(T * c_.d_ff);
@@ -138,26 +146,27 @@ void CpuBackend::forward(const Batch& batch, const KvStepMeta& meta, Logits& out
   cpu::matmul(rows.data(), n_logit_rows, w_->lm_head(), out.data.data());
 }
 
-// Attention for every (chunk, KV head) through that head's page list, the query heads of a
-// GQA group together; the chunk's tokens are split into tiles to spread the work.
+// Splits the step's attention into (chunk, KV head, tile of tokens) jobs, so that long prefill
+// chunks spread over the threads.
+void CpuBackend::plan_attention(const std::vector<int64_t>& chunk_start) {
+  const int64_t tile = 16;
+  jobs_.clear();
+  for (size_t ci = 0; ci + 1 < chunk_start.size(); ++ci)
+    for (int h = 0; h < c_.n_kv_heads; ++h)
+      for (int64_t t0 = chunk_start[ci]; t0 < chunk_start[ci + 1]; t0 += tile)
+        jobs_.push_back({static_cast<int32_t>(ci), h, t0, std::min(chunk_start[ci + 1], t0 + tile)});
+}
+
+// Attention for every job through its KV head's page list, the query heads of a GQA group
+// together.
 void CpuBackend::attention(int layer, const Batch& batch, const KvStepMeta& meta,
                            const std::vector<int64_t>& chunk_start, const float* q, float* o) {
-  const int hd = c_.head_dim, qd = c_.q_dim(), H = c_.n_kv_heads, group = c_.n_heads / H;
+  const int hd = c_.head_dim, qd = c_.q_dim(), group = c_.n_heads / c_.n_kv_heads;
   const int32_t B = plan_.block_size();
   const int window = c_.is_local(layer) ? c_.sliding_window : 0;
-  const int64_t tile = 16;
-  struct Job {
-    int32_t chunk, head;
-    int64_t t0, t1;
-  };
-  std::vector<Job> jobs;
-  for (size_t ci = 0; ci < batch.chunks.size(); ++ci)
-    for (int h = 0; h < H; ++h)
-      for (int64_t t0 = chunk_start[ci]; t0 < chunk_start[ci + 1]; t0 += tile)
-        jobs.push_back({static_cast<int32_t>(ci), h, t0, std::min(chunk_start[ci + 1], t0 + tile)});
-  ThreadPool::global().parallel_for(static_cast<int64_t>(jobs.size()), 1, [&](int64_t a, int64_t b) {
+  ThreadPool::global().parallel_for(static_cast<int64_t>(jobs_.size()), 1, [&](int64_t a, int64_t b) {
     for (int64_t j = a; j < b; ++j) {
-      const Job& job = jobs[j];
+      const AttentionJob& job = jobs_[j];
       const int32_t list = meta.list(job.chunk, layer, job.head);
       const int32_t e0 = meta.indptr[list], e1 = meta.indptr[list + 1];
       const int32_t pos0 = batch.chunks[job.chunk].pos0 + static_cast<int32_t>(job.t0 - chunk_start[job.chunk]);
