@@ -68,45 +68,17 @@ void plan_decode(const int32_t* indptr, const int32_t* decode_chunks, int32_t n_
   const int32_t slots = std::max(1, opt.slots);
   const int32_t min_entries = std::max<int32_t>(1, int32_t(ceil_div(std::max(opt.min_split_tokens, 1), block_size)));
   const int32_t overhead = std::max<int32_t>(1, 128 / block_size);  // about two 64-token tiles
-  std::vector<int32_t> lens(size_t(n_dc) * n_kv_heads);
+  std::vector<int32_t> lens(size_t(n_dc) * n_kv_heads), prev_lens;
   std::vector<int32_t> cand;
-  for (int32_t layer = 0; layer < n_layers; ++layer) {
-    plan.layer_begin[layer] = int32_t(plan.items.size());
-    int64_t total = 0;
-    int32_t lmax = 0;
-    for (int32_t c = 0; c < n_dc; ++c)
-      for (int32_t h = 0; h < n_kv_heads; ++h) {
-        const int32_t l = (decode_chunks[c] * n_layers + layer) * n_kv_heads + h;
-        const int32_t n = indptr[l + 1] - indptr[l];
-        lens[size_t(c) * n_kv_heads + h] = n;
-        total += n;
-        lmax = std::max(lmax, n);
-      }
-    // Entries per split: candidates that fill the slots k times over, or cut the longest list
-    // into s equal parts; the best estimate wins (ties: fewer splits).
-    const int32_t floor_p = std::max(min_entries, int32_t(ceil_div(std::max(lmax, 1), std::max(opt.max_splits, 1))));
-    cand.clear();
-    cand.push_back(std::max(lmax, 1));
-    for (int32_t k = 1; k <= 8; ++k) cand.push_back(int32_t(ceil_div(std::max<int64_t>(total, 1), int64_t(k) * slots)));
-    for (int32_t s = 1; s <= 16; ++s) cand.push_back(int32_t(ceil_div(std::max(lmax, 1), s)));
-    for (int32_t& P : cand) P = std::max(P, floor_p);
-    std::sort(cand.begin(), cand.end(), std::greater<>());
-    cand.erase(std::unique(cand.begin(), cand.end()), cand.end());
-    int32_t best_p = cand.front();
-    double best = estimate(lens, total, best_p, slots, overhead);
-    for (size_t i = 1; i < cand.size(); ++i) {
-      const double e = estimate(lens, total, cand[i], slots, overhead);
-      if (e < best * 0.98) {
-        best = e;
-        best_p = cand[i];
-      }
-    }
+  int32_t best_p = 1;
+  // The layer's items: each list cut into equal splits of at most P entries, largest first.
+  auto emit = [&](int32_t layer, int32_t P) {
     int32_t partials = 0;
     for (int32_t c = 0; c < n_dc; ++c)
       for (int32_t h = 0; h < n_kv_heads; ++h) {
         const int32_t l = (decode_chunks[c] * n_layers + layer) * n_kv_heads + h;
         const int32_t n = lens[size_t(c) * n_kv_heads + h];
-        const int32_t ns = int32_t(std::max<int64_t>(1, ceil_div(n, best_p)));
+        const int32_t ns = int32_t(std::max<int64_t>(1, ceil_div(n, P)));
         int32_t e = indptr[l];
         for (int32_t k = 0; k < ns; ++k) {
           const int32_t len = n / ns + (k < n % ns ? 1 : 0);
@@ -121,6 +93,45 @@ void plan_decode(const int32_t* indptr, const int32_t* decode_chunks, int32_t n_
                      [](const DecodeWorkItem& x, const DecodeWorkItem& y) {
                        return x.e_end - x.e_begin > y.e_end - y.e_begin;
                      });
+  };
+  for (int32_t layer = 0; layer < n_layers; ++layer) {
+    plan.layer_begin[layer] = int32_t(plan.items.size());
+    int64_t total = 0;
+    int32_t lmax = 0;
+    for (int32_t c = 0; c < n_dc; ++c)
+      for (int32_t h = 0; h < n_kv_heads; ++h) {
+        const int32_t l = (decode_chunks[c] * n_layers + layer) * n_kv_heads + h;
+        const int32_t n = indptr[l + 1] - indptr[l];
+        lens[size_t(c) * n_kv_heads + h] = n;
+        total += n;
+        lmax = std::max(lmax, n);
+      }
+    // Layers whose lists have the lengths of the previous layer's (the usual case) split alike.
+    if (layer > 0 && lens == prev_lens) {
+      emit(layer, best_p);
+      continue;
+    }
+    prev_lens = lens;
+    // Entries per split: candidates that fill the slots k times over, or cut the longest list
+    // into s equal parts; the best estimate wins (ties: fewer splits).
+    const int32_t floor_p = std::max(min_entries, int32_t(ceil_div(std::max(lmax, 1), std::max(opt.max_splits, 1))));
+    cand.clear();
+    cand.push_back(std::max(lmax, 1));
+    for (int32_t k = 1; k <= 8; ++k) cand.push_back(int32_t(ceil_div(std::max<int64_t>(total, 1), int64_t(k) * slots)));
+    for (int32_t s = 1; s <= 16; ++s) cand.push_back(int32_t(ceil_div(std::max(lmax, 1), s)));
+    for (int32_t& P : cand) P = std::max(P, floor_p);
+    std::sort(cand.begin(), cand.end(), std::greater<>());
+    cand.erase(std::unique(cand.begin(), cand.end()), cand.end());
+    best_p = cand.front();
+    double best = estimate(lens, total, best_p, slots, overhead);
+    for (size_t i = 1; i < cand.size(); ++i) {
+      const double e = estimate(lens, total, cand[i], slots, overhead);
+      if (e < best * 0.98) {
+        best = e;
+        best_p = cand[i];
+      }
+    }
+    emit(layer, best_p);
   }
   plan.layer_begin[n_layers] = int32_t(plan.items.size());
 }

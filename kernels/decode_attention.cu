@@ -55,7 +55,12 @@ __global__ void __launch_bounds__(kDecodeThreads) decode_kernel(const DecodePara
   __shared__ int is_last;
 
   const PagedAttentionArgs& a = p.a;
-  const DecodeWorkItem it = p.items[blockIdx.x];
+  int item = blockIdx.x;
+  if (p.item_range) {
+    item += p.item_range[0];
+    if (item >= p.item_range[1]) return;
+  }
+  const DecodeWorkItem it = p.items[item];
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int G = a.group;
   const int B = a.block_size;

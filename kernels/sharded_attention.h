@@ -94,6 +94,11 @@ struct DecodeParams {
   PagedAttentionArgs a;
   const DecodeWorkItem* items = nullptr;  // device: this layer's items
   int32_t n_items = 0;
+  // Optional (device, [2]): when set, the items are items[item_range[0] .. item_range[1]) and
+  // n_items is only the grid size, at least their count (blocks past the end do nothing). A
+  // CUDA graph captures the launch once and each step rewrites the range (e.g. a plan's
+  // layer_begin + layer on the device).
+  const int32_t* item_range = nullptr;
   void* workspace = nullptr;  // decode_workspace_bytes(plan, ...), counters zeroed once
   int32_t max_partials = 0;   // plan.max_partials
 };

@@ -3,22 +3,40 @@
 # the engine's CUDA checks: that machine has the CUDA toolkit but not the C++ libraries this
 # project links (spdlog, fmt, sentencepiece, cpp-httplib), so the programs are built here for
 # sm_90 and travel with those libraries.
-#   scripts/gpu-package.sh            -> .device/pkg (binaries + libraries; git-ignored)
+#   scripts/gpu-package.sh            -> .device/pkg (binaries + libraries; git-ignored), and the
+#                                        same packed as .device/pkg.tar.xz (about 6 MiB) to carry
 #   scripts/gpu-package.sh --model    -> also .device/model-a and .device/model-b: the default
 #                                        model in two halves (a device call carries 64 MiB at most)
+#   scripts/gpu-package.sh --deps     -> also .device/deps.tar.xz: this machine's Debian packages of
+#                                        those libraries (headers, .so, CMake and pkg-config files),
+#                                        for building from source there (gpu-engine-check.sh build-stage)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${BUILD_DIR:-build-cuda}
 cmake -S . -B "$B" -DHEADSHARD_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$B" -j"$(nproc)" --target headshard test_cuda_backend bench_generate
+cmake --build "$B" -j"$(nproc)" --target headshard test_cuda_backend test_sharded_attention bench_generate
 grep -qx '/.device/' .git/info/exclude 2>/dev/null || echo '/.device/' >> .git/info/exclude
 rm -rf .device/pkg && mkdir -p .device/pkg/lib
-cp "$B/headshard" "$B/test_cuda_backend" "$B/bench_generate" .device/pkg/
+BINS=(headshard test_cuda_backend test_sharded_attention bench_generate)
+for b in "${BINS[@]}"; do cp "$B/$b" .device/pkg/; done
 # Every shared library they load except glibc's and the CUDA libraries the GPU machine has.
-for bin in .device/pkg/headshard .device/pkg/test_cuda_backend .device/pkg/bench_generate; do
-  ldd "$bin" | awk '/=> \// {print $3}' | grep -v -E 'libc\.so|libm\.so|libpthread|libdl\.so|librt\.so|libgcc_s|libstdc\+\+|libcublas' \
+for b in "${BINS[@]}"; do
+  ldd ".device/pkg/$b" | awk '/=> \// {print $3}' | grep -v -E 'libc\.so|libm\.so|libpthread|libdl\.so|librt\.so|libgcc_s|libstdc\+\+|libcublas' \
     | xargs -r -I{} cp -L {} .device/pkg/lib/
 done
+for b in "${BINS[@]}"; do strip ".device/pkg/$b"; done
+tar -C .device -cJf .device/pkg.tar.xz pkg
+if [ "${1:-}" = "--deps" ]; then
+  rm -rf .device/deps && mkdir -p .device/deps
+  for p in nlohmann-json3-dev libspdlog-dev libspdlog1.10 libfmt-dev libfmt9 libsentencepiece-dev libsentencepiece0 \
+           libcpp-httplib-dev libcpp-httplib0.11 libbrotli1 libbrotli-dev libssl-dev libssl3 zlib1g-dev zlib1g; do
+    dpkg -L "$p" | while read -r f; do
+      if [ -f "$f" ] || [ -L "$f" ]; then mkdir -p ".device/deps$(dirname "$f")" && cp -a "$f" ".device/deps$f"; fi
+    done
+  done
+  rm -rf .device/deps/usr/share/doc
+  tar -C .device -cJf .device/deps.tar.xz deps
+fi
 if [ "${1:-}" = "--model" ]; then
   f=models/SmolLM2-135M-Instruct.Q4_1.gguf
   half=$(( ($(stat -c %s "$f") + 1) / 2 ))

@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "engine/forward_runner.h"
+#include "util/thread_pool.h"
 
 namespace hs {
 
@@ -203,13 +204,22 @@ bool Engine::step() {
   }
   run_step(*backend_, *kv_, batch, meta_, logits_);
 
+  // Sequences whose prompt is done sample their next token: in parallel (each has its own
+  // sampler and random stream, so the result does not depend on the threads), then emit in order.
+  std::vector<size_t> ready;
   for (size_t i = 0; i < plan.size(); ++i) {
     Sequence& s = *plan[i].seq;
     s.n_computed += plan[i].n;
-    if (s.n_computed < static_cast<int32_t>(s.tokens.size()) || s.done) continue;  // prefill goes on
-    const int32_t tok = s.sampler.sample(logits_.last_row_of(i, batch), logits_.vocab, s.tokens, s.n_prompt);
-    emit_token(s, tok);
+    if (s.n_computed >= static_cast<int32_t>(s.tokens.size()) && !s.done) ready.push_back(i);  // else prefill goes on
   }
+  sampled_.resize(ready.size());
+  ThreadPool::global().parallel_for(static_cast<int64_t>(ready.size()), 4, [&](int64_t b, int64_t e) {
+    for (int64_t k = b; k < e; ++k) {
+      Sequence& s = *plan[ready[k]].seq;
+      sampled_[k] = s.sampler.sample(logits_.last_row_of(ready[k], batch), logits_.vocab, s.tokens, s.n_prompt);
+    }
+  });
+  for (size_t k = 0; k < ready.size(); ++k) emit_token(*plan[ready[k]].seq, sampled_[k]);
   return true;
 }
 

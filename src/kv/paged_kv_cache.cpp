@@ -234,27 +234,33 @@ void PagedKvCache::build_step(const std::vector<std::pair<int64_t, int32_t>>& ch
 
   // Read lists, (chunk, layer, head) order.
   const int32_t per_chunk = n_layers_ * n_kv_heads_;
-  meta.indptr.assign(1, 0);
-  meta.blocks.clear();
-  meta.pages.clear();
-  for (int32_t c = 0; c < n_chunks; ++c)
-    for (int32_t i = 0; i < per_chunk; ++i) {
+  meta.indptr.resize(static_cast<size_t>(n_chunks) * per_chunk + 1);
+  meta.indptr[0] = 0;
+  for (int32_t c = 0, l = 0; c < n_chunks; ++c)
+    for (int32_t i = 0; i < per_chunk; ++i, ++l)
+      meta.indptr[l + 1] = meta.indptr[l] + static_cast<int32_t>(states[c]->lists[i].size());
+  meta.blocks.resize(meta.indptr.back());
+  meta.pages.resize(meta.indptr.back());
+  for (int32_t c = 0, l = 0; c < n_chunks; ++c)
+    for (int32_t i = 0; i < per_chunk; ++i, ++l) {
+      int32_t* blocks = meta.blocks.data() + meta.indptr[l];
+      int32_t* pages = meta.pages.data() + meta.indptr[l];
       for (const BlockPage& e : states[c]->lists[i]) {
-        meta.blocks.push_back(e.block);
-        meta.pages.push_back(e.page);
+        *blocks++ = e.block;
+        *pages++ = e.page;
       }
-      meta.indptr.push_back(static_cast<int32_t>(meta.blocks.size()));
     }
 
   // Write slots, (layer, head) major then the step's tokens. A chunk's positions are consecutive,
-  // so one forward walk through the (ascending) list finds every block.
+  // so one forward walk through the (ascending) list, from the first block, finds every block.
   meta.write_slots.resize(static_cast<size_t>(per_chunk) * meta.n_tokens);
   for (int32_t i = 0; i < per_chunk; ++i)
     for (int32_t c = 0; c < n_chunks; ++c) {
       const auto& list = states[c]->lists[i];
       const int32_t pos0 = meta.chunk_pos0[c];
       int32_t* out = &meta.write_slots[static_cast<size_t>(i) * meta.n_tokens + meta.chunk_tok0[c]];
-      auto it = list.begin();
+      auto it = std::lower_bound(list.begin(), list.end(), pos0 / block_size_,
+                                 [](const BlockPage& e, int32_t block) { return e.block < block; });
       for (int32_t k = 0; k < chunks[c].second; ++k) {
         const int32_t pos = pos0 + k;
         const int32_t block = pos / block_size_;

@@ -122,19 +122,36 @@ std::unique_ptr<ModelWeights> load_weights(const ModelConfig& c, const TensorLoo
 
 namespace {
 
+// Uniform values from a counter-based generator (splitmix64 of the tensor's key and the element
+// index), so that large models fill in parallel and the values do not depend on the thread count.
+uint64_t splitmix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
 struct SyntheticFill {
-  std::mt19937_64 rng;
+  uint64_t seed;
+  uint64_t tensors = 0;
+  void fill(float* out, int64_t n, float lo, float hi) {
+    const uint64_t key = splitmix64(seed ^ splitmix64(++tensors));
+    ThreadPool::global().parallel_for(n, 1 << 16, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        const float u = static_cast<float>(splitmix64(key + static_cast<uint64_t>(i)) >> 40) * 0x1p-24f;
+        out[i] = lo + (hi - lo) * u;
+      }
+    });
+  }
   Matrix matrix(int64_t rows, int64_t cols) {
     Matrix m{rows, cols, std::vector<float>(static_cast<size_t>(rows * cols))};
     const float scale = 1.0f / std::sqrt(static_cast<float>(cols));
-    std::uniform_real_distribution<float> u(-scale, scale);
-    for (float& x : m.data) x = u(rng);
+    fill(m.data.data(), rows * cols, -scale, scale);
     return m;
   }
   std::vector<float> norm(int64_t n) {
-    std::uniform_real_distribution<float> u(0.9f, 1.1f);
     std::vector<float> v(static_cast<size_t>(n));
-    for (float& x : v) x = u(rng);
+    fill(v.data(), n, 0.9f, 1.1f);
     return v;
   }
 };
@@ -143,7 +160,7 @@ struct SyntheticFill {
 
 std::unique_ptr<ModelWeights> synthetic_weights(const ModelConfig& c, uint64_t seed) {
   c.validate();
-  SyntheticFill f{std::mt19937_64(seed)};
+  SyntheticFill f{seed};
   auto w = std::make_unique<ModelWeights>();
   w->config = c;
   w->token_embd = f.matrix(c.vocab_size, c.d_model);

@@ -21,7 +21,8 @@ class ThreadPool {
   int size() const { return static_cast<int>(workers_.size()) + 1; }
 
   // Calls fn(begin, end) over [0, n) split into chunks of at most `grain` items; the calling
-  // thread works too. Returns when every chunk is done. Not reentrant.
+  // thread works too. Returns when every chunk is done. Calls from several threads take turns;
+  // fn must not call parallel_for itself.
   void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
   // The process-wide pool (sized by HEADSHARD_THREADS or the hardware).
@@ -32,6 +33,7 @@ class ThreadPool {
   void run_chunks();
 
   std::vector<std::thread> workers_;
+  std::mutex caller_;  // one parallel_for at a time
   std::mutex mu_;
   std::condition_variable wake_, done_;
   uint64_t generation_ = 0;

@@ -1,12 +1,17 @@
 // Prompt-processing and generation speed of a backend on a model (a GGUF file or
 // synthetic:<preset>, e.g. synthetic:llama-3.1-8b on a GPU).
-//   bench_generate [--model PATH] [--device cpu|cuda|auto] [--plan SPEC] [--prompt N[,N...]] [--gen N]
-//                  [--batch B[,B...]] [--context N] [--reps R] [--json FILE]
-// Decode runs start from --context tokens of random prompt (default 64).
+//   bench_generate [--model PATH] [--device cpu|cuda|auto] [--plan SPEC[|SPEC...]] [--prompt N[,N...]]
+//                  [--gen N] [--batch B[,B...]] [--context N[,N...]] [--reps R] [--json FILE]
+//                  [--attention sharded[,simple]]
+// Every combination runs in one process, side by side (the weights are made or loaded once):
+// for each attention kernel (CUDA: `simple` is HEADSHARD_ATTENTION=simple) and each plan,
+// prompt processing of each --prompt length, then decoding: each of `batch` sequences starts
+// from --context tokens of random prompt (default 64), then all decode --gen tokens together.
 // Prints a table of medians over R repetitions and writes the raw numbers as JSON.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -47,82 +52,116 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
 }  // namespace
 
 int main(int argc, char** argv) try {
-  hs::cli::Args a(argc, argv, 1, {"model", "device", "plan", "prompt", "gen", "batch", "context", "reps", "json"}, {});
+  hs::cli::Args a(argc, argv, 1,
+                  {"model", "device", "plan", "prompt", "gen", "batch", "context", "reps", "json", "attention"}, {});
   const std::string path = a.str("model", hs::cli::kDefaultModelPath);
-  const auto prompts = int_list(a.str("prompt", "128,512"));
+  const auto prompts = a.str("prompt", "128,512") == "0" ? std::vector<int>{} : int_list(a.str("prompt", "128,512"));
   const auto batches = int_list(a.str("batch", "1,4"));
+  const auto contexts = int_list(a.str("context", "64"));
   const int gen = static_cast<int>(a.integer("gen", 32));
   const int reps = static_cast<int>(a.integer("reps", 3));
   const std::string json_path = a.str("json", "bench_generate.json");
-  const int context = static_cast<int>(a.integer("context", 64));
+  std::vector<std::string> plan_specs, attentions;
+  {
+    std::stringstream ss(a.str("plan", "dense"));
+    for (std::string item; std::getline(ss, item, '|');) plan_specs.push_back(item);
+    std::stringstream as(a.str("attention", "sharded"));
+    for (std::string item; std::getline(as, item, ',');) {
+      if (item != "sharded" && item != "simple") throw std::invalid_argument("--attention takes sharded and/or simple");
+      attentions.push_back(item);
+    }
+  }
 
   hs::Model m = hs::load_model(path);
   const std::string device = hs::cli::resolve_device(a.str("device", "auto"));
-  auto be = hs::cli::make_backend(device, m.weights);
-  const hs::ShardPlan plan = hs::plan_from_spec(a.str("plan", "dense"), m.config);
-  // Room for the largest decode batch at its final length, plus a prefill chunk.
-  int64_t max_batch = 1;
-  for (int b : batches) max_batch = std::max<int64_t>(max_batch, b);
-  const int64_t pages = (hs::PagedKvCache::pages_for_length(m.config, plan, context + gen + 1) + 16 * m.config.n_layers * m.config.n_kv_heads) * max_batch;
-  hs::ForwardRunner run(*be, plan, std::max<int64_t>(pages * be->page_bytes(plan.block_size()), int64_t{1} << 30));
   std::mt19937 rng(42);
   auto random_tokens = [&](int n) {
     std::vector<int32_t> t(n);
     for (auto& x : t) x = static_cast<int32_t>(rng() % m.config.vocab_size);
     return t;
   };
-  nlohmann::json out = {{"model", path}, {"device", device}, {"plan", plan.name()}, {"context", context},
-                        {"threads", hs::ThreadPool::global().size()}, {"reps", reps},
-                        {"prefill", nlohmann::json::array()}, {"decode", nlohmann::json::array()}};
-  std::printf("model %s on %s, plan %s, %d CPU threads, median of %d runs\n\n", path.c_str(), device.c_str(),
-              plan.name().c_str(), hs::ThreadPool::global().size(), reps);
-  std::printf("%-28s %12s %12s\n", "test", "tokens/s", "ms/step");
+  nlohmann::json out = {{"model", path}, {"device", device}, {"threads", hs::ThreadPool::global().size()},
+                        {"reps", reps}, {"new_tokens", gen}, {"prefill", nlohmann::json::array()},
+                        {"decode", nlohmann::json::array()}};
+  std::printf("model %s on %s, %d CPU threads, median of %d runs\n\n", path.c_str(), device.c_str(),
+              hs::ThreadPool::global().size(), reps);
+  std::printf("%-9s %-34s %-30s %12s %12s\n", "attention", "plan", "test", "tokens/s", "ms/step");
   int64_t seq = 1;
-  for (int n : prompts) {
-    std::vector<double> tps;
-    for (int r = 0; r < reps; ++r) {
-      hs::Batch b;
-      b.chunks.push_back({seq, 0, random_tokens(n), false});
-      const auto t0 = std::chrono::steady_clock::now();
-      run.forward(b);
-      tps.push_back(n / seconds_since(t0));
-      run.release(seq++);
-    }
-    const double med = median(tps);
-    std::printf("%-28s %12.1f %12.1f\n", ("prompt processing pp" + std::to_string(n)).c_str(), med, 1000.0 * n / med);
-    out["prefill"].push_back({{"prompt_tokens", n}, {"tokens_per_s", tps}, {"median_tokens_per_s", med}});
-  }
-  for (int bsz : batches) {
-    std::vector<double> tps;
-    for (int r = 0; r < reps; ++r) {
-      // Each sequence starts from a `context`-token prompt (prefilled in chunks), then decodes
-      // `gen` tokens greedily.
-      std::vector<int64_t> ids;
-      std::vector<int32_t> last(bsz);
-      for (int i = 0; i < bsz; ++i) {
-        ids.push_back(seq++);
-        const auto prompt = random_tokens(context);
-        for (int p0 = 0; p0 < context; p0 += 2048) {
-          hs::Batch pre;
-          pre.chunks.push_back({ids.back(), p0, {prompt.begin() + p0, prompt.begin() + std::min(context, p0 + 2048)}, false});
-          const hs::Logits& lp = run.forward(pre);
-          last[i] = hs::argmax(lp.last_row_of(0, pre), lp.vocab);
+  for (const std::string& attention : attentions) {
+    setenv("HEADSHARD_ATTENTION", attention.c_str(), 1);  // the CUDA backend reads it when built
+    auto be = hs::cli::make_backend(device, m.weights);
+    for (const std::string& spec : plan_specs) {
+      const hs::ShardPlan plan = hs::plan_from_spec(spec, m.config);
+      // Room for the largest decode batch at its longest length, plus a prefill chunk.
+      int64_t pages = 0;
+      for (int c : contexts)
+        for (int b : batches)
+          pages = std::max(pages, (hs::PagedKvCache::pages_for_length(m.config, plan, c + gen + 1) +
+                                   16 * m.config.n_layers * m.config.n_kv_heads) * b);
+      for (int n : prompts)
+        pages = std::max(pages, hs::PagedKvCache::pages_for_length(m.config, plan, n) +
+                                    16 * m.config.n_layers * m.config.n_kv_heads);
+      hs::ForwardRunner run(*be, plan, std::max<int64_t>(pages * be->page_bytes(plan.block_size()), int64_t{1} << 30));
+      auto row = [&](const std::string& test, double tps, double ms) {
+        std::printf("%-9s %-34s %-30s %12.1f %12.2f\n", be->name() == "cpu" ? "-" : attention.c_str(),
+                    plan.name().c_str(), test.c_str(), tps, ms);
+        std::fflush(stdout);
+      };
+      for (int n : prompts) {
+        std::vector<double> tps;
+        for (int r = 0; r < reps; ++r) {
+          const auto prompt = random_tokens(n);
+          const auto t0 = std::chrono::steady_clock::now();
+          for (int p0 = 0; p0 < n; p0 += 2048) {
+            hs::Batch b;
+            b.chunks.push_back({seq, p0, {prompt.begin() + p0, prompt.begin() + std::min(n, p0 + 2048)}, false});
+            run.forward(b);
+          }
+          tps.push_back(n / seconds_since(t0));
+          run.release(seq++);
         }
+        const double med = median(tps);
+        row("prompt processing pp" + std::to_string(n), med, 1000.0 * n / med);
+        out["prefill"].push_back({{"attention", attention}, {"plan", plan.name()}, {"prompt_tokens", n},
+                                  {"tokens_per_s", tps}, {"median_tokens_per_s", med}});
       }
-      const auto t0 = std::chrono::steady_clock::now();
-      for (int s = 0; s < gen; ++s) {
-        hs::Batch b;
-        for (int i = 0; i < bsz; ++i) b.chunks.push_back({ids[i], context + s, {last[i]}, false});
-        const hs::Logits& lg = run.forward(b);
-        for (int i = 0; i < bsz; ++i) last[i] = hs::argmax(lg.last_row_of(i, b), lg.vocab);
-      }
-      tps.push_back(static_cast<double>(gen) * bsz / seconds_since(t0));
-      for (int64_t id : ids) run.release(id);
+      for (int context : contexts)
+        for (int bsz : batches) {
+          std::vector<double> tps;
+          for (int r = 0; r < reps; ++r) {
+            // Each sequence's prompt is prefilled in chunks of 2048; then all decode together, greedily.
+            std::vector<int64_t> ids;
+            std::vector<int32_t> last(bsz);
+            for (int i = 0; i < bsz; ++i) {
+              ids.push_back(seq++);
+              const auto prompt = random_tokens(context);
+              for (int p0 = 0; p0 < context; p0 += 2048) {
+                hs::Batch pre;
+                pre.chunks.push_back(
+                    {ids.back(), p0, {prompt.begin() + p0, prompt.begin() + std::min(context, p0 + 2048)}, false});
+                const hs::Logits& lp = run.forward(pre);
+                last[i] = hs::argmax(lp.last_row_of(0, pre), lp.vocab);
+              }
+            }
+            const auto t0 = std::chrono::steady_clock::now();
+            for (int s = 0; s < gen; ++s) {
+              hs::Batch b;
+              for (int i = 0; i < bsz; ++i) b.chunks.push_back({ids[i], context + s, {last[i]}, false});
+              const hs::Logits& lg = run.forward(b);
+              hs::ThreadPool::global().parallel_for(bsz, 4, [&](int64_t i0, int64_t i1) {
+                for (int64_t i = i0; i < i1; ++i) last[i] = hs::argmax(lg.last_row_of(i, b), lg.vocab);
+              });
+            }
+            tps.push_back(static_cast<double>(gen) * bsz / seconds_since(t0));
+            for (int64_t id : ids) run.release(id);
+          }
+          const double med = median(tps);
+          row("tg" + std::to_string(gen) + " @" + std::to_string(context) + " batch " + std::to_string(bsz), med,
+              1000.0 * bsz / med);
+          out["decode"].push_back({{"attention", attention}, {"plan", plan.name()}, {"context", context},
+                                   {"batch", bsz}, {"tokens_per_s", tps}, {"median_tokens_per_s", med}});
+        }
     }
-    const double med = median(tps);
-    std::printf("%-28s %12.1f %12.1f\n", ("generation tg" + std::to_string(gen) + " batch " + std::to_string(bsz)).c_str(),
-                med, 1000.0 * bsz / med);
-    out["decode"].push_back({{"batch", bsz}, {"new_tokens", gen}, {"tokens_per_s", tps}, {"median_tokens_per_s", med}});
   }
   std::ofstream(json_path) << out.dump(2) << "\n";
   std::printf("\nwrote %s\n", json_path.c_str());

@@ -1,12 +1,18 @@
 // The CUDA backend (contract in cuda_backend.h): the CPU forward pass of cpu_backend.cpp, step for
-// step, as device kernels (model_kernels.h), cuBLAS GEMMs (gemm.h) and a paged attention
-// (paged_attention_simple.h), all enqueued on one stream; decode steps replay CUDA graphs.
+// step, as device kernels (model_kernels.h), cuBLAS GEMMs (gemm.h) and the sharded attention
+// kernels of kernels/ (sharded_attention_runner.h; the simple kernel of paged_attention_simple.h
+// where they do not apply, or when HEADSHARD_ATTENTION=simple), all enqueued on one stream;
+// decode steps replay CUDA graphs.
 #include "backend/cuda/cuda_backend.h"
 
 #include <cuda_runtime.h>
 
+#include <bit>
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
+
+#include <spdlog/spdlog.h>
 
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/decode_graphs.h"
@@ -15,6 +21,7 @@
 #include "backend/cuda/gemm.h"
 #include "backend/cuda/model_kernels.h"
 #include "backend/cuda/paged_attention_simple.h"
+#include "backend/cuda/sharded_attention_runner.h"
 #include "backend/cuda/step_inputs.h"
 #include "model/rope.h"
 #include "model/weights.h"
@@ -24,6 +31,7 @@ namespace hs {
 namespace {
 
 using cuda::bf16;
+using cuda::half16;
 using cuda::DeviceBuffer;
 
 // Buffers are sized for this many tokens up front, so that decode graphs (up to 256 sequences)
@@ -63,6 +71,20 @@ struct DeviceRope {
     upload_now(inv_freq.get(), t.inv_freq.data(), t.inv_freq.size(), s);
   }
 };
+
+bool env_is(const char* name, const char* value) {
+  const char* v = std::getenv(name);
+  return v && std::string(v) == value;
+}
+
+// The GEMM operands' type: fp16 (three more mantissa bits: the GPU's greedy choices agree with
+// the float32 reference more often) except for Gemma, whose activations outgrow fp16's range;
+// HEADSHARD_CUDA_GEMM=bf16|fp16 overrides.
+cuda::GemmType gemm_type(const ModelConfig& c) {
+  if (env_is("HEADSHARD_CUDA_GEMM", "bf16")) return cuda::GemmType::BF16;
+  if (env_is("HEADSHARD_CUDA_GEMM", "fp16")) return cuda::GemmType::FP16;
+  return c.arch == Arch::Gemma3 ? cuda::GemmType::BF16 : cuda::GemmType::FP16;
+}
 
 int select_device(int device) {
   HS_CUDA_CHECK(cudaSetDevice(device));
@@ -116,20 +138,29 @@ class CudaBackend final : public Backend {
   DeviceBuffer<bf16> pages_;   // the page pool: page p = K [B][D] then V [B][D]
   DeviceBuffer<int4> shards_;  // per (layer, KV head), layer-major: {sink, local, stride, offset}
   cuda::StepInputs inputs_;
+  bool sharded_kernels_ = false;  // the optimized kernels run the attention
+  cuda::ShardedAttentionRunner sharded_;
 
   // Activations, [tokens][width] row-major.
   DeviceBuffer<float> x_;       // residual stream [T][d_model]
-  DeviceBuffer<bf16> h_;        // normed input of the next GEMM [T][d_model]
+  DeviceBuffer<half16> h_;      // normed input of the next GEMM [T][d_model]
   DeviceBuffer<float> qkv_;     // fused Q/K/V projection [T][q_dim + 2 kv_dim]; Q roped in place
+  DeviceBuffer<bf16> q_;        // sharded kernels: the roped Q as bf16 [T][q_dim]
   DeviceBuffer<bf16> att_;      // attention output [T][q_dim]
+  DeviceBuffer<half16> att16_;  // the same as fp16, the output projection's input (FP16 GEMMs)
   DeviceBuffer<float> o_;       // Gemma: projection before its post-norm [T][d_model]
   DeviceBuffer<float> gu_;      // fused gate/up projection [T][2 d_ff]
-  DeviceBuffer<bf16> act_;      // gated activation [T][d_ff]
-  DeviceBuffer<bf16> hrows_;    // final-normed rows that need logits [R][d_model]
+  DeviceBuffer<half16> act_;    // gated activation [T][d_ff]
+  DeviceBuffer<half16> hrows_;  // final-normed rows that need logits [R][d_model]
   DeviceBuffer<float> logits_;  // [R][vocab]
+
 
   cuda::DecodeGraphs graphs_;
   bool graphs_enabled_ = cuda::DecodeGraphs::enabled_by_env();
+  // HEADSHARD_ATTENTION=simple keeps the simple kernel (for comparisons); otherwise the sharded
+  // kernels run wherever they support the shape.
+  bool simple_attention_ = env_is("HEADSHARD_ATTENTION", "simple");
+
   uint64_t generation_ = 1;  // changes whenever a buffer a graph captured moves
 };
 
@@ -137,7 +168,8 @@ CudaBackend::CudaBackend(std::shared_ptr<const ModelWeights> w, int device)
     : w_(std::move(w)), c_(w_->config), device_(select_device(device)) {
   check_supported(c_);
   gemm_ = std::make_unique<cuda::Gemm>(stream_.s);
-  dw_ = cuda::upload_weights(*w_, stream_.s);
+  dw_ = cuda::upload_weights(*w_, gemm_type(c_), stream_.s);
+  spdlog::info("CUDA GEMMs in {}", dw_.type == cuda::GemmType::FP16 ? "fp16" : "bf16");
   // The same tables as the CPU backend: scaled frequencies on global layers only.
   rope_global_.upload(make_rope_table(c_, c_.rope_base, w_->rope_freq_factors, true), stream_.s);
   rope_local_.upload(make_rope_table(c_, c_.rope_base_local, {}, false), stream_.s);
@@ -168,6 +200,12 @@ void CudaBackend::configure_kv(const ShardPlan& plan, int32_t n_pages) {
   // Every entry of a step's page lists is a distinct page, so n_pages entries always suffice.
   inputs_.reserve(kReserveTokens, static_cast<size_t>(c_.n_layers) * c_.n_kv_heads, static_cast<size_t>(n_pages));
   reserve_activations(kReserveTokens, kReserveRows);
+  const std::string unsupported = cuda::ShardedAttentionRunner::unsupported(c_, plan.block_size());
+  sharded_kernels_ = !simple_attention_ && unsupported.empty();
+  if (sharded_kernels_) sharded_.configure(c_, plan.block_size());
+  spdlog::info("CUDA attention: {}", sharded_kernels_     ? "sharded kernels"
+                                     : simple_attention_ ? "simple kernel (HEADSHARD_ATTENTION=simple)"
+                                                         : "simple kernel; the sharded kernels do not take " + unsupported);
   plan_ = plan;
   n_pages_ = n_pages;
   configured_ = true;
@@ -179,10 +217,12 @@ bool CudaBackend::reserve_activations(int n_tokens, int n_rows) {
   moved |= x_.grow_to(T * d);
   moved |= h_.grow_to(T * d);
   moved |= qkv_.grow_to(T * (c_.q_dim() + 2 * c_.kv_dim()));
+  moved |= q_.grow_to(T * c_.q_dim());
   moved |= att_.grow_to(T * c_.q_dim());
   moved |= o_.grow_to(T * d);
   moved |= gu_.grow_to(T * 2 * ff);
   moved |= act_.grow_to(T * ff);
+  if (dw_.type == cuda::GemmType::FP16) moved |= att16_.grow_to(T * c_.q_dim());
   moved |= hrows_.grow_to(R * d);
   moved |= logits_.grow_to(R * c_.vocab_size);
   return moved;
@@ -198,10 +238,13 @@ void CudaBackend::forward(const Batch& batch, const KvStepMeta& meta, Logits& ou
 
   const cuda::StepShape s = inputs_.stage(batch, meta, c_, n_pages_, plan_.block_size(), bucket, out);
   if (inputs_.upload(stream_.s)) ++generation_;
+  if (sharded_kernels_ && sharded_.plan(s, inputs_, stream_.s)) ++generation_;
   if (reserve_activations(s.n_tokens, s.n_rows)) ++generation_;
-  if (bucket > 0)
-    graphs_.run(bucket, generation_, stream_.s, [&] { record_step(s); });
-  else
+  if (bucket > 0) {
+    // A graph bakes in the decode launch's grid, sized by the plan's capacity class.
+    const int capacity_class = sharded_kernels_ ? std::bit_width(static_cast<unsigned>(sharded_.capacity())) : 0;
+    graphs_.run(bucket * 64 + capacity_class, generation_, stream_.s, [&] { record_step(s); });
+  } else
     record_step(s);
 
   out.data.resize(static_cast<size_t>(s.real_rows) * c_.vocab_size);
@@ -217,11 +260,13 @@ void CudaBackend::record_step(const cuda::StepShape& s) {
   const float eps = c_.norm_eps;
   cudaStream_t st = stream_.s;
 
-  cuda::embed_tokens(inputs_.tok_id(), dw_.token_embd.get(), T, d, c_.embed_scale, x_.get(), st);
-  cuda::residual_norm(x_.get(), nullptr, nullptr, dw_.layers[0].attn_norm.get(), h_.get(), T, d, eps, st);
+  if (sharded_kernels_) sharded_.start_step(st);
+  const cuda::GemmType gt = dw_.type;
+  cuda::embed_tokens(inputs_.tok_id(), dw_.token_embd.get(), gt, T, d, c_.embed_scale, x_.get(), st);
+  cuda::residual_norm(x_.get(), nullptr, nullptr, dw_.layers[0].attn_norm.get(), h_.get(), gt, T, d, eps, st);
   for (int l = 0; l < c_.n_layers; ++l) {
     const cuda::DeviceLayer& L = dw_.layers[l];
-    gemm_->linear(h_.get(), d, L.wqkv.get(), ld_qkv, d, T, qkv_.get(), ld_qkv);
+    gemm_->linear(h_.get(), d, L.wqkv.get(), gt, ld_qkv, d, T, qkv_.get(), ld_qkv);
 
     const DeviceRope& rope = c_.is_local(l) ? rope_local_ : rope_global_;
     cuda::QkvPrepParams prep{};
@@ -242,41 +287,52 @@ void CudaBackend::record_step(const cuda::StepShape& s) {
     prep.write_slots = inputs_.write_slots() + static_cast<int64_t>(l) * H * T;
     prep.pages = pages_.get();
     prep.block_size = plan_.block_size();
+    prep.q_out = sharded_kernels_ ? q_.get() : nullptr;
     cuda::qkv_prep(prep, st);
 
     attention(l, s);
+    // The attention kernels write bf16; FP16 GEMMs take a converted copy (exact in fp16's range).
+    const half16* att = reinterpret_cast<const half16*>(att_.get());
+    if (gt == cuda::GemmType::FP16) {
+      cuda::convert_bf16(att_.get(), att16_.get(), gt, static_cast<size_t>(T) * qd, st);
+      att = att16_.get();
+    }
 
     // Output projection and residual: llama adds straight into x (beta = 1); Gemma norms first.
     if (gemma) {
-      gemm_->linear(att_.get(), qd, L.wo.get(), d, qd, T, o_.get(), d);
-      cuda::residual_norm(x_.get(), o_.get(), L.post_attn_norm.get(), L.ffn_norm.get(), h_.get(), T, d, eps, st);
+      gemm_->linear(att, qd, L.wo.get(), gt, d, qd, T, o_.get(), d);
+      cuda::residual_norm(x_.get(), o_.get(), L.post_attn_norm.get(), L.ffn_norm.get(), h_.get(), gt, T, d, eps, st);
     } else {
-      gemm_->linear(att_.get(), qd, L.wo.get(), d, qd, T, x_.get(), d, 1.0f);
-      cuda::residual_norm(x_.get(), nullptr, nullptr, L.ffn_norm.get(), h_.get(), T, d, eps, st);
+      gemm_->linear(att, qd, L.wo.get(), gt, d, qd, T, x_.get(), d, 1.0f);
+      cuda::residual_norm(x_.get(), nullptr, nullptr, L.ffn_norm.get(), h_.get(), gt, T, d, eps, st);
     }
 
-    gemm_->linear(h_.get(), d, L.wgu.get(), 2 * ff, d, T, gu_.get(), 2 * ff);
-    cuda::gated_activation(gu_.get(), T, ff, gemma, act_.get(), st);
+    gemm_->linear(h_.get(), d, L.wgu.get(), gt, 2 * ff, d, T, gu_.get(), 2 * ff);
+    cuda::gated_activation(gu_.get(), T, ff, gemma, act_.get(), gt, st);
     // The next layer's pre-norm rides along with this layer's residual add.
     const float* next_norm = l + 1 < c_.n_layers ? dw_.layers[l + 1].attn_norm.get() : nullptr;
-    bf16* next_h = next_norm ? h_.get() : nullptr;
+    half16* next_h = next_norm ? h_.get() : nullptr;
     if (gemma) {
-      gemm_->linear(act_.get(), ff, L.wdown.get(), d, ff, T, o_.get(), d);
-      cuda::residual_norm(x_.get(), o_.get(), L.post_ffw_norm.get(), next_norm, next_h, T, d, eps, st);
+      gemm_->linear(act_.get(), ff, L.wdown.get(), gt, d, ff, T, o_.get(), d);
+      cuda::residual_norm(x_.get(), o_.get(), L.post_ffw_norm.get(), next_norm, next_h, gt, T, d, eps, st);
     } else {
-      gemm_->linear(act_.get(), ff, L.wdown.get(), d, ff, T, x_.get(), d, 1.0f);
-      cuda::residual_norm(x_.get(), nullptr, nullptr, next_norm, next_h, T, d, eps, st);
+      gemm_->linear(act_.get(), ff, L.wdown.get(), gt, d, ff, T, x_.get(), d, 1.0f);
+      cuda::residual_norm(x_.get(), nullptr, nullptr, next_norm, next_h, gt, T, d, eps, st);
     }
   }
   // Final norm and logits only for the rows that were asked for.
-  cuda::gather_norm(x_.get(), inputs_.row_tok(), dw_.output_norm.get(), hrows_.get(), s.n_rows, d, eps, st);
-  gemm_->linear(hrows_.get(), d, dw_.lm_head(), c_.vocab_size, d, s.n_rows, logits_.get(), c_.vocab_size);
+  cuda::gather_norm(x_.get(), inputs_.row_tok(), dw_.output_norm.get(), hrows_.get(), gt, s.n_rows, d, eps, st);
+  gemm_->linear(hrows_.get(), d, dw_.lm_head(), gt, c_.vocab_size, d, s.n_rows, logits_.get(), c_.vocab_size);
 }
 
-// The attention of one layer over the step. This is the one place to switch to the optimized
-// sharded kernels (kernels/sharded_attention.h) once they exist: same inputs (Q rows in qkv_,
-// the page pool, the step's page lists and this layer's shards), same output (att_, bf16).
+// The attention of one layer over the step: the page pool, the step's page lists and this layer's
+// shards in; att_ (bf16) out.
 void CudaBackend::attention(int layer, const cuda::StepShape& s) {
+  const int4* shards = shards_.get() + static_cast<int64_t>(layer) * c_.n_kv_heads;
+  if (sharded_kernels_) {
+    sharded_.run(layer, q_.get(), att_.get(), pages_.get(), shards, inputs_, stream_.s);
+    return;
+  }
   cuda::PagedAttentionParams p{};
   p.q = qkv_.get();
   p.q_stride = c_.q_dim() + 2 * c_.kv_dim();
@@ -288,7 +344,7 @@ void CudaBackend::attention(int layer, const cuda::StepShape& s) {
   p.indptr = inputs_.indptr();
   p.blocks = inputs_.blocks();
   p.page_ids = inputs_.pages();
-  p.shards = shards_.get() + static_cast<int64_t>(layer) * c_.n_kv_heads;
+  p.shards = shards;
   p.n_tokens = s.n_tokens;
   p.n_heads = c_.n_heads;
   p.n_kv_heads = c_.n_kv_heads;

@@ -1,10 +1,15 @@
 // The CUDA backend: the model's forward pass on one GPU, behind the same Backend interface as the
 // CPU reference (src/backend/backend.h), which it mirrors operation for operation.
 //
-// Numerics: weights in bf16 on the device (converted from the float32 ModelWeights at
-// construction); the residual stream, GEMM outputs, norms, RoPE and softmax in float32; GEMM
-// inputs (normed activations, attention output, gated MLP activation) in bf16; KV pages in bf16
-// with the CPU layout (page p = K [B][D] then V [B][D]). Logits come back as float32.
+// Numerics: weights and GEMM inputs (normed activations, attention output, gated MLP activation)
+// in 16-bit floats, fp16 for llama models and bf16 for Gemma 3 (HEADSHARD_CUDA_GEMM=bf16|fp16
+// overrides), converted from the float32 ModelWeights at construction; the residual stream, GEMM
+// outputs, norms, RoPE and softmax in float32; queries and KV pages in bf16 with the CPU layout
+// (page p = K [B][D] then V [B][D]). Logits come back as float32.
+//
+// Attention runs on the sharded kernels of kernels/ (head dims 64, 128, 256; GQA groups up to 16;
+// power-of-two blocks of 16 to 128 tokens) and otherwise on a simple exact kernel;
+// HEADSHARD_ATTENTION=simple forces the latter.
 //
 // Decode-only steps (one token per sequence) replay CUDA graphs captured per bucketed batch size
 // (1, 2, 4, ..., 256 sequences, padded); HEADSHARD_CUDA_GRAPHS=0 in the environment turns this off.

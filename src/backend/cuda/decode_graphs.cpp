@@ -22,13 +22,13 @@ bool DecodeGraphs::enabled_by_env() {
 DecodeGraphs::~DecodeGraphs() { clear(); }
 
 void DecodeGraphs::clear() {
-  for (auto& [bucket, e] : graphs_)
+  for (auto& [key, e] : graphs_)
     if (e.exec) cudaGraphExecDestroy(e.exec);
   graphs_.clear();
 }
 
-void DecodeGraphs::run(int bucket, uint64_t generation, cudaStream_t s, const std::function<void()>& record) {
-  Entry& e = graphs_[bucket];
+void DecodeGraphs::run(int key, uint64_t generation, cudaStream_t s, const std::function<void()>& record) {
+  Entry& e = graphs_[key];
   if (!e.exec || e.generation != generation) {
     if (!e.warmed) {
       // The first step of a bucket runs eagerly: it loads every kernel it uses (CUDA loads

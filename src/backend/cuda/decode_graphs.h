@@ -28,11 +28,12 @@ class DecodeGraphs {
   DecodeGraphs(const DecodeGraphs&) = delete;
   DecodeGraphs& operator=(const DecodeGraphs&) = delete;
 
-  // Runs the step of `bucket` on s: the first time eagerly (record() enqueues the work directly),
-  // then by launching its graph, captured from `record` (which enqueues the step's work on s and
-  // must not synchronize or allocate) when there is none of this generation.
+  // Runs the step of shape `key` (the bucket, and whatever else fixes the launches' shapes) on
+  // s: the first time eagerly (record() enqueues the work directly), then by launching its graph,
+  // captured from `record` (which enqueues the step's work on s and must not synchronize or
+  // allocate) when there is none of this generation.
   // Throws std::runtime_error on a CUDA error; a failed capture leaves s usable.
-  void run(int bucket, uint64_t generation, cudaStream_t s, const std::function<void()>& record);
+  void run(int key, uint64_t generation, cudaStream_t s, const std::function<void()>& record);
   void clear();
 
  private:

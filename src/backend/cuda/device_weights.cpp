@@ -11,15 +11,15 @@ namespace hs::cuda {
 
 namespace {
 
-// Float32 host arrays go up in chunks to a staging buffer and are converted to bf16 there: the
+// Float32 host arrays go up in chunks to a staging buffer and are converted to 16 bits there: the
 // device converts far faster than the host, and only the staging buffer is extra memory.
 class Uploader {
  public:
-  explicit Uploader(cudaStream_t s) : s_(s), staging_(kChunk) {}
+  Uploader(GemmType type, cudaStream_t s) : type_(type), s_(s), staging_(kChunk) {}
 
-  // The parts stacked by rows into one [rows][cols] bf16 matrix.
+  // The parts stacked by rows into one [rows][cols] matrix.
   void matrices(std::initializer_list<const Matrix*> parts, int64_t rows, int64_t cols, const std::string& name,
-                DeviceBuffer<bf16>& dst, size_t& bytes) {
+                DeviceBuffer<half16>& dst, size_t& bytes) {
     int64_t got = 0;
     for (const Matrix* m : parts) {
       if (m->cols != cols || static_cast<int64_t>(m->data.size()) != m->rows * m->cols)
@@ -31,7 +31,7 @@ class Uploader {
       throw std::invalid_argument("CUDA backend: weight " + name + " has " + std::to_string(got) + " rows, expected " +
                                   std::to_string(rows));
     dst.allocate(static_cast<size_t>(rows * cols));
-    bytes += dst.size() * sizeof(bf16);
+    bytes += dst.size() * sizeof(half16);
     size_t at = 0;
     for (const Matrix* m : parts) {
       put(m->data.data(), m->data.size(), dst.get() + at);
@@ -51,25 +51,27 @@ class Uploader {
  private:
   static constexpr size_t kChunk = size_t{16} << 20;  // floats (64 MiB)
 
-  void put(const float* src, size_t n, bf16* dst) {
+  void put(const float* src, size_t n, half16* dst) {
     for (size_t i = 0; i < n; i += kChunk) {
       const size_t len = std::min(kChunk, n - i);
       // Stream order keeps the staging buffer from being overwritten before its conversion ran.
       HS_CUDA_CHECK(cudaMemcpyAsync(staging_.get(), src + i, len * sizeof(float), cudaMemcpyHostToDevice, s_));
-      convert_f32_to_bf16(staging_.get(), dst + i, len, s_);
+      convert_f32(staging_.get(), dst + i, type_, len, s_);
     }
   }
 
+  GemmType type_;
   cudaStream_t s_;
   DeviceBuffer<float> staging_;
 };
 
 }  // namespace
 
-DeviceWeights upload_weights(const ModelWeights& w, cudaStream_t s) {
+DeviceWeights upload_weights(const ModelWeights& w, GemmType type, cudaStream_t s) {
   const ModelConfig& c = w.config;
   DeviceWeights d;
-  Uploader up(s);
+  d.type = type;
+  Uploader up(type, s);
   up.matrices({&w.token_embd}, c.vocab_size, c.d_model, "token_embd", d.token_embd, d.bytes);
   if (!w.output.empty()) up.matrices({&w.output}, c.vocab_size, c.d_model, "output", d.output, d.bytes);
   up.vector(w.output_norm, d.output_norm, d.bytes);

@@ -1,4 +1,5 @@
-// The model's weights on the device: matrices in bf16, norm vectors in float32, with the
+// The model's weights on the device: matrices in 16-bit floats (one GemmType), norm vectors in
+// float32, with the
 // projections that read the same input fused into one matrix (rows stacked) so that each is one
 // GEMM: wqkv = [wq; wk; wv] and wgu = [w_gate; w_up].
 #pragma once
@@ -8,6 +9,7 @@
 #include <vector>
 
 #include "backend/cuda/device_buffer.h"
+#include "backend/cuda/model_kernels.h"
 #include "model/weights.h"
 
 namespace hs::cuda {
@@ -15,25 +17,26 @@ namespace hs::cuda {
 struct DeviceLayer {
   DeviceBuffer<float> attn_norm, ffn_norm;
   DeviceBuffer<float> q_norm, k_norm, post_attn_norm, post_ffw_norm;  // Gemma 3 only (else empty)
-  DeviceBuffer<__nv_bfloat16> wqkv;  // [q_dim + 2 kv_dim][d_model]
-  DeviceBuffer<__nv_bfloat16> wo;    // [d_model][q_dim]
-  DeviceBuffer<__nv_bfloat16> wgu;   // [2 d_ff][d_model]
-  DeviceBuffer<__nv_bfloat16> wdown; // [d_model][d_ff]
+  DeviceBuffer<half16> wqkv;  // [q_dim + 2 kv_dim][d_model]
+  DeviceBuffer<half16> wo;    // [d_model][q_dim]
+  DeviceBuffer<half16> wgu;   // [2 d_ff][d_model]
+  DeviceBuffer<half16> wdown; // [d_model][d_ff]
 };
 
 struct DeviceWeights {
-  DeviceBuffer<__nv_bfloat16> token_embd;  // [vocab][d_model]
-  DeviceBuffer<__nv_bfloat16> output;      // [vocab][d_model]; empty when tied to token_embd
+  GemmType type = GemmType::BF16;   // of every matrix
+  DeviceBuffer<half16> token_embd;  // [vocab][d_model]
+  DeviceBuffer<half16> output;      // [vocab][d_model]; empty when tied to token_embd
   DeviceBuffer<float> output_norm;
   std::vector<DeviceLayer> layers;
   size_t bytes = 0;  // device memory held
 
-  const __nv_bfloat16* lm_head() const { return output.size() ? output.get() : token_embd.get(); }
+  const half16* lm_head() const { return output.size() ? output.get() : token_embd.get(); }
 };
 
-// Converts and uploads every tensor (float32 host -> bf16 device, on the device, in chunks
-// through a staging buffer). Throws std::runtime_error when device memory runs out and
+// Converts and uploads every tensor (float32 host -> `type` on the device, in chunks through a
+// staging buffer). Throws std::runtime_error when device memory runs out and
 // std::invalid_argument when a matrix does not have the config's shape.
-DeviceWeights upload_weights(const ModelWeights& w, cudaStream_t s);
+DeviceWeights upload_weights(const ModelWeights& w, GemmType type, cudaStream_t s);
 
 }  // namespace hs::cuda

@@ -24,13 +24,14 @@ Gemm::~Gemm() {
   if (handle_) cublasDestroy(handle_);
 }
 
-void Gemm::linear(const __nv_bfloat16* X, int64_t ldx, const __nv_bfloat16* W, int m, int k, int n, float* Y,
-                  int64_t ldy, float beta) {
+void Gemm::linear(const half16* X, int64_t ldx, const half16* W, GemmType t, int m, int k, int n, float* Y, int64_t ldy,
+                  float beta) {
   if (n == 0) return;
   const float alpha = 1.0f;
+  const cudaDataType_t type = t == GemmType::FP16 ? CUDA_R_16F : CUDA_R_16BF;
   // cuBLAS is column-major: row-major Y [n][m] is column-major Y^T (m x n), and
   // Y^T = W X^T where row-major W [m][k] read column-major is W^T (k x m): op(A) = T.
-  HS_CUBLAS_CHECK(cublasGemmEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &alpha, W, CUDA_R_16BF, k, X, CUDA_R_16BF,
+  HS_CUBLAS_CHECK(cublasGemmEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &alpha, W, type, k, X, type,
                                static_cast<int>(ldx), &beta, Y, CUDA_R_32F, static_cast<int>(ldy),
                                CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }

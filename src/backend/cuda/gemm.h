@@ -1,5 +1,6 @@
-// The linear layers on cuBLAS: Y = X W^T with row-major X [n][k] (bf16), W [m][k] (bf16, a
-// Matrix's layout: one row per output feature) and Y [n][m] in float32, float32 accumulation.
+// The linear layers on cuBLAS: Y = X W^T with row-major X [n][k] and W [m][k] (a Matrix's layout:
+// one row per output feature), both 16-bit floats of one GemmType, and Y [n][m] in float32,
+// float32 accumulation.
 // beta = 1 adds into Y (the residual add of the output projections, for free).
 // Owns the cuBLAS handle, bound to one stream, with a fixed workspace so that calls can be
 // captured into CUDA graphs (no allocation inside a capture).
@@ -11,6 +12,7 @@
 #include <cstdint>
 
 #include "backend/cuda/device_buffer.h"
+#include "backend/cuda/model_kernels.h"
 
 namespace hs::cuda {
 
@@ -23,8 +25,8 @@ class Gemm {
 
   // Y[r][c] = sum_i X[r][i] * W[c][i] (+ Y[r][c] when beta is 1), r < n, c < m, i < k; row
   // strides ldx, ldy (elements). Throws std::runtime_error on a cuBLAS error.
-  void linear(const __nv_bfloat16* X, int64_t ldx, const __nv_bfloat16* W, int m, int k, int n, float* Y,
-              int64_t ldy, float beta = 0.0f);
+  void linear(const half16* X, int64_t ldx, const half16* W, GemmType t, int m, int k, int n, float* Y, int64_t ldy,
+              float beta = 0.0f);
 
  private:
   cublasHandle_t handle_ = nullptr;

@@ -1,10 +1,31 @@
 #include "backend/cuda/model_kernels.h"
 
+#include <cuda_fp16.h>
+
+#include <type_traits>
+
 #include "backend/cuda/cuda_check.h"
 
 namespace hs::cuda {
 
 namespace {
+
+// Float conversions of the two 16-bit types (round to nearest even).
+template <typename T>
+__device__ T from_float(float v);
+template <>
+__device__ bf16 from_float<bf16>(float v) { return __float2bfloat16_rn(v); }
+template <>
+__device__ __half from_float<__half>(float v) { return __float2half_rn(v); }
+__device__ float to_float(bf16 v) { return __bfloat162float(v); }
+__device__ float to_float(__half v) { return __half2float(v); }
+
+// Calls f with a value of the 16-bit type that t names (f launches the kernel for that type).
+template <typename F>
+void with_type(GemmType t, F&& f) {
+  if (t == GemmType::FP16) f(__half{});
+  else f(bf16{});
+}
 
 constexpr int kRowThreads = 256;  // per-row kernels: one block per row
 constexpr int kHeadThreads = 128;  // per-head kernels: one block per (token, head)
@@ -41,21 +62,26 @@ __device__ float inv_rms(const float* v, int n, float eps) {
   return 1.0f / sqrtf(ss / static_cast<float>(n) + eps);
 }
 
-__global__ void convert_kernel(const float* in, bf16* out, size_t n) {
+template <typename In, typename Out>
+__global__ void convert_kernel(const In* in, Out* out, size_t n) {
   for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<size_t>(gridDim.x) * blockDim.x)
-    out[i] = __float2bfloat16_rn(in[i]);
+       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    if constexpr (std::is_same_v<In, float>) out[i] = from_float<Out>(in[i]);
+    else out[i] = from_float<Out>(to_float(in[i]));
+  }
 }
 
-__global__ void embed_kernel(const int32_t* ids, const bf16* table, int d, float scale, float* x) {
+template <typename T>
+__global__ void embed_kernel(const int32_t* ids, const T* table, int d, float scale, float* x) {
   const int t = blockIdx.x;
-  const bf16* e = table + static_cast<int64_t>(ids[t]) * d;
+  const T* e = table + static_cast<int64_t>(ids[t]) * d;
   float* row = x + static_cast<int64_t>(t) * d;
-  for (int i = threadIdx.x; i < d; i += blockDim.x) row[i] = __bfloat162float(e[i]) * scale;
+  for (int i = threadIdx.x; i < d; i += blockDim.x) row[i] = to_float(e[i]) * scale;
 }
 
+template <typename T>
 __global__ void residual_norm_kernel(float* x, const float* o, const float* o_weight, const float* h_weight,
-                                     bf16* h_out, int d, float eps) {
+                                     T* h_out, int d, float eps) {
   const int64_t r = blockIdx.x;
   float* xr = x + r * d;
   if (o) {
@@ -66,16 +92,17 @@ __global__ void residual_norm_kernel(float* x, const float* o, const float* o_we
   }
   if (h_out) {
     const float s = inv_rms(xr, d, eps);
-    for (int i = threadIdx.x; i < d; i += blockDim.x) h_out[r * d + i] = __float2bfloat16_rn(xr[i] * s * h_weight[i]);
+    for (int i = threadIdx.x; i < d; i += blockDim.x) h_out[r * d + i] = from_float<T>(xr[i] * s * h_weight[i]);
   }
 }
 
-__global__ void gather_norm_kernel(const float* x, const int32_t* rows, const float* weight, bf16* h_out, int d,
+template <typename Out>
+__global__ void gather_norm_kernel(const float* x, const int32_t* rows, const float* weight, Out* h_out, int d,
                                    float eps) {
   const int64_t r = blockIdx.x;
   const float* xr = x + static_cast<int64_t>(rows[r]) * d;
   const float s = inv_rms(xr, d, eps);
-  for (int i = threadIdx.x; i < d; i += blockDim.x) h_out[r * d + i] = __float2bfloat16_rn(xr[i] * s * weight[i]);
+  for (int i = threadIdx.x; i < d; i += blockDim.x) h_out[r * d + i] = from_float<Out>(xr[i] * s * weight[i]);
 }
 
 // One block per (token, head): heads [0, n_heads) are queries, the next n_kv_heads keys (whose
@@ -115,7 +142,12 @@ __global__ void qkv_prep_kernel(QkvPrepParams p) {
   }
   __syncthreads();
   if (is_q) {
-    for (int i = threadIdx.x; i < D; i += blockDim.x) src[i] = v[i];
+    if (p.q_out) {
+      bf16* dst = p.q_out + static_cast<int64_t>(t) * p.n_heads * D + head * D;
+      for (int i = threadIdx.x; i < D; i += blockDim.x) dst[i] = __float2bfloat16_rn(v[i]);
+    } else {
+      for (int i = threadIdx.x; i < D; i += blockDim.x) src[i] = v[i];
+    }
     return;
   }
   const int B = p.block_size;
@@ -133,13 +165,14 @@ __device__ float gelu_tanh(float x) {
   return 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x)));
 }
 
-__global__ void gated_kernel(const float* gu, int64_t n, int d_ff, bool gelu, bf16* out) {
+template <typename T>
+__global__ void gated_kernel(const float* gu, int64_t n, int d_ff, bool gelu, T* out) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t t = i / d_ff, c = i % d_ff;
     const float g = gu[t * 2 * d_ff + c], u = gu[t * 2 * d_ff + d_ff + c];
     const float a = gelu ? gelu_tanh(g) : g / (1.0f + expf(-g));
-    out[i] = __float2bfloat16_rn(a * u);
+    out[i] = from_float<T>(a * u);
   }
 }
 
@@ -151,29 +184,47 @@ unsigned grid_for(int64_t n, int threads) {
 
 }  // namespace
 
-void convert_f32_to_bf16(const float* in, bf16* out, size_t n, cudaStream_t s) {
+template <typename In>
+void launch_convert(const In* in, half16* out, GemmType t, size_t n, cudaStream_t s) {
   if (n == 0) return;
-  convert_kernel<<<grid_for(static_cast<int64_t>(n), 256), 256, 0, s>>>(in, out, n);
+  with_type(t, [&](auto tag) {
+    using T = decltype(tag);
+    convert_kernel<<<grid_for(static_cast<int64_t>(n), 256), 256, 0, s>>>(in, reinterpret_cast<T*>(out), n);
+  });
   HS_CUDA_CHECK_LAUNCH();
 }
 
-void embed_tokens(const int32_t* ids, const bf16* table, int n_tokens, int d, float scale, float* x, cudaStream_t s) {
+void convert_f32(const float* in, half16* out, GemmType t, size_t n, cudaStream_t s) { launch_convert(in, out, t, n, s); }
+
+void convert_bf16(const bf16* in, half16* out, GemmType t, size_t n, cudaStream_t s) { launch_convert(in, out, t, n, s); }
+
+void embed_tokens(const int32_t* ids, const half16* table, GemmType tt, int n_tokens, int d, float scale, float* x,
+                  cudaStream_t s) {
   if (n_tokens == 0) return;
-  embed_kernel<<<n_tokens, kRowThreads, 0, s>>>(ids, table, d, scale, x);
+  with_type(tt, [&](auto tag) {
+    using T = decltype(tag);
+    embed_kernel<<<n_tokens, kRowThreads, 0, s>>>(ids, reinterpret_cast<const T*>(table), d, scale, x);
+  });
   HS_CUDA_CHECK_LAUNCH();
 }
 
-void residual_norm(float* x, const float* o, const float* o_weight, const float* h_weight, bf16* h_out, int n_rows,
-                   int d, float eps, cudaStream_t s) {
+void residual_norm(float* x, const float* o, const float* o_weight, const float* h_weight, half16* h_out, GemmType ht,
+                   int n_rows, int d, float eps, cudaStream_t s) {
   if (n_rows == 0 || (!o && !h_out)) return;
-  residual_norm_kernel<<<n_rows, kRowThreads, 0, s>>>(x, o, o_weight, h_weight, h_out, d, eps);
+  with_type(ht, [&](auto tag) {
+    using T = decltype(tag);
+    residual_norm_kernel<<<n_rows, kRowThreads, 0, s>>>(x, o, o_weight, h_weight, reinterpret_cast<T*>(h_out), d, eps);
+  });
   HS_CUDA_CHECK_LAUNCH();
 }
 
-void gather_norm(const float* x, const int32_t* rows, const float* weight, bf16* h_out, int n_rows, int d, float eps,
-                 cudaStream_t s) {
+void gather_norm(const float* x, const int32_t* rows, const float* weight, half16* h_out, GemmType ht, int n_rows,
+                 int d, float eps, cudaStream_t s) {
   if (n_rows == 0) return;
-  gather_norm_kernel<<<n_rows, kRowThreads, 0, s>>>(x, rows, weight, h_out, d, eps);
+  with_type(ht, [&](auto tag) {
+    using T = decltype(tag);
+    gather_norm_kernel<<<n_rows, kRowThreads, 0, s>>>(x, rows, weight, reinterpret_cast<T*>(h_out), d, eps);
+  });
   HS_CUDA_CHECK_LAUNCH();
 }
 
@@ -184,10 +235,13 @@ void qkv_prep(const QkvPrepParams& p, cudaStream_t s) {
   HS_CUDA_CHECK_LAUNCH();
 }
 
-void gated_activation(const float* gu, int n_tokens, int d_ff, bool gelu, bf16* out, cudaStream_t s) {
+void gated_activation(const float* gu, int n_tokens, int d_ff, bool gelu, half16* out, GemmType ot, cudaStream_t s) {
   const int64_t n = static_cast<int64_t>(n_tokens) * d_ff;
   if (n == 0) return;
-  gated_kernel<<<grid_for(n, 256), 256, 0, s>>>(gu, n, d_ff, gelu, out);
+  with_type(ot, [&](auto tag) {
+    using T = decltype(tag);
+    gated_kernel<<<grid_for(n, 256), 256, 0, s>>>(gu, n, d_ff, gelu, reinterpret_cast<T*>(out));
+  });
   HS_CUDA_CHECK_LAUNCH();
 }
 

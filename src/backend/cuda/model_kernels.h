@@ -2,7 +2,8 @@
 // GEMMs and attention), each the device twin of a step of the CPU forward pass
 // (src/backend/cpu/cpu_backend.cpp, ops.h). A narrow launch API: raw device pointers, sizes and
 // a stream; launches are asynchronous and checked for launch errors (std::runtime_error).
-// Float32 throughout, bf16 only where a result feeds a GEMM or a KV page.
+// Float32 throughout; 16-bit floats only where a result feeds a GEMM (GemmType) or a KV page
+// (bf16).
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -14,26 +15,35 @@ namespace hs::cuda {
 
 using bf16 = __nv_bfloat16;
 
+// The 16-bit float type of the GEMM operands (the weights and the activations that feed them),
+// stored as raw 16-bit words: FP16 keeps three more mantissa bits than BF16, BF16 has float32's
+// range (which Gemma's activations need).
+enum class GemmType { BF16, FP16 };
+using half16 = uint16_t;
+
 // Largest head dimension the per-head kernels (and the simple attention) handle.
 constexpr int kMaxHeadDim = 256;
 
-// out[i] = bf16(in[i]), round to nearest even: weight upload.
-void convert_f32_to_bf16(const float* in, bf16* out, size_t n, cudaStream_t s);
+// out[i] = in[i] as type t, round to nearest even: weight upload.
+void convert_f32(const float* in, half16* out, GemmType t, size_t n, cudaStream_t s);
+// out[i] = in[i] as type t (bf16 to fp16: exact within fp16's range).
+void convert_bf16(const bf16* in, half16* out, GemmType t, size_t n, cudaStream_t s);
 
 // x[t][:] = table[ids[t]][:] * scale for t < n_tokens (the scaled embedding lookup).
-void embed_tokens(const int32_t* ids, const bf16* table, int n_tokens, int d, float scale, float* x, cudaStream_t s);
+void embed_tokens(const int32_t* ids, const half16* table, GemmType tt, int n_tokens, int d, float scale, float* x,
+                  cudaStream_t s);
 
 // Per row r < n_rows of width d, in order:
 //   when o:      x[r] += o_weight ? rms_norm(o[r]) * o_weight : o[r]   (Gemma's post-norms, residual)
-//   when h_out:  h_out[r] = bf16(rms_norm(x[r]) * h_weight)            (the next pre-norm)
+//   when h_out:  h_out[r] = ht(rms_norm(x[r]) * h_weight)              (the next pre-norm)
 // rms_norm(v) = v / sqrt(mean(v^2) + eps). One launch does a residual add and the next norm.
-void residual_norm(float* x, const float* o, const float* o_weight, const float* h_weight, bf16* h_out, int n_rows,
-                   int d, float eps, cudaStream_t s);
+void residual_norm(float* x, const float* o, const float* o_weight, const float* h_weight, half16* h_out, GemmType ht,
+                   int n_rows, int d, float eps, cudaStream_t s);
 
-// h_out[r] = bf16(rms_norm(x[rows[r]]) * weight) for r < n_rows: the final norm on the rows that
+// h_out[r] = ht(rms_norm(x[rows[r]]) * weight) for r < n_rows: the final norm on the rows that
 // need logits only.
-void gather_norm(const float* x, const int32_t* rows, const float* weight, bf16* h_out, int n_rows, int d, float eps,
-                 cudaStream_t s);
+void gather_norm(const float* x, const int32_t* rows, const float* weight, half16* h_out, GemmType ht, int n_rows,
+                 int d, float eps, cudaStream_t s);
 
 // The attention input stage of one layer, over the fused QKV projection qkv [T][ld] (float32;
 // query heads at column h*D, key heads at n_heads*D + h*D, value heads after the keys):
@@ -57,11 +67,12 @@ struct QkvPrepParams {
   const int32_t* write_slots;  // this layer's slots: [kv_head * n_tokens + t]
   bf16* pages;
   int block_size;
+  bf16* q_out = nullptr;  // when set, the roped Q goes here as bf16 [T][n_heads * D] instead of back into qkv
 };
 void qkv_prep(const QkvPrepParams& p, cudaStream_t s);
 
-// out[t][i] = bf16(act(gu[t][i]) * gu[t][d_ff + i]) with act = gelu_tanh (Gemma) or silu (llama):
+// out[t][i] = ot(act(gu[t][i]) * gu[t][d_ff + i]) with act = gelu_tanh (Gemma) or silu (llama):
 // the gated MLP over the fused gate/up projection gu [T][2 * d_ff].
-void gated_activation(const float* gu, int n_tokens, int d_ff, bool gelu, bf16* out, cudaStream_t s);
+void gated_activation(const float* gu, int n_tokens, int d_ff, bool gelu, half16* out, GemmType ot, cudaStream_t s);
 
 }  // namespace hs::cuda

@@ -1,7 +1,8 @@
 // A simple, exact paged attention for the CUDA backend: the device twin of
 // cpu::paged_attention (src/backend/cpu/paged_attention.h), for prefill chunks and decode tokens
-// alike. It favours being obviously right over being fast; the optimized sharded kernels in
-// kernels/ are meant to replace it behind the same call in cuda_backend.cpp.
+// alike. It favours being obviously right over being fast: the backend runs the sharded kernels
+// of kernels/ instead wherever they support the shape, and this one elsewhere or when
+// HEADSHARD_ATTENTION=simple.
 //
 // For the token t of the step (its query heads at q + t * q_stride + h * D, float32) in chunk c,
 // at position p = pos[t], KV head h's list is l = (c * n_layers + layer) * n_kv_heads + h, with

@@ -66,6 +66,8 @@ StepShape StepInputs::stage(const Batch& batch, const KvStepMeta& meta, const Mo
   int32_t* pos = tok_pos_.fill(shape.n_tokens);
   int32_t* chunk = tok_chunk_.fill(shape.n_tokens);
   int32_t* row = row_tok_.fill(shape.n_tokens);  // at most one row per token
+  int32_t* cpos = chunk_pos0_.fill(shape.n_chunks);
+  int32_t* ctok = chunk_tok0_.fill(shape.n_chunks + 1);
   out.vocab = c.vocab_size;
   out.first_row.assign(n_chunks, 0);
   int n_rows = 0;
@@ -73,6 +75,8 @@ StepShape StepInputs::stage(const Batch& batch, const KvStepMeta& meta, const Mo
     const SeqChunk& ch = batch.chunks[ci];
     const int n = static_cast<int>(ch.tokens.size());
     out.first_row[ci] = n_rows;
+    cpos[ci] = ch.pos0;
+    ctok[ci] = t;
     for (int i = 0; i < n; ++i, ++t) {
       id[t] = ch.tokens[i];
       pos[t] = ch.pos0 + i;
@@ -86,7 +90,10 @@ StepShape StepInputs::stage(const Batch& batch, const KvStepMeta& meta, const Mo
     pos[t] = 0;
     chunk[t] = t;
     row[n_rows++] = t;
+    cpos[t] = 0;
+    ctok[t] = t;
   }
+  ctok[shape.n_chunks] = shape.n_tokens;
   shape.n_rows = n_rows;
   row_tok_.n = n_rows;
 
@@ -107,7 +114,8 @@ StepShape StepInputs::stage(const Batch& batch, const KvStepMeta& meta, const Mo
 
 bool StepInputs::reserve(size_t n_tokens, size_t lists_per_chunk, size_t n_entries) {
   bool moved = false;
-  for (auto* d : {&d_tok_id_, &d_tok_pos_, &d_tok_chunk_, &d_row_tok_}) moved |= d->grow_to(n_tokens);
+  for (auto* d : {&d_tok_id_, &d_tok_pos_, &d_tok_chunk_, &d_row_tok_, &d_chunk_pos0_}) moved |= d->grow_to(n_tokens);
+  moved |= d_chunk_tok0_.grow_to(n_tokens + 1);
   moved |= d_write_slots_.grow_to(n_tokens * lists_per_chunk);
   moved |= d_indptr_.grow_to(n_tokens * lists_per_chunk + 1);
   moved |= d_blocks_.grow_to(n_entries);
@@ -129,6 +137,8 @@ bool StepInputs::upload(cudaStream_t s) {
   put(indptr_, d_indptr_);
   put(blocks_, d_blocks_);
   put(pages_, d_pages_);
+  put(chunk_pos0_, d_chunk_pos0_);
+  put(chunk_tok0_, d_chunk_tok0_);
   return moved;
 }
 

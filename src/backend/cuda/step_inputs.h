@@ -49,6 +49,14 @@ class StepInputs {
   const int32_t* indptr() const { return d_indptr_.get(); }
   const int32_t* blocks() const { return d_blocks_.get(); }
   const int32_t* pages() const { return d_pages_.get(); }
+  // Chunk c's tokens are rows [chunk_tok0[c], chunk_tok0[c + 1]) at positions chunk_pos0[c] + i
+  // (padding chunks included).
+  const int32_t* chunk_pos0() const { return d_chunk_pos0_.get(); }
+  const int32_t* chunk_tok0() const { return d_chunk_tok0_.get(); }
+  // The staged host copies, for planning the step's attention.
+  const int32_t* host_indptr() const { return indptr_.host.get(); }
+  const int32_t* host_chunk_pos0() const { return chunk_pos0_.host.get(); }
+  const int32_t* host_chunk_tok0() const { return chunk_tok0_.host.get(); }
 
  private:
   struct Array {
@@ -60,9 +68,9 @@ class StepInputs {
       return host.get();
     }
   };
-  Array tok_id_, tok_pos_, tok_chunk_, row_tok_, write_slots_, indptr_, blocks_, pages_;
+  Array tok_id_, tok_pos_, tok_chunk_, row_tok_, write_slots_, indptr_, blocks_, pages_, chunk_pos0_, chunk_tok0_;
   DeviceBuffer<int32_t> d_tok_id_, d_tok_pos_, d_tok_chunk_, d_row_tok_, d_write_slots_, d_indptr_, d_blocks_,
-      d_pages_;
+      d_pages_, d_chunk_pos0_, d_chunk_tok0_;
 };
 
 }  // namespace hs::cuda

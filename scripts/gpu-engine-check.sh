@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# The engine's checks on the GPU machine, from what scripts/gpu-package.sh staged under .device/
+# (programs built elsewhere for sm_90 and their libraries, packed in pkg.tar.xz, and the default
+# model in two halves, model-a and model-b, carried by two calls made back to back):
+#   kernels   test_sharded_attention (every kernel against the CPU reference), and memcheck on its
+#             small-shape tests
+#   tests     test_cuda_backend (GPU against the CPU backend, synthetic and real models), then the
+#             real model's teacher-forced agreement again with a float32 LM head
+#   memcheck  compute-sanitizer memcheck on a subset of test_cuda_backend
+#   bench     bench_generate with synthetic Llama-3.1-8B weights: bench-4k (batch-1 decode at 4k,
+#             sharded and simple attention kernels), bench-32k (dense and strided plans at 32k),
+#             bench-throughput (decode at 64 and 256 sequences, 1k prompt, 1k output), and
+#             kv-report (32k-token sequences in a 64 GiB KV budget, dense and strided)
+#   serve     `headshard serve --device cuda` on the default model under scripts/loadtest.py
+#   build-stage  docker/build-stage.sh --flavour cuda: the container image's compile stage
+#   scripts/gpu-engine-check.sh [STAGE...]   (none named: kernels tests memcheck bench serve)
+# Logs and JSON go to $OUT (default build-cuda/engine-check-out).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+PKG=.device/pkg
+OUT=${OUT:-$ROOT/build-cuda/engine-check-out}
+mkdir -p "$OUT"
+STAGES=("$@")
+[ ${#STAGES[@]} -eq 0 ] && STAGES=(kernels tests memcheck bench serve)
+
+# The programs were built in /work/main, whose path their tests use for goldens and models.
+[ "$ROOT" = /work/main ] || { mkdir -p /work && ln -sfn "$ROOT" /work/main; }
+[ -f .device/pkg.tar.xz ] && tar -C .device -xJf .device/pkg.tar.xz
+export LD_LIBRARY_PATH=$ROOT/$PKG/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+MODEL=models/SmolLM2-135M-Instruct.Q4_1.gguf
+if [ ! -f "$MODEL" ] && [ -f .device/model-a ] && [ -f .device/model-b ]; then
+  mkdir -p models && cat .device/model-a .device/model-b > "$MODEL"
+fi
+[ -f "$MODEL" ] && echo "model: $(sha256sum "$MODEL" | cut -c1-16)..." || echo "model: absent (real-model tests skip)"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+
+M8B=synthetic:llama-3.1-8b
+STRIDED=s2:stride=8,local=16,sink=1
+status=0
+run() {  # run NAME TIMEOUT command...: logs to $OUT/NAME.log, prints its tail
+  local name=$1 limit=$2
+  shift 2
+  echo "=== $name: $*"
+  local t0=$SECONDS
+  timeout "$limit" "$@" >"$OUT/$name.log" 2>&1
+  local rc=$?
+  tail -n "${TAIL:-25}" "$OUT/$name.log"
+  echo "=== $name: exit $rc after $((SECONDS - t0)) s"
+  [ $rc -eq 0 ] || status=1
+}
+
+i=0
+while [ $i -lt ${#STAGES[@]} ]; do  # a stage may append stages
+  stage=${STAGES[$i]}
+  i=$((i + 1))
+  case "$stage" in
+    kernels)
+      TAIL=4 run test_sharded_attention 300 "$PKG/test_sharded_attention"
+      TAIL=4 run memcheck_kernels 300 compute-sanitizer --tool memcheck --error-exitcode 1 "$PKG/test_sharded_attention" \
+        --gtest_filter='ShardedAttentionSmall.*:ShardedAttentionDecode.*:ShardedAttentionWindow.*'
+      ;;
+    tests)
+      TAIL=12 run test_cuda_backend 400 "$PKG/test_cuda_backend" --gtest_output=json:"$OUT/test_cuda_backend.json"
+      grep -E "^\[  FAILED|teacher-forced|worst relative" "$OUT/test_cuda_backend.log" | sort | uniq -c | sort -rn | head -20
+      ;;
+    memcheck)
+      run memcheck 400 compute-sanitizer --tool memcheck --error-exitcode 1 "$PKG/test_cuda_backend" \
+        --gtest_filter='*llama_d128_s2_graphs:*llama_d128_streaming_nographs:*gemma3_d256_dense_graphs:*gemma3_d256_s2_nographs:*RejectsBad*'
+      ;;
+    bench) STAGES+=(bench-4k bench-32k bench-throughput kv-report) ;;
+    bench-4k)
+      run bench_decode_4k 300 "$PKG/bench_generate" --model $M8B --device cuda --attention sharded,simple --plan dense \
+        --prompt 4096 --context 4096 --batch 1 --gen 64 --reps 3 --json "$OUT/bench_decode_4k.json"
+      ;;
+    bench-32k)
+      run bench_32k 500 "$PKG/bench_generate" --model $M8B --device cuda --plan "dense|$STRIDED" \
+        --prompt 32768 --context 32768 --batch 1,16 --gen 32 --reps 2 --json "$OUT/bench_32k.json"
+      ;;
+    bench-throughput)
+      run bench_throughput 500 "$PKG/bench_generate" --model $M8B --device cuda --plan "dense|$STRIDED" \
+        --prompt 0 --context 1024 --batch 64,256 --gen 1024 --reps 1 --json "$OUT/bench_throughput.json"
+      ;;
+    kv-report)
+      for p in dense "$STRIDED"; do
+        TAIL=4 run "kv_report_${p%%:*}" 60 "$PKG/headshard" kv-report --model $M8B --plan "$p" --context 32768 --budget 64G
+      done
+      ;;
+    serve)
+      "$PKG/headshard" serve --device cuda --model "$MODEL" --port 8090 --max-seqs 64 --max-queue 1024 \
+        >"$OUT/serve.log" 2>&1 &
+      pid=$!
+      for _ in $(seq 120); do curl -sf localhost:8090/health >/dev/null && break; sleep 0.5; done
+      run loadtest 200 python3 scripts/loadtest.py --port 8090 --max-concurrency 32 --random-input-len 128 \
+        --random-output-len 128 --ignore-eos --num-prompts 400 --duration 60 --save-result --result-dir "$OUT" \
+        --result-filename loadtest.json
+      kill -TERM $pid
+      wait $pid
+      echo "=== serve: exit $? after SIGTERM"
+      grep -E "attention|error" "$OUT/serve.log" | head -5
+      ;;
+    build-stage)
+      # The container image's CUDA compile stage on this machine's toolchain. Where the machine
+      # lacks the Debian -dev packages of the C++ libraries, scripts/gpu-package.sh --deps packs
+      # them (headers, .so, CMake and pkg-config files) into deps.tar.xz.
+      if [ -f .device/deps.tar.xz ]; then
+        tar -C .device -xJf .device/deps.tar.xz
+        D=$ROOT/.device/deps
+        export CMAKE_PREFIX_PATH=$D/usr PKG_CONFIG_SYSROOT_DIR=$D
+        export PKG_CONFIG_PATH=$D/usr/lib/x86_64-linux-gnu/pkgconfig:$D/usr/share/pkgconfig
+        export LD_LIBRARY_PATH=$D/usr/lib/x86_64-linux-gnu:$LD_LIBRARY_PATH
+      fi
+      TAIL=12 run build_stage 500 docker/build-stage.sh --flavour cuda --skip-apt --build-dir build-container/cuda \
+        --prefix build-container/cuda-install
+      ;;
+    *) echo "unknown stage $stage" >&2; exit 2 ;;
+  esac
+done
+exit $status

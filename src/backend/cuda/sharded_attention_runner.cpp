@@ -1,0 +1,132 @@
+#include "backend/cuda/sharded_attention_runner.h"
+
+#include <algorithm>
+
+#include "backend/cuda/cuda_check.h"
+
+namespace hs::cuda {
+
+namespace {
+
+int32_t next_pow2(int32_t n) {
+  int32_t p = 1;
+  while (p < n) p *= 2;
+  return p;
+}
+
+}  // namespace
+
+std::string ShardedAttentionRunner::unsupported(const ModelConfig& c, int32_t block_size) {
+  if (c.head_dim != 64 && c.head_dim != 128 && c.head_dim != 256)
+    return "head_dim " + std::to_string(c.head_dim) + " (the kernels take 64, 128 or 256)";
+  if (c.n_kv_heads <= 0 || c.n_heads % c.n_kv_heads != 0 || c.n_heads / c.n_kv_heads > 16)
+    return "a GQA group above 16 query heads";
+  if (block_size < 16 || block_size > 128 || (block_size & (block_size - 1)) != 0)
+    return "block size " + std::to_string(block_size) + " (the kernels take a power of two in [16, 128])";
+  return {};
+}
+
+void ShardedAttentionRunner::configure(const ModelConfig& c, int32_t block_size) {
+  c_ = c;
+  block_size_ = block_size;
+  options_ = {};
+  options_.slots = std::max(1, kernels::decode_slots(c.head_dim));
+  HS_CUDA_CHECK(cudaGetLastError());
+}
+
+bool ShardedAttentionRunner::plan(const StepShape& shape, const StepInputs& in, cudaStream_t s) {
+  const int32_t* tok0 = in.host_chunk_tok0();
+  decode_chunks_.clear();
+  prefill_chunks_.clear();
+  for (int32_t ch = 0; ch < shape.n_chunks; ++ch)
+    (tok0[ch + 1] - tok0[ch] == 1 ? decode_chunks_ : prefill_chunks_).push_back(ch);
+
+  kernels::plan_decode(in.host_indptr(), decode_chunks_.data(), static_cast<int32_t>(decode_chunks_.size()),
+                       c_.n_layers, c_.n_kv_heads, block_size_, options_, decode_);
+  int32_t widest = 0;
+  for (int l = 0; l < c_.n_layers; ++l)
+    widest = std::max(widest, decode_.layer_begin[l + 1] - decode_.layer_begin[l]);
+  capacity_ = widest > 0 ? next_pow2(widest) : 0;
+  n_groups_ = decode_.n_groups;
+  kernels::plan_prefill(prefill_chunks_.data(), static_cast<int32_t>(prefill_chunks_.size()), in.host_chunk_pos0(),
+                        tok0, c_.head_dim, prefill_);
+
+  bool moved = false;
+  const size_t n_items = decode_.items.size();
+  if (n_items > 0) {
+    h_items_.grow_to(n_items);
+    h_layer_begin_.grow_to(decode_.layer_begin.size());
+    std::copy(decode_.items.begin(), decode_.items.end(), h_items_.get());
+    std::copy(decode_.layer_begin.begin(), decode_.layer_begin.end(), h_layer_begin_.get());
+    moved |= d_items_.grow_to(n_items);
+    moved |= d_layer_begin_.grow_to(decode_.layer_begin.size());
+    HS_CUDA_CHECK(cudaMemcpyAsync(d_items_.get(), h_items_.get(), n_items * sizeof(kernels::DecodeWorkItem),
+                                  cudaMemcpyHostToDevice, s));
+    HS_CUDA_CHECK(cudaMemcpyAsync(d_layer_begin_.get(), h_layer_begin_.get(),
+                                  decode_.layer_begin.size() * sizeof(int32_t), cudaMemcpyHostToDevice, s));
+    // Partials of up to `capacity_` items per layer (a fixed layout for a graph of this class).
+    kernels::DecodePlan layout;
+    layout.max_partials = capacity_;
+    layout.n_groups = n_groups_;
+    moved |= workspace_.grow_to(kernels::decode_workspace_bytes(layout, c_.n_heads / c_.n_kv_heads, c_.head_dim));
+  }
+  if (!prefill_.empty()) {
+    h_prefill_.grow_to(prefill_.size());
+    std::copy(prefill_.begin(), prefill_.end(), h_prefill_.get());
+    moved |= d_prefill_.grow_to(prefill_.size());
+    HS_CUDA_CHECK(cudaMemcpyAsync(d_prefill_.get(), h_prefill_.get(), prefill_.size() * sizeof(kernels::PrefillWorkItem),
+                                  cudaMemcpyHostToDevice, s));
+  }
+  return moved;
+}
+
+void ShardedAttentionRunner::start_step(cudaStream_t s) const {
+  if (capacity_ == 0) return;
+  // The workspace holds capacity_ partial outputs ([group][D] floats each), their LSEs ([group]),
+  // then the merge counters, which must start at zero (the merging blocks leave them so).
+  const size_t counters_at = size_t(capacity_) * (c_.n_heads / c_.n_kv_heads) * (c_.head_dim + 1) * sizeof(float);
+  HS_CUDA_CHECK(cudaMemsetAsync(workspace_.get() + counters_at, 0, size_t(n_groups_) * sizeof(int32_t), s));
+}
+
+void ShardedAttentionRunner::run(int layer, const __nv_bfloat16* q, __nv_bfloat16* out, const __nv_bfloat16* pool,
+                                 const int4* shards, const StepInputs& in, cudaStream_t s) const {
+  kernels::PagedAttentionArgs a;
+  a.q = q;
+  a.out = out;
+  a.kv_pool = pool;
+  a.indptr = in.indptr();
+  a.blocks = in.blocks();
+  a.pages = in.pages();
+  a.chunk_pos0 = in.chunk_pos0();
+  a.chunk_tok0 = in.chunk_tok0();
+  static_assert(sizeof(kernels::ShardParams) == sizeof(int4), "shards are {sink, local, stride, offset}");
+  a.shards = reinterpret_cast<const kernels::ShardParams*>(shards);
+  a.n_layers = c_.n_layers;
+  a.layer = layer;
+  a.n_kv_heads = c_.n_kv_heads;
+  a.group = c_.n_heads / c_.n_kv_heads;
+  a.head_dim = c_.head_dim;
+  a.block_size = block_size_;
+  a.window = c_.is_local(layer) ? c_.sliding_window : 0;
+  a.scale = c_.softmax_scale();
+
+  if (capacity_ > 0) {
+    kernels::DecodeParams p;
+    p.a = a;
+    p.items = d_items_.get();
+    p.item_range = d_layer_begin_.get() + layer;
+    p.n_items = capacity_;
+    p.workspace = workspace_.get();
+    p.max_partials = capacity_;
+    HS_CUDA_CHECK(kernels::decode_attention(p, s));
+  }
+  if (!prefill_.empty()) {
+    kernels::PrefillParams p;
+    p.a = a;
+    p.items = d_prefill_.get();
+    p.n_items = static_cast<int32_t>(prefill_.size());
+    HS_CUDA_CHECK(kernels::prefill_attention(p, s));
+  }
+}
+
+}  // namespace hs::cuda

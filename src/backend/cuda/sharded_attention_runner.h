@@ -1,0 +1,64 @@
+// The CUDA backend's attention through the optimized sharded kernels (kernels/sharded_attention.h):
+// plans a step once on the host (decode work items split and balanced by pages, prefill tiles),
+// uploads the plan, and launches each layer's decode and prefill kernels.
+//
+// One-token chunks go to the decode kernel, longer chunks to the prefill kernel. The decode
+// launch reads its layer's item range from the device and has a fixed grid (`capacity()`, a power
+// of two at least the largest layer's item count), so a decode step captured in a CUDA graph
+// stays valid as contexts grow: only the uploaded plan changes, and the graph is captured again
+// only when the capacity class changes (use it in the graph key).
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "backend/cuda/device_buffer.h"
+#include "backend/cuda/step_inputs.h"
+#include "model/config.h"
+#include "sharded_attention.h"
+
+namespace hs::cuda {
+
+class ShardedAttentionRunner {
+ public:
+  // Empty when the kernels handle this model and block size; otherwise why not (the backend
+  // then keeps its simple kernel).
+  static std::string unsupported(const ModelConfig& c, int32_t block_size);
+
+  // For the current device; call again after the plan or block size changes.
+  void configure(const ModelConfig& c, int32_t block_size);
+  // Plans the staged step and uploads the plan on s. Returns true when a device buffer moved.
+  bool plan(const StepShape& shape, const StepInputs& in, cudaStream_t s);
+  int32_t capacity() const { return capacity_; }
+
+  // Enqueues what a step does before its first layer. Then run() for each layer; both are
+  // captured by decode graphs: no synchronization, no allocation.
+  void start_step(cudaStream_t s) const;
+  // Enqueues the layer's attention: q and out bf16 [token][n_heads * D], pool the page pool,
+  // shards this layer's {sink, local, stride, offset} per KV head.
+  void run(int layer, const __nv_bfloat16* q, __nv_bfloat16* out, const __nv_bfloat16* pool, const int4* shards,
+           const StepInputs& in, cudaStream_t s) const;
+
+ private:
+  ModelConfig c_;
+  int32_t block_size_ = 0;
+  kernels::DecodePlanOptions options_;
+
+  kernels::DecodePlan decode_;
+  std::vector<kernels::PrefillWorkItem> prefill_;
+  std::vector<int32_t> decode_chunks_, prefill_chunks_;
+  int32_t capacity_ = 0, n_groups_ = 0;
+
+  PinnedBuffer<kernels::DecodeWorkItem> h_items_;
+  PinnedBuffer<int32_t> h_layer_begin_;
+  PinnedBuffer<kernels::PrefillWorkItem> h_prefill_;
+  DeviceBuffer<kernels::DecodeWorkItem> d_items_;
+  DeviceBuffer<int32_t> d_layer_begin_;
+  DeviceBuffer<kernels::PrefillWorkItem> d_prefill_;
+  DeviceBuffer<unsigned char> workspace_;  // partial outputs and LSEs, then merge counters
+};
+
+}  // namespace hs::cuda
