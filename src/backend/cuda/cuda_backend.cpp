@@ -154,13 +154,11 @@ class CudaBackend final : public Backend {
   DeviceBuffer<half16> hrows_;  // final-normed rows that need logits [R][d_model]
   DeviceBuffer<float> logits_;  // [R][vocab]
 
-
   cuda::DecodeGraphs graphs_;
   bool graphs_enabled_ = cuda::DecodeGraphs::enabled_by_env();
   // HEADSHARD_ATTENTION=simple keeps the simple kernel (for comparisons); otherwise the sharded
   // kernels run wherever they support the shape.
   bool simple_attention_ = env_is("HEADSHARD_ATTENTION", "simple");
-
   uint64_t generation_ = 1;  // changes whenever a buffer a graph captured moves
 };
 
