@@ -102,6 +102,18 @@ int main(int argc, char** argv) try {
         pages = std::max(pages, hs::PagedKvCache::pages_for_length(m.config, plan, n) +
                                     16 * m.config.n_layers * m.config.n_kv_heads);
       hs::ForwardRunner run(*be, plan, std::max<int64_t>(pages * be->page_bytes(plan.block_size()), int64_t{1} << 30));
+      // Prefills a sequence's prompt in chunks of 2048 tokens; returns the greedy next token.
+      auto prefill = [&](int64_t id, const std::vector<int32_t>& prompt) {
+        const int n = static_cast<int>(prompt.size());
+        int32_t next = 0;
+        for (int p0 = 0; p0 < n; p0 += 2048) {
+          hs::Batch b;
+          b.chunks.push_back({id, p0, {prompt.begin() + p0, prompt.begin() + std::min(n, p0 + 2048)}, false});
+          const hs::Logits& lg = run.forward(b);
+          next = hs::argmax(lg.last_row_of(0, b), lg.vocab);
+        }
+        return next;
+      };
       auto row = [&](const std::string& test, double tps, double ms) {
         std::printf("%-9s %-34s %-30s %12.1f %12.2f\n", be->name() == "cpu" ? "-" : attention.c_str(),
                     plan.name().c_str(), test.c_str(), tps, ms);
@@ -112,11 +124,7 @@ int main(int argc, char** argv) try {
         for (int r = 0; r < reps; ++r) {
           const auto prompt = random_tokens(n);
           const auto t0 = std::chrono::steady_clock::now();
-          for (int p0 = 0; p0 < n; p0 += 2048) {
-            hs::Batch b;
-            b.chunks.push_back({seq, p0, {prompt.begin() + p0, prompt.begin() + std::min(n, p0 + 2048)}, false});
-            run.forward(b);
-          }
+          prefill(seq, prompt);
           tps.push_back(n / seconds_since(t0));
           run.release(seq++);
         }
@@ -129,19 +137,12 @@ int main(int argc, char** argv) try {
         for (int bsz : batches) {
           std::vector<double> tps;
           for (int r = 0; r < reps; ++r) {
-            // Each sequence's prompt is prefilled in chunks of 2048; then all decode together, greedily.
+            // Each sequence's prompt is prefilled alone; then all decode together, greedily.
             std::vector<int64_t> ids;
             std::vector<int32_t> last(bsz);
             for (int i = 0; i < bsz; ++i) {
               ids.push_back(seq++);
-              const auto prompt = random_tokens(context);
-              for (int p0 = 0; p0 < context; p0 += 2048) {
-                hs::Batch pre;
-                pre.chunks.push_back(
-                    {ids.back(), p0, {prompt.begin() + p0, prompt.begin() + std::min(context, p0 + 2048)}, false});
-                const hs::Logits& lp = run.forward(pre);
-                last[i] = hs::argmax(lp.last_row_of(0, pre), lp.vocab);
-              }
+              last[i] = prefill(ids.back(), random_tokens(context));
             }
             const auto t0 = std::chrono::steady_clock::now();
             for (int s = 0; s < gen; ++s) {

@@ -23,6 +23,7 @@
 #include <thread>
 #include <vector>
 
+#include "bf16_host.h"
 #include "cpu_reference.h"
 #include "sharded_attention.h"
 #include "tile_search.cuh"
@@ -53,19 +54,8 @@ bool have_gpu() {
     ASSERT_EQ(e_, cudaSuccess) << #call << ": " << cudaGetErrorString(e_);                 \
   } while (0)
 
-uint16_t to_bf16(float f) {  // round to nearest even; NaN stays NaN
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return uint16_t(u >> 16);
-}
-float from_bf16(uint16_t h) {
-  const uint32_t u = uint32_t(h) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
+using hs::test::from_bf16;
+using hs::test::to_bf16;
 constexpr uint16_t kPoison = 0xffff;  // a bf16 NaN
 const float kNaN = std::numeric_limits<float>::quiet_NaN();
 
