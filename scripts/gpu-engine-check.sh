@@ -4,13 +4,15 @@
 # model in two halves, model-a and model-b, carried by two calls made back to back):
 #   kernels   test_sharded_attention (every kernel against the CPU reference), and memcheck on its
 #             small-shape tests
-#   tests     test_cuda_backend (GPU against the CPU backend, synthetic and real models), then the
-#             real model's teacher-forced agreement again with a float32 LM head
-#   memcheck  compute-sanitizer memcheck on a subset of test_cuda_backend
+#   tests     test_device_sampling (the GPU sampler against the CPU Sampler), test_cuda_backend (GPU
+#             against the CPU backend, synthetic and real models, and the engine on both)
+#   memcheck  compute-sanitizer memcheck on a subset of test_device_sampling and test_cuda_backend
 #   bench     bench_generate with synthetic Llama-3.1-8B weights: bench-4k (batch-1 decode at 4k,
 #             sharded and simple attention kernels), bench-32k (dense and strided plans at 32k),
-#             bench-throughput (decode at 64 and 256 sequences, 1k prompt, 1k output), and
-#             kv-report (32k-token sequences in a 64 GiB KV budget, dense and strided)
+#             bench-throughput (decode at 64 and 256 sequences, 1k prompt, 1k output; THROUGHPUT_GEN
+#             and THROUGHPUT_PLANS shorten it), and kv-report (32k-token sequences in a 64 GiB KV
+#             budget, dense and strided). The benchmarks log where each 100 steps' time goes
+#             (HEADSHARD_CUDA_TIMING=1).
 #   serve     `headshard serve --device cuda` on the default model under scripts/loadtest.py
 #   build-stage  docker/build-stage.sh --flavour cuda: the container image's compile stage
 #   scripts/gpu-engine-check.sh [STAGE...]   (none named: kernels tests memcheck bench serve)
@@ -36,6 +38,7 @@ fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 
 M8B=synthetic:llama-3.1-8b
+export HEADSHARD_CUDA_TIMING=1
 STRIDED=s2:stride=8,local=16,sink=1
 status=0
 run() {  # run NAME TIMEOUT command...: logs to $OUT/NAME.log, prints its tail
@@ -61,10 +64,14 @@ while [ $i -lt ${#STAGES[@]} ]; do  # a stage may append stages
         --gtest_filter='ShardedAttentionSmall.*:ShardedAttentionDecode.*:ShardedAttentionWindow.*'
       ;;
     tests)
+      TAIL=6 run test_device_sampling 120 "$PKG/test_device_sampling"
+      grep -E "differ at a boundary" "$OUT/test_device_sampling.log"
       TAIL=12 run test_cuda_backend 400 "$PKG/test_cuda_backend" --gtest_output=json:"$OUT/test_cuda_backend.json"
       grep -E "^\[  FAILED|teacher-forced|worst relative" "$OUT/test_cuda_backend.log" | sort | uniq -c | sort -rn | head -20
       ;;
     memcheck)
+      TAIL=4 run memcheck_sampling 300 compute-sanitizer --tool memcheck --error-exitcode 1 "$PKG/test_device_sampling" \
+        --gtest_filter='*Ties*:*Draws*'
       run memcheck 400 compute-sanitizer --tool memcheck --error-exitcode 1 "$PKG/test_cuda_backend" \
         --gtest_filter='*llama_d128_s2_graphs:*llama_d128_streaming_nographs:*gemma3_d256_dense_graphs:*gemma3_d256_s2_nographs:*RejectsBad*'
       ;;
@@ -78,8 +85,9 @@ while [ $i -lt ${#STAGES[@]} ]; do  # a stage may append stages
         --prompt 32768 --context 32768 --batch 1,16 --gen 32 --reps 2 --json "$OUT/bench_32k.json"
       ;;
     bench-throughput)
-      run bench_throughput 500 "$PKG/bench_generate" --model $M8B --device cuda --plan "dense|$STRIDED" \
-        --prompt 0 --context 1024 --batch 64,256 --gen 1024 --reps 1 --json "$OUT/bench_throughput.json"
+      run bench_throughput 500 "$PKG/bench_generate" --model $M8B --device cuda --plan "${THROUGHPUT_PLANS:-dense|$STRIDED}" \
+        --prompt 0 --context 1024 --batch 64,256 --gen "${THROUGHPUT_GEN:-1024}" --reps 1 --json "$OUT/bench_throughput.json"
+      grep -E "CUDA steps" "$OUT/bench_throughput.log" | sed -n '1~4p' | cut -c1-200
       ;;
     kv-report)
       for p in dense "$STRIDED"; do

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/sampling.h"
 #include "kv/paged_kv_cache.h"
 #include "model/config.h"
 #include "shard/shard_plan.h"
@@ -19,11 +20,23 @@ namespace hs {
 
 struct ModelWeights;
 
+// What a backend that samples (Backend::samples_tokens()) needs to choose a chunk's next token.
+struct SampleSpec {
+  const SamplingParams* params = nullptr;
+  uint64_t random = 0;                           // fresh bits from the sequence's random stream
+  const std::vector<int32_t>* tokens = nullptr;  // prompt then output, for penalties (may be null without)
+  size_t n_prompt = 0;
+};
+
 struct SeqChunk {
   int64_t seq_id = 0;
   int32_t pos0 = 0;             // position of tokens[0]; earlier positions are in the KV cache
   std::vector<int32_t> tokens;  // at least one
   bool all_logits = false;      // logits for every token, not only the last
+  // Set (and valid for the call) when the backend samples: it picks the token after the chunk's
+  // last and returns it in Logits::sampled instead of the logits of that row.
+  const SampleSpec* sample = nullptr;
+  bool skip_logits = false;     // the caller reads no logits of this chunk (a prompt not finished)
 };
 
 struct Batch {
@@ -31,11 +44,13 @@ struct Batch {
   int64_t total_tokens() const;
 };
 
-// Row-major logits: per chunk, one row (its last token) or one per token when all_logits.
+// Row-major logits: per chunk, one row (its last token) or one per token when all_logits. The rows
+// of chunks with skip_logits or a SampleSpec may be left unfilled.
 struct Logits {
   int vocab = 0;
   std::vector<float> data;
   std::vector<int64_t> first_row;  // per chunk: its first row
+  std::vector<int32_t> sampled;    // per chunk: the token the backend sampled, or -1
   const float* row(int64_t r) const { return data.data() + r * vocab; }
   const float* last_row_of(size_t chunk, const Batch& b) const;
 };
@@ -50,6 +65,8 @@ class Backend {
   // Allocates storage for n_pages pages and remembers the plan its attention follows.
   // Throws std::runtime_error when the memory cannot be had.
   virtual void configure_kv(const ShardPlan& plan, int32_t n_pages) = 0;
+  // True when forward() samples the chunks that carry a SampleSpec (otherwise it ignores them).
+  virtual bool samples_tokens() const { return false; }
   // Runs one step: `meta` (built by PagedKvCache::build_step for this batch, chunks in the same
   // order) says where each new token's K/V go and which pages each head attends.
   virtual void forward(const Batch& batch, const KvStepMeta& meta, Logits& out) = 0;

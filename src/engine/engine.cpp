@@ -194,29 +194,42 @@ bool Engine::step() {
     plan.push_back({seqs_[c.entry].get(), c.n});
   }
 
+  // A chunk that completes its sequence's pending tokens is followed by a sample: on the backend
+  // when it can (and the request wants no log-probabilities, which need the logits here).
   Batch batch;
-  for (const Planned& p : plan) {
-    SeqChunk ch;
-    ch.seq_id = p.seq->id;
-    ch.pos0 = p.seq->n_computed;
-    ch.tokens.assign(p.seq->tokens.begin() + p.seq->n_computed, p.seq->tokens.begin() + p.seq->n_computed + p.n);
-    batch.chunks.push_back(std::move(ch));
-  }
-  run_step(*backend_, *kv_, batch, meta_, logits_);
-
-  // Sequences whose prompt is done sample their next token: in parallel (each has its own
-  // sampler and random stream, so the result does not depend on the threads), then emit in order.
+  specs_.clear();
+  specs_.reserve(plan.size());  // chunks point into it
   std::vector<size_t> ready;
   for (size_t i = 0; i < plan.size(); ++i) {
     Sequence& s = *plan[i].seq;
-    s.n_computed += plan[i].n;
-    if (s.n_computed >= static_cast<int32_t>(s.tokens.size()) && !s.done) ready.push_back(i);  // else prefill goes on
+    SeqChunk ch;
+    ch.seq_id = s.id;
+    ch.pos0 = s.n_computed;
+    ch.tokens.assign(s.tokens.begin() + s.n_computed, s.tokens.begin() + s.n_computed + plan[i].n);
+    if (s.n_computed + plan[i].n >= static_cast<int32_t>(s.tokens.size())) {
+      ready.push_back(i);
+      if (backend_->samples_tokens() && s.req.logprobs < 0) {
+        specs_.push_back({&s.req.sampling, s.sampler.next_random(), &s.tokens, s.n_prompt});
+        ch.sample = &specs_.back();
+      }
+    } else {
+      ch.skip_logits = true;  // prefill goes on
+    }
+    batch.chunks.push_back(std::move(ch));
   }
+  run_step(*backend_, *kv_, batch, meta_, logits_);
+  for (const Planned& p : plan) p.seq->n_computed += p.n;
+
+  // The rest sample on the host, in parallel (each sequence has its own sampler and random
+  // stream, so the result does not depend on the threads); then tokens are emitted in order.
   sampled_.resize(ready.size());
   ThreadPool::global().parallel_for(static_cast<int64_t>(ready.size()), 4, [&](int64_t b, int64_t e) {
     for (int64_t k = b; k < e; ++k) {
       Sequence& s = *plan[ready[k]].seq;
-      sampled_[k] = s.sampler.sample(logits_.last_row_of(ready[k], batch), logits_.vocab, s.tokens, s.n_prompt);
+      const int32_t on_backend = logits_.sampled.empty() ? -1 : logits_.sampled[ready[k]];
+      sampled_[k] = on_backend >= 0 ? on_backend
+                                    : s.sampler.sample(logits_.last_row_of(ready[k], batch), logits_.vocab, s.tokens,
+                                                       s.n_prompt);
     }
   });
   for (size_t k = 0; k < ready.size(); ++k) emit_token(*plan[ready[k]].seq, sampled_[k]);

@@ -99,7 +99,8 @@ class Engine {
   int64_t next_id_ = 1;
   int64_t preemptions_ = 0;
   Logits logits_;
-  std::vector<int32_t> sampled_;  // this step's sampled tokens
+  std::vector<SampleSpec> specs_;  // this step's samples for the backend
+  std::vector<int32_t> sampled_;   // this step's sampled tokens
   KvStepMeta meta_;
 };
 

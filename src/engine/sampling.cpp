@@ -39,28 +39,48 @@ Sampler::Sampler(SamplingParams params) : params_(std::move(params)) {
 
 double Sampler::uniform() { return static_cast<double>(rng_() >> 11) * 0x1.0p-53; }
 
-int32_t Sampler::sample(const float* logits, int vocab, const std::vector<int32_t>& tokens, size_t n_prompt) {
-  const SamplingParams& p = params_;
-  work_.assign(logits, logits + vocab);
-  for (const auto& [id, bias] : p.logit_bias) work_[id] += bias;
-  if (p.repetition_penalty != 1.0f) {
-    // Each seen token once, whether it came from the prompt or the output.
-    std::vector<char> seen(vocab, 0);
-    for (int32_t t : tokens) {
-      if (t < 0 || t >= vocab || seen[t]) continue;
-      seen[t] = 1;
-      work_[t] = work_[t] > 0 ? work_[t] / p.repetition_penalty : work_[t] * p.repetition_penalty;
-    }
+void logit_edits(const SamplingParams& p, const std::vector<int32_t>* tokens, size_t n_prompt, int vocab,
+                 std::vector<LogitEdit>& out) {
+  out.clear();
+  const bool repetition = p.repetition_penalty != 1.0f;
+  const bool counted = p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f;
+  auto valid = [&](int32_t t) { return t >= 0 && t < vocab; };
+  for (const auto& [id, bias] : p.logit_bias)
+    if (valid(id)) out.push_back({id});
+  if (tokens && (repetition || counted)) {
+    for (size_t i = repetition ? 0 : n_prompt; i < tokens->size(); ++i)
+      if (valid((*tokens)[i])) out.push_back({(*tokens)[i]});
   }
-  if (p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f) {
-    counts_.assign(vocab, 0);
-    for (size_t i = n_prompt; i < tokens.size(); ++i)
-      if (tokens[i] >= 0 && tokens[i] < vocab) ++counts_[tokens[i]];
-    for (int t = 0; t < vocab; ++t)
-      if (counts_[t] > 0) work_[t] -= p.frequency_penalty * counts_[t] + p.presence_penalty;
+  std::sort(out.begin(), out.end(), [](const LogitEdit& a, const LogitEdit& b) { return a.token < b.token; });
+  out.erase(std::unique(out.begin(), out.end(), [](const LogitEdit& a, const LogitEdit& b) { return a.token == b.token; }),
+            out.end());
+  auto edit = [&](int32_t t) -> LogitEdit& {
+    return *std::lower_bound(out.begin(), out.end(), t, [](const LogitEdit& e, int32_t x) { return e.token < x; });
+  };
+  for (const auto& [id, bias] : p.logit_bias)
+    if (valid(id)) edit(id).bias += bias;
+  if (!tokens) return;
+  if (repetition)
+    for (int32_t t : *tokens)
+      if (valid(t)) edit(t).repetition = p.repetition_penalty;
+  if (counted) {
+    // Presence once per token that occurs in the output, frequency per occurrence.
+    std::vector<int32_t> count(out.size(), 0);
+    for (size_t i = n_prompt; i < tokens->size(); ++i)
+      if (valid((*tokens)[i])) ++count[&edit((*tokens)[i]) - out.data()];
+    for (size_t k = 0; k < out.size(); ++k)
+      if (count[k] > 0) out[k].subtract = p.frequency_penalty * count[k] + p.presence_penalty;
   }
-  if (p.greedy()) return argmax(work_.data(), vocab);
+}
 
+void Sampler::penalize(const float* logits, int vocab, const std::vector<int32_t>& tokens, size_t n_prompt) {
+  work_.assign(logits, logits + vocab);
+  logit_edits(params_, &tokens, n_prompt, vocab, edits_);
+  for (const LogitEdit& e : edits_) work_[e.token] = e.apply(work_[e.token]);
+}
+
+int Sampler::filter(int vocab) {
+  const SamplingParams& p = params_;
   // Candidates in descending order of logit; top-k bounds how many need sorting.
   const int k = p.top_k > 0 ? std::min(p.top_k, vocab) : vocab;
   order_.resize(vocab);
@@ -69,18 +89,18 @@ int32_t Sampler::sample(const float* logits, int vocab, const std::vector<int32_
   std::partial_sort(order_.begin(), order_.begin() + k, order_.end(), by_logit);
   order_.resize(k);
 
-  std::vector<double> prob(k);
+  prob_.resize(k);
   const double mx = work_[order_[0]] / p.temperature;
   double sum = 0.0;
-  for (int i = 0; i < k; ++i) sum += (prob[i] = std::exp(work_[order_[i]] / p.temperature - mx));
-  for (double& q : prob) q /= sum;
+  for (int i = 0; i < k; ++i) sum += (prob_[i] = std::exp(work_[order_[i]] / p.temperature - mx));
+  for (double& q : prob_) q /= sum;
 
   // top-p: the smallest prefix whose mass reaches top_p; min-p: relative to the most likely.
   int keep = k;
   if (p.top_p < 1.0f) {
     double cum = 0.0;
     for (int i = 0; i < k; ++i) {
-      cum += prob[i];
+      cum += prob_[i];
       if (cum >= p.top_p) {
         keep = i + 1;
         break;
@@ -88,19 +108,38 @@ int32_t Sampler::sample(const float* logits, int vocab, const std::vector<int32_
     }
   }
   if (p.min_p > 0.0f) {
-    const double floor = p.min_p * prob[0];
+    const double floor = p.min_p * prob_[0];
     int n = 1;
-    while (n < keep && prob[n] >= floor) ++n;
+    while (n < keep && prob_[n] >= floor) ++n;
     keep = n;
   }
+  return keep;
+}
+
+int32_t Sampler::sample(const float* logits, int vocab, const std::vector<int32_t>& tokens, size_t n_prompt) {
+  penalize(logits, vocab, tokens, n_prompt);
+  if (params_.greedy()) return argmax(work_.data(), vocab);
+  const int keep = filter(vocab);
   double mass = 0.0;
-  for (int i = 0; i < keep; ++i) mass += prob[i];
+  for (int i = 0; i < keep; ++i) mass += prob_[i];
   double r = uniform() * mass;
   for (int i = 0; i < keep; ++i) {
-    r -= prob[i];
+    r -= prob_[i];
     if (r < 0.0) return order_[i];
   }
   return order_[keep - 1];
+}
+
+std::vector<std::pair<int32_t, double>> Sampler::candidates(const float* logits, int vocab,
+                                                            const std::vector<int32_t>& tokens, size_t n_prompt) {
+  penalize(logits, vocab, tokens, n_prompt);
+  if (params_.greedy()) return {{argmax(work_.data(), vocab), 1.0}};
+  const int keep = filter(vocab);
+  double mass = 0.0;
+  for (int i = 0; i < keep; ++i) mass += prob_[i];
+  std::vector<std::pair<int32_t, double>> out;
+  for (int i = 0; i < keep; ++i) out.emplace_back(order_[i], prob_[i] / mass);
+  return out;
 }
 
 }  // namespace hs

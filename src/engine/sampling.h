@@ -6,6 +6,13 @@
 #include <utility>
 #include <vector>
 
+// LogitEdit::apply runs in GPU kernels too.
+#ifdef __CUDACC__
+#define HS_HOST_DEVICE __host__ __device__
+#else
+#define HS_HOST_DEVICE
+#endif
+
 namespace hs {
 
 struct SamplingParams {
@@ -24,6 +31,27 @@ struct SamplingParams {
   void validate(int vocab_size) const;
 };
 
+// What bias and penalties do to one token's logit, in this order: logit_bias added, then the
+// repetition penalty (a positive logit divided by it, a negative one multiplied), then presence
+// and frequency penalties subtracted. The same edits run on the CPU (Sampler) and on a GPU.
+struct LogitEdit {
+  int32_t token = 0;
+  float bias = 0.0f;
+  float repetition = 1.0f;  // 1: the token was not seen, or no penalty
+  float subtract = 0.0f;
+  HS_HOST_DEVICE float apply(float v) const {
+    v += bias;
+    if (repetition != 1.0f) v = v > 0 ? v / repetition : v * repetition;
+    return v - subtract;
+  }
+};
+
+// The edits `p` makes for a sequence holding `tokens` (prompt, then output from n_prompt on):
+// one per touched token, ascending by token; tokens outside [0, vocab) are ignored. `tokens`
+// may be null when p has no penalties.
+void logit_edits(const SamplingParams& p, const std::vector<int32_t>* tokens, size_t n_prompt, int vocab,
+                 std::vector<LogitEdit>& out);
+
 // One sampler per sequence: it owns the sequence's random stream.
 class Sampler {
  public:
@@ -33,6 +61,14 @@ class Sampler {
   // n_prompt of them are the prompt. `logits` (vocab floats) is not modified.
   int32_t sample(const float* logits, int vocab, const std::vector<int32_t>& tokens, size_t n_prompt);
 
+  // The tokens sample() may return for these inputs, most likely first, with their probabilities
+  // (summing to 1); one token for greedy parameters. Draws no random number.
+  std::vector<std::pair<int32_t, double>> candidates(const float* logits, int vocab, const std::vector<int32_t>& tokens,
+                                                     size_t n_prompt);
+
+  // 64 bits from the sequence's random stream, for a sampler that runs elsewhere (a GPU).
+  uint64_t next_random() { return rng_(); }
+
   // The logits the sampler last chose from (after bias and penalties, before temperature).
   const std::vector<float>& last_logits() const { return work_; }
 
@@ -40,11 +76,14 @@ class Sampler {
 
  private:
   double uniform();  // in [0, 1)
+  void penalize(const float* logits, int vocab, const std::vector<int32_t>& tokens, size_t n_prompt);  // into work_
+  int filter(int vocab);  // order_ and prob_ (unnormalized) after temperature, top-k, top-p, min-p; returns how many
   SamplingParams params_;
   std::mt19937_64 rng_;
   std::vector<float> work_;
   std::vector<int32_t> order_;
-  std::vector<int32_t> counts_;
+  std::vector<double> prob_;
+  std::vector<LogitEdit> edits_;
 };
 
 // Index of the largest logit (the lowest index among equals).

@@ -4,6 +4,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "util/thread_pool.h"
+
 namespace hs {
 
 namespace {
@@ -241,15 +243,19 @@ void PagedKvCache::build_step(const std::vector<std::pair<int64_t, int32_t>>& ch
       meta.indptr[l + 1] = meta.indptr[l] + static_cast<int32_t>(states[c]->lists[i].size());
   meta.blocks.resize(meta.indptr.back());
   meta.pages.resize(meta.indptr.back());
-  for (int32_t c = 0, l = 0; c < n_chunks; ++c)
-    for (int32_t i = 0; i < per_chunk; ++i, ++l) {
-      int32_t* blocks = meta.blocks.data() + meta.indptr[l];
-      int32_t* pages = meta.pages.data() + meta.indptr[l];
-      for (const BlockPage& e : states[c]->lists[i]) {
-        *blocks++ = e.block;
-        *pages++ = e.page;
+  // O(pages held) per step, so spread over the CPU's threads (chunks fill disjoint ranges).
+  ThreadPool::global().parallel_for(n_chunks, 4, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c)
+      for (int32_t i = 0; i < per_chunk; ++i) {
+        const int64_t l = c * per_chunk + i;
+        int32_t* blocks = meta.blocks.data() + meta.indptr[l];
+        int32_t* pages = meta.pages.data() + meta.indptr[l];
+        for (const BlockPage& e : states[c]->lists[i]) {
+          *blocks++ = e.block;
+          *pages++ = e.page;
+        }
       }
-    }
+  });
 
   // Write slots, (layer, head) major then the step's tokens. A chunk's positions are consecutive,
   // so one forward walk through the (ascending) list, from the first block, finds every block.

@@ -6,7 +6,8 @@
 // Every combination runs in one process, side by side (the weights are made or loaded once):
 // for each attention kernel (CUDA: `simple` is HEADSHARD_ATTENTION=simple) and each plan,
 // prompt processing of each --prompt length, then decoding: each of `batch` sequences starts
-// from --context tokens of random prompt (default 64), then all decode --gen tokens together.
+// from --context tokens of random prompt (default 64), then all decode --gen tokens together,
+// greedily (sampled on the backend when it can, as the engine does).
 // Prints a table of medians over R repetitions and writes the raw numbers as JSON.
 #include <algorithm>
 #include <chrono>
@@ -90,6 +91,10 @@ int main(int argc, char** argv) try {
   for (const std::string& attention : attentions) {
     setenv("HEADSHARD_ATTENTION", attention.c_str(), 1);  // the CUDA backend reads it when built
     auto be = hs::cli::make_backend(device, m.weights);
+    // Decoding picks tokens greedily where the engine would: on the backend when it samples.
+    const bool sample_on_backend = be->samples_tokens();
+    const hs::SamplingParams greedy_params{0.0f};
+    const hs::SampleSpec greedy{&greedy_params};
     for (const std::string& spec : plan_specs) {
       const hs::ShardPlan plan = hs::plan_from_spec(spec, m.config);
       // Room for the largest decode batch at its longest length, plus a prefill chunk.
@@ -147,8 +152,13 @@ int main(int argc, char** argv) try {
             const auto t0 = std::chrono::steady_clock::now();
             for (int s = 0; s < gen; ++s) {
               hs::Batch b;
-              for (int i = 0; i < bsz; ++i) b.chunks.push_back({ids[i], context + s, {last[i]}, false});
+              for (int i = 0; i < bsz; ++i)
+                b.chunks.push_back({ids[i], context + s, {last[i]}, false, sample_on_backend ? &greedy : nullptr});
               const hs::Logits& lg = run.forward(b);
+              if (sample_on_backend) {
+                std::copy(lg.sampled.begin(), lg.sampled.end(), last.begin());
+                continue;
+              }
               hs::ThreadPool::global().parallel_for(bsz, 4, [&](int64_t i0, int64_t i1) {
                 for (int64_t i = i0; i < i1; ++i) last[i] = hs::argmax(lg.last_row_of(i, b), lg.vocab);
               });
@@ -160,7 +170,8 @@ int main(int argc, char** argv) try {
           row("tg" + std::to_string(gen) + " @" + std::to_string(context) + " batch " + std::to_string(bsz), med,
               1000.0 * bsz / med);
           out["decode"].push_back({{"attention", attention}, {"plan", plan.name()}, {"context", context},
-                                   {"batch", bsz}, {"tokens_per_s", tps}, {"median_tokens_per_s", med}});
+                                   {"batch", bsz}, {"sampling", sample_on_backend ? "backend" : "host"},
+                                   {"tokens_per_s", tps}, {"median_tokens_per_s", med}});
         }
     }
   }

@@ -22,6 +22,7 @@
 
 #include "backend/backend.h"
 #include "backend/cuda/cuda_backend.h"
+#include "engine/engine.h"
 #include "engine/forward_runner.h"
 #include "engine/sampling.h"
 #include "model/config.h"
@@ -313,22 +314,22 @@ TEST(CudaBackend, ForwardBeforeConfigureThrows) {
 using test::cached_model;
 using test::read_golden;
 
-// Greedy continuations of several prompts decoded together in one batch.
-std::vector<std::vector<int32_t>> greedy(Backend& be, const ModelConfig& c, const std::vector<std::vector<int32_t>>& prompts,
-                                         int n_new) {
-  ForwardRunner run(be, dense_plan(c.n_layers, c.n_kv_heads), int64_t{1} << 30);
+// Continuations of several prompts decoded together by an Engine (the CUDA backend samples on
+// the GPU, the CPU backend's engine on the host); greedy unless `sampling` says otherwise.
+std::vector<std::vector<int32_t>> generate(std::unique_ptr<Backend> be, const std::vector<std::vector<int32_t>>& prompts,
+                                           int n_new, const SamplingParams& sampling = {0.0f}) {
+  Engine engine(std::move(be), nullptr);
   std::vector<std::vector<int32_t>> out(prompts.size());
-  Batch b;
-  for (size_t i = 0; i < prompts.size(); ++i) b.chunks.push_back({static_cast<int64_t>(i), 0, prompts[i], false});
-  for (int k = 0; k < n_new; ++k) {
-    const Logits& lg = run.forward(b);
-    for (size_t i = 0; i < prompts.size(); ++i) out[i].push_back(argmax(lg.last_row_of(i, b), c.vocab_size));
-    Batch next;
-    for (size_t i = 0; i < prompts.size(); ++i)
-      next.chunks.push_back({static_cast<int64_t>(i), b.chunks[i].pos0 + static_cast<int32_t>(b.chunks[i].tokens.size()),
-                             {out[i].back()}, false});
-    b = std::move(next);
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    GenerationRequest r;
+    r.prompt = prompts[i];
+    r.sampling = sampling;
+    r.max_tokens = n_new;
+    engine.submit(std::move(r), [&out, i](const TokenEvent& ev) {
+      if (ev.token >= 0) out[i].push_back(ev.token);
+    });
   }
+  engine.run_until_idle();
   return out;
 }
 
@@ -364,11 +365,19 @@ TEST_P(CudaRealModel, FirstSixteenGreedyTokensEqualTheCpus) {
     prompts.push_back(cases[margin[i].second]["prompt_ids"].get<std::vector<int32_t>>());
     names.push_back(cases[margin[i].second]["name"].get<std::string>());
   }
-  auto cpu = make_cpu_backend(m.weights);
-  auto gpu = make_cuda_backend(m.weights);
-  const auto want = greedy(*cpu, m.config, prompts, 16);
-  const auto got = greedy(*gpu, m.config, prompts, 16);
+  const auto want = generate(make_cpu_backend(m.weights), prompts, 16);
+  const auto got = generate(make_cuda_backend(m.weights), prompts, 16);
   for (size_t i = 0; i < prompts.size(); ++i) EXPECT_EQ(got[i], want[i]) << names[i];
+
+  // Seeded sampling on the GPU repeats itself, and a different seed changes it.
+  SamplingParams hot;
+  hot.temperature = 1.0f;
+  hot.top_p = 0.95f;
+  hot.seed = 7;
+  const auto a = generate(make_cuda_backend(m.weights), prompts, 16, hot);
+  EXPECT_EQ(generate(make_cuda_backend(m.weights), prompts, 16, hot), a);
+  hot.seed = 8;
+  EXPECT_NE(generate(make_cuda_backend(m.weights), prompts, 16, hot), a);
 }
 
 TEST_P(CudaRealModel, TeacherForcedArgmaxAgreesWithTheCpuAtLeast99Percent) {

@@ -108,6 +108,67 @@ TEST(Sampling, LogitBiasAndSeedReproducibility) {
   for (int i = 0; i < 100; ++i) EXPECT_EQ(a.sample(flat.data(), 50, {}, 0), b.sample(flat.data(), 50, {}, 0));
 }
 
+TEST(Sampling, LogitEditsCombineBiasAndPenaltiesPerToken) {
+  // Prompt {4, 1}, output {1, 1, 7}; bias +2 on 4 (twice listed: +1 and +1) and -3 on 9.
+  SamplingParams p;
+  p.repetition_penalty = 2.0f;
+  p.presence_penalty = 0.5f;
+  p.frequency_penalty = 0.25f;
+  p.logit_bias = {{4, 1.0f}, {9, -3.0f}, {4, 1.0f}, {20, 1.0f}};  // 20 is outside a vocabulary of 10
+  const std::vector<int32_t> tokens = {4, 1, 1, 1, 7};
+  std::vector<LogitEdit> e;
+  logit_edits(p, &tokens, 2, 10, e);
+  ASSERT_EQ(e.size(), 4u);
+  EXPECT_EQ(e[0].token, 1);  // seen; twice in the output: 0.25 * 2 + 0.5
+  EXPECT_EQ(e[0].bias, 0.0f);
+  EXPECT_EQ(e[0].repetition, 2.0f);
+  EXPECT_FLOAT_EQ(e[0].subtract, 1.0f);
+  EXPECT_EQ(e[1].token, 4);  // prompt only: bias and repetition, no presence
+  EXPECT_EQ(e[1].bias, 2.0f);
+  EXPECT_EQ(e[1].repetition, 2.0f);
+  EXPECT_EQ(e[1].subtract, 0.0f);
+  EXPECT_EQ(e[2].token, 7);  // once in the output
+  EXPECT_FLOAT_EQ(e[2].subtract, 0.75f);
+  EXPECT_EQ(e[3].token, 9);  // bias only
+  EXPECT_EQ(e[3].bias, -3.0f);
+  EXPECT_EQ(e[3].repetition, 1.0f);
+  // apply: (3 + 2) / 2 = 2.5 for token 4; (-1 + 0) * 2 - 1 = -3 for token 1.
+  EXPECT_FLOAT_EQ(e[1].apply(3.0f), 2.5f);
+  EXPECT_FLOAT_EQ(e[0].apply(-1.0f), -3.0f);
+  // Without penalties the token history is not needed.
+  SamplingParams b;
+  b.logit_bias = {{3, 1.0f}};
+  logit_edits(b, nullptr, 0, 10, e);
+  ASSERT_EQ(e.size(), 1u);
+  EXPECT_EQ(e[0].token, 3);
+}
+
+TEST(Sampling, CandidatesApplyTopKThenTopPThenMinP) {
+  // Probabilities 0.4, 0.3, 0.2, 0.1 (temperature 1).
+  const std::vector<float> l = {std::log(0.2f), std::log(0.4f), std::log(0.1f), std::log(0.3f)};
+  auto tokens_of = [&](SamplingParams p) {
+    Sampler s(p);
+    std::vector<int32_t> t;
+    for (const auto& [tok, prob] : s.candidates(l.data(), 4, {}, 0)) t.push_back(tok);
+    return t;
+  };
+  SamplingParams p;
+  EXPECT_EQ(tokens_of(p), (std::vector<int32_t>{1, 3, 0, 2}));
+  p.top_k = 3;  // 0.4, 0.3, 0.2 renormalized over 0.9: 0.444, 0.333, 0.222
+  EXPECT_EQ(tokens_of(p), (std::vector<int32_t>{1, 3, 0}));
+  p.top_p = 0.75f;  // 0.444 + 0.333 = 0.778 >= 0.75
+  EXPECT_EQ(tokens_of(p), (std::vector<int32_t>{1, 3}));
+  p.top_p = 1.0f;
+  p.min_p = 0.6f;  // keep p >= 0.6 * 0.4 = 0.24
+  EXPECT_EQ(tokens_of(p), (std::vector<int32_t>{1, 3}));
+  p.temperature = 0.0f;  // greedy: one candidate
+  Sampler g(p);
+  const auto c = g.candidates(l.data(), 4, {}, 0);
+  ASSERT_EQ(c.size(), 1u);
+  EXPECT_EQ(c[0].first, 1);
+  EXPECT_EQ(c[0].second, 1.0);
+}
+
 TEST(Sampling, ValidateNamesTheField) {
   SamplingParams p;
   p.top_p = 0.0f;

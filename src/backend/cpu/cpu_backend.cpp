@@ -65,6 +65,7 @@ void CpuBackend::forward(const Batch& batch, const KvStepMeta& meta, Logits& out
   std::vector<int64_t> chunk_start(batch.chunks.size() + 1, 0);
   int64_t n_logit_rows = 0;
   out.first_row.assign(batch.chunks.size(), 0);
+  out.sampled.assign(batch.chunks.size(), -1);  // this backend does not sample
   for (size_t ci = 0, t = 0; ci < batch.chunks.size(); ++ci) {
     const SeqChunk& ch = batch.chunks[ci];
     if (ch.tokens.empty()) throw std::invalid_argument("batch chunk for sequence " + std::to_string(ch.seq_id) + " has no tokens");

@@ -8,6 +8,7 @@
 #include <cuda_runtime.h>
 
 #include <bit>
+#include <chrono>
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
@@ -17,6 +18,7 @@
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/decode_graphs.h"
 #include "backend/cuda/device_buffer.h"
+#include "backend/cuda/device_sampler.h"
 #include "backend/cuda/device_weights.h"
 #include "backend/cuda/gemm.h"
 #include "backend/cuda/model_kernels.h"
@@ -86,6 +88,74 @@ cuda::GemmType gemm_type(const ModelConfig& c) {
   return c.arch == Arch::Gemma3 ? cuda::GemmType::BF16 : cuda::GemmType::FP16;
 }
 
+// HEADSHARD_CUDA_TIMING=1: where the steps' wall time goes, logged every 100 steps: the caller's
+// time between steps, staging (checks and layout), uploads and planning, enqueueing, waiting for
+// the GPU, and the GPU's own time from the first kernel to the last copy.
+class StepTimer {
+ public:
+  explicit StepTimer(cudaStream_t s) : on_(env_is("HEADSHARD_CUDA_TIMING", "1")), s_(s) {
+    if (!on_) return;
+    HS_CUDA_CHECK(cudaEventCreate(&gpu0_));
+    HS_CUDA_CHECK(cudaEventCreate(&gpu1_));
+  }
+  ~StepTimer() {
+    if (!on_) return;
+    report();
+    cudaEventDestroy(gpu0_);
+    cudaEventDestroy(gpu1_);
+  }
+  void begin() {
+    if (!on_) return;
+    t_ = Clock::now();
+    if (steps_ > 0 || n_ > 0) ms_[0] += ms(last_end_, t_);
+  }
+  // Ends phase i (1 stage, 2 upload and plan, 3 enqueue, 4 wait) now.
+  void phase(int i) {
+    if (!on_) return;
+    const auto now = Clock::now();
+    ms_[i] += ms(t_, now);
+    t_ = now;
+  }
+  void gpu_begin() {
+    if (on_) HS_CUDA_CHECK(cudaEventRecord(gpu0_, s_));
+  }
+  void gpu_end() {
+    if (on_) HS_CUDA_CHECK(cudaEventRecord(gpu1_, s_));
+  }
+  // After the stream has synchronized.
+  void end() {
+    if (!on_) return;
+    float g = 0.0f;
+    HS_CUDA_CHECK(cudaEventElapsedTime(&g, gpu0_, gpu1_));
+    ms_[5] += g;
+    last_end_ = Clock::now();
+    if (++n_ == 100) report();
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  static double ms(Clock::time_point a, Clock::time_point b) {
+    return std::chrono::duration<double, std::milli>(b - a).count();
+  }
+  void report() {
+    if (n_ == 0) return;
+    auto per = [&](int i) { return ms_[i] / n_; };
+    spdlog::info("CUDA steps {}-{}, ms per step: caller {:.3f}, stage {:.3f}, upload+plan {:.3f}, enqueue {:.3f}, "
+                 "wait {:.3f}; GPU {:.3f}",
+                 steps_ + 1, steps_ + n_, per(0), per(1), per(2), per(3), per(4), per(5));
+    steps_ += n_;
+    n_ = 0;
+    for (double& m : ms_) m = 0.0;
+  }
+  bool on_;
+  cudaStream_t s_;
+  cudaEvent_t gpu0_ = nullptr, gpu1_ = nullptr;
+  Clock::time_point t_, last_end_;
+  double ms_[6] = {};
+  int64_t steps_ = 0;
+  int n_ = 0;
+};
+
 int select_device(int device) {
   HS_CUDA_CHECK(cudaSetDevice(device));
   return device;
@@ -114,9 +184,12 @@ class CudaBackend final : public Backend {
     return int64_t{2} * block_size * c_.head_dim * static_cast<int64_t>(sizeof(bf16));
   }
   void configure_kv(const ShardPlan& plan, int32_t n_pages) override;
+  bool samples_tokens() const override { return true; }
   void forward(const Batch& batch, const KvStepMeta& meta, Logits& out) override;
 
  private:
+  // Copies back the logits rows of the chunks that want them (not sampled here, not skipped).
+  void copy_logits(const Batch& batch, Logits& out);
   // Enqueues the forward pass of a staged step on the stream (no host synchronization, no
   // allocation: it is what decode graphs capture).
   void record_step(const cuda::StepShape& s);
@@ -154,6 +227,8 @@ class CudaBackend final : public Backend {
   DeviceBuffer<half16> hrows_;  // final-normed rows that need logits [R][d_model]
   DeviceBuffer<float> logits_;  // [R][vocab]
 
+  cuda::DeviceSampler sampler_;
+  StepTimer timer_{stream_.s};
   cuda::DecodeGraphs graphs_;
   bool graphs_enabled_ = cuda::DecodeGraphs::enabled_by_env();
   // HEADSHARD_ATTENTION=simple keeps the simple kernel (for comparisons); otherwise the sharded
@@ -234,21 +309,52 @@ void CudaBackend::forward(const Batch& batch, const KvStepMeta& meta, Logits& ou
   const int bucket =
       graphs_enabled_ && decode_only ? cuda::DecodeGraphs::bucket_for(static_cast<int>(batch.chunks.size())) : 0;
 
+  timer_.begin();
   const cuda::StepShape s = inputs_.stage(batch, meta, c_, n_pages_, plan_.block_size(), bucket, out);
+  sampler_.stage(batch, out);
+  timer_.phase(1);
   if (inputs_.upload(stream_.s)) ++generation_;
   if (sharded_kernels_ && sharded_.plan(s, inputs_, stream_.s)) ++generation_;
   if (reserve_activations(s.n_tokens, s.n_rows)) ++generation_;
+  timer_.phase(2);
+  timer_.gpu_begin();
   if (bucket > 0) {
     // A graph bakes in the decode launch's grid, sized by the plan's capacity class.
     const int capacity_class = sharded_kernels_ ? std::bit_width(static_cast<unsigned>(sharded_.capacity())) : 0;
     graphs_.run(bucket * 64 + capacity_class, generation_, stream_.s, [&] { record_step(s); });
   } else
     record_step(s);
-
+  sampler_.run(logits_.get(), c_.vocab_size, stream_.s);
   out.data.resize(static_cast<size_t>(s.real_rows) * c_.vocab_size);
-  HS_CUDA_CHECK(cudaMemcpyAsync(out.data.data(), logits_.get(), out.data.size() * sizeof(float),
-                                cudaMemcpyDeviceToHost, stream_.s));
+  copy_logits(batch, out);
+  timer_.gpu_end();
+  timer_.phase(3);
   HS_CUDA_CHECK(cudaStreamSynchronize(stream_.s));  // also reports any fault inside the step's kernels
+  timer_.phase(4);
+  sampler_.collect(batch, out);
+  timer_.end();
+}
+
+void CudaBackend::copy_logits(const Batch& batch, Logits& out) {
+  const size_t V = c_.vocab_size;
+  int64_t run_begin = 0, run_end = 0;  // rows [run_begin, run_end) wait to be copied
+  auto flush = [&] {
+    if (run_end > run_begin)
+      HS_CUDA_CHECK(cudaMemcpyAsync(out.data.data() + run_begin * V, logits_.get() + run_begin * V,
+                                    (run_end - run_begin) * V * sizeof(float), cudaMemcpyDeviceToHost, stream_.s));
+    run_begin = run_end = 0;
+  };
+  for (size_t c = 0; c < batch.chunks.size(); ++c) {
+    const SeqChunk& ch = batch.chunks[c];
+    if (ch.sample || ch.skip_logits) continue;
+    const int64_t first = out.first_row[c], end = first + (ch.all_logits ? static_cast<int64_t>(ch.tokens.size()) : 1);
+    if (first != run_end) {
+      flush();
+      run_begin = first;
+    }
+    run_end = end;
+  }
+  flush();
 }
 
 void CudaBackend::record_step(const cuda::StepShape& s) {

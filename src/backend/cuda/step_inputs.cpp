@@ -1,11 +1,13 @@
 #include "backend/cuda/step_inputs.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <stdexcept>
 #include <string>
 
 #include "backend/cuda/cuda_check.h"
+#include "util/thread_pool.h"
 
 namespace hs::cuda {
 
@@ -34,11 +36,19 @@ void check_batch(const Batch& batch, const KvStepMeta& meta, const ModelConfig& 
 }
 
 // Device memory safety: the kernels index the page pool with these without further checks.
-void check_in_pool(const KvStepMeta& meta, int32_t n_pages, int32_t block_size) {
-  for (int32_t p : meta.pages)
-    if (p < 0 || p >= n_pages)
-      throw std::invalid_argument("KV step metadata names page " + std::to_string(p) + " of a pool of " +
-                                  std::to_string(n_pages));
+// Also copies the page lists into blocks and pages: one pass over what may be millions of
+// entries, spread over the CPU's threads.
+void check_and_copy_lists(const KvStepMeta& meta, int32_t n_pages, int32_t block_size, int32_t* blocks, int32_t* pages) {
+  std::atomic<int64_t> bad{-1};
+  ThreadPool::global().parallel_for(static_cast<int64_t>(meta.pages.size()), int64_t{1} << 16, [&](int64_t b, int64_t e) {
+    std::memcpy(blocks + b, meta.blocks.data() + b, sizeof(int32_t) * (e - b));
+    std::memcpy(pages + b, meta.pages.data() + b, sizeof(int32_t) * (e - b));
+    for (int64_t i = b; i < e; ++i)
+      if (meta.pages[i] < 0 || meta.pages[i] >= n_pages) bad = i;
+  });
+  if (bad >= 0)
+    throw std::invalid_argument("KV step metadata names page " + std::to_string(meta.pages[bad]) + " of a pool of " +
+                                std::to_string(n_pages));
   const int64_t n_slots = static_cast<int64_t>(n_pages) * block_size;
   for (int32_t s : meta.write_slots)
     if (s < 0 || s >= n_slots)
@@ -53,7 +63,7 @@ void check_in_pool(const KvStepMeta& meta, int32_t n_pages, int32_t block_size) 
 StepShape StepInputs::stage(const Batch& batch, const KvStepMeta& meta, const ModelConfig& c, int32_t n_pages,
                             int32_t block_size, int pad_to, Logits& out) {
   check_batch(batch, meta, c);
-  check_in_pool(meta, n_pages, block_size);
+  check_and_copy_lists(meta, n_pages, block_size, blocks_.fill(meta.blocks.size()), pages_.fill(meta.pages.size()));
   const int n_chunks = static_cast<int>(batch.chunks.size());
   const int T = static_cast<int>(meta.n_tokens);
   if (pad_to > 0 && (pad_to < n_chunks || T != n_chunks))
@@ -107,8 +117,6 @@ StepShape StepInputs::stage(const Batch& batch, const KvStepMeta& meta, const Mo
   int32_t* ip = indptr_.fill(n_lists + 1);
   std::memcpy(ip, meta.indptr.data(), sizeof(int32_t) * meta.indptr.size());
   std::fill(ip + meta.indptr.size(), ip + n_lists + 1, meta.indptr.back());  // padding: empty lists
-  std::memcpy(blocks_.fill(meta.blocks.size()), meta.blocks.data(), sizeof(int32_t) * meta.blocks.size());
-  std::memcpy(pages_.fill(meta.pages.size()), meta.pages.data(), sizeof(int32_t) * meta.pages.size());
   return shape;
 }
 

@@ -1,0 +1,186 @@
+#include "backend/cuda/sampling_kernel.h"
+
+#include <climits>
+
+#include "backend/cuda/cuda_check.h"
+
+namespace hs::cuda {
+
+namespace {
+
+constexpr int kThreads = 1024;
+constexpr int kWarps = kThreads / 32;
+
+// Larger floats map to larger keys (negative floats reversed), so a threshold on logits is a
+// threshold on keys and bisection over the 32 key bits finds any order statistic.
+__device__ uint32_t order_key(float f) {
+  const uint32_t u = __float_as_uint(f);
+  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+// Sum over the block, in a fixed order (the same result every run); every thread gets it.
+__device__ double block_sum(double v, double* scratch) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  __syncthreads();  // scratch may still be read from the previous call
+  if ((threadIdx.x & 31) == 0) scratch[threadIdx.x >> 5] = v;
+  __syncthreads();
+  v = scratch[threadIdx.x & 31];
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// The better of two (value, index) candidates: larger value, then lower index.
+__device__ void keep_better(float& v, int& i, float v2, int i2) {
+  if (v2 > v || (v2 == v && i2 < i)) {
+    v = v2;
+    i = i2;
+  }
+}
+
+// Arg-max over the block; every thread gets it.
+__device__ void block_argmax(float& v, int& i, float* fs, int* is) {
+  for (int o = 16; o > 0; o >>= 1) keep_better(v, i, __shfl_xor_sync(0xffffffffu, v, o), __shfl_xor_sync(0xffffffffu, i, o));
+  __syncthreads();
+  if ((threadIdx.x & 31) == 0) {
+    fs[threadIdx.x >> 5] = v;
+    is[threadIdx.x >> 5] = i;
+  }
+  __syncthreads();
+  v = fs[threadIdx.x & 31];
+  i = is[threadIdx.x & 31];
+  for (int o = 16; o > 0; o >>= 1) keep_better(v, i, __shfl_xor_sync(0xffffffffu, v, o), __shfl_xor_sync(0xffffffffu, i, o));
+}
+
+// A prefix of the tokens in descending order (ties by ascending index): token i is in it when
+// key > thr, or key == thr and i <= cut.
+struct Prefix {
+  uint32_t thr = 0;
+  int cut = INT_MAX;
+  __device__ bool has(uint32_t key, int i) const { return key > thr || (key == thr && i <= cut); }
+};
+
+// The shortest prefix inside `p` whose weight (sum of w(logit) over its tokens) reaches target:
+// the largest key threshold t with weight(p, key >= t) >= target, then as many of the tokens
+// equal to t (in index order) as the target needs. target must not exceed p's weight.
+template <typename W>
+__device__ Prefix cut_prefix(const float* x, int vocab, Prefix p, double target, W w, double* ds, int* is) {
+  uint32_t t = 0;
+  for (int bit = 31; bit >= 0; --bit) {
+    const uint32_t cand = t | (1u << bit);
+    double f = 0.0;
+    for (int i = threadIdx.x; i < vocab; i += kThreads) {
+      const uint32_t k = order_key(x[i]);
+      if (k >= cand && p.has(k, i)) f += w(x[i]);
+    }
+    if (block_sum(f, ds) >= target) t = cand;
+  }
+  // Tokens with key t all hold the same float (keys are its bits, reordered).
+  const float tie_value = __uint_as_float((t & 0x80000000u) ? (t & 0x7fffffffu) : ~t);
+  double above = 0.0, ties = 0.0;
+  for (int i = threadIdx.x; i < vocab; i += kThreads) {
+    const uint32_t k = order_key(x[i]);
+    if (k > t && p.has(k, i)) above += w(x[i]);
+    ties += k == t && p.has(k, i);
+  }
+  above = block_sum(above, ds);
+  const int n_ties = static_cast<int>(block_sum(ties, ds));
+  Prefix out{t, p.thr == t ? p.cut : INT_MAX};
+  // fmin/fmax also tame inf and NaN (a weight that underflowed).
+  const int need = static_cast<int>(ceil(fmin(fmax((target - above) / w(tie_value), 1.0), static_cast<double>(n_ties))));
+  if (need >= n_ties) return out;
+  // The need-th tie in index order bounds the prefix.
+  __shared__ int s_cut, s_seen;
+  if (threadIdx.x == 0) s_seen = 0;
+  __syncthreads();
+  for (int base = 0; base < vocab; base += kThreads) {
+    const int i = base + threadIdx.x;
+    const bool tie = i < vocab && order_key(x[i]) == t && p.has(t, i);
+    const unsigned ballot = __ballot_sync(0xffffffffu, tie);
+    if ((threadIdx.x & 31) == 0) is[threadIdx.x >> 5] = __popc(ballot);
+    __syncthreads();
+    int before = s_seen, total = 0;
+    for (int wi = 0; wi < kWarps; ++wi) {
+      if (wi < static_cast<int>(threadIdx.x >> 5)) before += is[wi];
+      total += is[wi];
+    }
+    before += __popc(ballot & ((1u << (threadIdx.x & 31)) - 1u));
+    if (tie && before + 1 == need) s_cut = i;
+    __syncthreads();
+    if (threadIdx.x == 0) s_seen += total;
+    __syncthreads();
+    if (s_seen >= need) break;
+  }
+  out.cut = s_cut;
+  return out;
+}
+
+__device__ float uniform01(uint64_t seed, int i) {
+  uint64_t z = seed + 0x9E3779B97F4A7C15ull * (static_cast<uint64_t>(i) + 1);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  return (static_cast<float>(z >> 40) + 0.5f) * 0x1.0p-24f;  // in (0, 1)
+}
+
+__global__ void __launch_bounds__(kThreads)
+    sample_kernel(float* logits, int64_t ld, int vocab, const SampleRow* rows, const LogitEdit* edits, int32_t* tokens,
+                  uint8_t* kept) {
+  __shared__ float fs[kWarps];
+  __shared__ double ds[kWarps];
+  __shared__ int is[kWarps];
+  const SampleRow r = rows[blockIdx.x];
+  float* x = logits + r.logits_row * ld;
+  uint8_t* mask = kept ? kept + static_cast<int64_t>(blockIdx.x) * vocab : nullptr;
+
+  // Bias and penalties, one thread per edited token.
+  for (int e = r.edit_begin + threadIdx.x; e < r.edit_end; e += kThreads) x[edits[e].token] = edits[e].apply(x[edits[e].token]);
+  __syncthreads();  // the edits are visible to the whole block
+
+  float best = -INFINITY;
+  int best_i = INT_MAX;
+  for (int i = threadIdx.x; i < vocab; i += kThreads) keep_better(best, best_i, x[i], i);
+  block_argmax(best, best_i, fs, is);
+  if (r.temperature <= 0.0f) {
+    if (threadIdx.x == 0) tokens[blockIdx.x] = best_i;
+    if (mask)
+      for (int i = threadIdx.x; i < vocab; i += kThreads) mask[i] = i == best_i;
+    return;
+  }
+
+  const float temp = r.temperature, zmax = best / temp;
+  // Unnormalized probabilities, as the CPU computes them (z in float, exp to 1 ulp).
+  auto prob = [=](float v) { return static_cast<double>(expf(v / temp - zmax)); };
+  Prefix p;
+  if (r.top_k > 0 && r.top_k < vocab) p = cut_prefix(x, vocab, p, r.top_k, [](float) { return 1.0; }, ds, is);
+  if (r.top_p < 1.0f) {
+    double mass = 0.0;
+    for (int i = threadIdx.x; i < vocab; i += kThreads)
+      if (p.has(order_key(x[i]), i)) mass += prob(x[i]);
+    mass = block_sum(mass, ds);
+    p = cut_prefix(x, vocab, p, r.top_p * mass, prob, ds, is);
+  }
+
+  // Gumbel-max over the kept tokens: arg-max of z + g, g = -log(-log(u)), is a draw from their
+  // renormalized softmax.
+  float score = -INFINITY;
+  int pick = INT_MAX;
+  for (int i = threadIdx.x; i < vocab; i += kThreads) {
+    const float v = x[i];
+    const bool keep = p.has(order_key(v), i) && (r.min_p <= 0.0f || prob(v) >= r.min_p);
+    if (mask) mask[i] = keep;
+    if (keep) keep_better(score, pick, v / temp - __logf(-__logf(uniform01(r.seed, i))), i);
+  }
+  block_argmax(score, pick, fs, is);
+  if (threadIdx.x == 0) tokens[blockIdx.x] = pick;
+}
+
+}  // namespace
+
+void sample_tokens(float* logits, int64_t ld, int vocab, const SampleRow* rows, int n_rows, const LogitEdit* edits,
+                   int32_t* tokens, uint8_t* kept, cudaStream_t s) {
+  if (n_rows <= 0) return;
+  sample_kernel<<<n_rows, kThreads, 0, s>>>(logits, ld, vocab, rows, edits, tokens, kept);
+  HS_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace hs::cuda
