@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "sharded_attention.h"
 
@@ -61,6 +62,24 @@ __device__ __forceinline__ int swz(int row, int chunk) {
 
 // Tuning variants (set_kernel_variant): which = 0 decode, 1 prefill.
 int kernel_variant(int which);
+
+// Calls f(D, V) with D the head dim and V the tuning variant of kernel `which` as
+// std::integral_constant values (the instantiations the kernels provide); `unsupported` for any
+// other head dim.
+template <typename R, typename F>
+R with_head_dim(int head_dim, int which, R unsupported, F&& f) {
+  using D64 = std::integral_constant<int, 64>;
+  using D128 = std::integral_constant<int, 128>;
+  using D256 = std::integral_constant<int, 256>;
+  using V0 = std::integral_constant<int, 0>;
+  using V1 = std::integral_constant<int, 1>;
+  switch (head_dim) {
+    case 64: return f(D64{}, V0{});
+    case 128: return kernel_variant(which) == 1 ? f(D128{}, V1{}) : f(D128{}, V0{});
+    case 256: return f(D256{}, V0{});
+    default: return unsupported;
+  }
+}
 
 // The HCS block rule for query block i and key block j <= i.
 __device__ __forceinline__ bool on_stride(const ShardParams& h, int j) {

@@ -371,27 +371,15 @@ int32_t slots_for() {
 }  // namespace detail
 
 int32_t decode_slots(int32_t head_dim) {
-  const bool v1 = detail::kernel_variant(0) == 1;
-  switch (head_dim) {
-    case 64: return detail::slots_for<64, 0>();
-    case 128: return v1 ? detail::slots_for<128, 1>() : detail::slots_for<128, 0>();
-    case 256: return detail::slots_for<256, 0>();
-    default: return 0;
-  }
+  return detail::with_head_dim(head_dim, 0, int32_t{0}, [](auto D, auto V) { return detail::slots_for<D, V>(); });
 }
 
 cudaError_t decode_attention(const DecodeParams& p, cudaStream_t stream) {
   const int B = p.a.block_size;
   if (p.a.group < 1 || p.a.group > 16 || B < 16 || B > 128 || (B & (B - 1)) != 0) return cudaErrorInvalidValue;
   if (p.n_items == 0) return cudaSuccess;
-  switch (p.a.head_dim) {
-    case 64: return detail::launch_decode<64, 0>(p, stream);
-    case 128:
-      return detail::kernel_variant(0) == 1 ? detail::launch_decode<128, 1>(p, stream)
-                                            : detail::launch_decode<128, 0>(p, stream);
-    case 256: return detail::launch_decode<256, 0>(p, stream);
-    default: return cudaErrorInvalidValue;
-  }
+  return detail::with_head_dim(p.a.head_dim, 0, cudaErrorInvalidValue,
+                               [&](auto D, auto V) { return detail::launch_decode<D, V>(p, stream); });
 }
 
 }  // namespace hs::kernels

@@ -354,14 +354,8 @@ cudaError_t prefill_attention(const PrefillParams& p, cudaStream_t stream) {
   const int B = p.a.block_size;
   if (p.a.group < 1 || B < 16 || B > 128 || (B & (B - 1)) != 0 || p.n_items > 65535) return cudaErrorInvalidValue;
   if (p.n_items == 0) return cudaSuccess;
-  switch (p.a.head_dim) {
-    case 64: return detail::launch_prefill<64, 0>(p, stream);
-    case 128:
-      return detail::kernel_variant(1) == 1 ? detail::launch_prefill<128, 1>(p, stream)
-                                            : detail::launch_prefill<128, 0>(p, stream);
-    case 256: return detail::launch_prefill<256, 0>(p, stream);
-    default: return cudaErrorInvalidValue;
-  }
+  return detail::with_head_dim(p.a.head_dim, 1, cudaErrorInvalidValue,
+                               [&](auto D, auto V) { return detail::launch_prefill<D, V>(p, stream); });
 }
 
 }  // namespace hs::kernels

@@ -4,15 +4,17 @@
 # model in two halves, model-a and model-b, carried by two calls made back to back):
 #   kernels   test_sharded_attention (every kernel against the CPU reference), and memcheck on its
 #             small-shape tests
-#   tests     test_device_sampling (the GPU sampler against the CPU Sampler), test_cuda_backend (GPU
-#             against the CPU backend, synthetic and real models, and the engine on both)
+#   tests     test_gemm (the linear layers, exact), test_device_sampling (the GPU sampler against
+#             the CPU Sampler), test_cuda_backend (GPU against the CPU backend, synthetic and real
+#             models, and the engine on both)
 #   memcheck  compute-sanitizer memcheck on a subset of test_device_sampling and test_cuda_backend
-#   bench     bench_generate with synthetic Llama-3.1-8B weights: bench-4k (batch-1 decode at 4k,
-#             sharded and simple attention kernels), bench-32k (dense and strided plans at 32k),
-#             bench-throughput (decode at 64 and 256 sequences, 1k prompt, 1k output; THROUGHPUT_GEN
-#             and THROUGHPUT_PLANS shorten it), and kv-report (32k-token sequences in a 64 GiB KV
-#             budget, dense and strided). The benchmarks log where each 100 steps' time goes
-#             (HEADSHARD_CUDA_TIMING=1).
+#   bench     with synthetic Llama-3.1-8B weights: bench-4k (decode at 4k, batch 1 and 8, attention
+#             kernels sharded and simple, linear layers on the streaming kernel and on cuBLAS),
+#             bench-32k (dense and strided plans at 32k), bench-throughput (decode at 64 and 256
+#             sequences, 1k prompt, 1k output), bench-kv-step (the host's KV bookkeeping per decode
+#             step) and kv-report (32k-token sequences in a 64 GiB KV budget, dense and strided).
+#             ATTENTION_4K=sharded, REPS_32K=1, THROUGHPUT_GEN and THROUGHPUT_PLANS shorten them.
+#             The engine logs where each 100 steps' time goes (HEADSHARD_CUDA_TIMING=1).
 #   serve     `headshard serve --device cuda` on the default model under scripts/loadtest.py
 #   build-stage  docker/build-stage.sh --flavour cuda: the container image's compile stage
 #   scripts/gpu-engine-check.sh [STAGE...]   (none named: kernels tests memcheck bench serve)
@@ -64,6 +66,7 @@ while [ $i -lt ${#STAGES[@]} ]; do  # a stage may append stages
         --gtest_filter='ShardedAttentionSmall.*:ShardedAttentionDecode.*:ShardedAttentionWindow.*'
       ;;
     tests)
+      TAIL=4 run test_gemm 120 "$PKG/test_gemm"
       TAIL=6 run test_device_sampling 120 "$PKG/test_device_sampling"
       grep -E "differ at a boundary" "$OUT/test_device_sampling.log"
       TAIL=12 run test_cuda_backend 400 "$PKG/test_cuda_backend" --gtest_output=json:"$OUT/test_cuda_backend.json"
@@ -75,19 +78,22 @@ while [ $i -lt ${#STAGES[@]} ]; do  # a stage may append stages
       run memcheck 400 compute-sanitizer --tool memcheck --error-exitcode 1 "$PKG/test_cuda_backend" \
         --gtest_filter='*llama_d128_s2_graphs:*llama_d128_streaming_nographs:*gemma3_d256_dense_graphs:*gemma3_d256_s2_nographs:*RejectsBad*'
       ;;
-    bench) STAGES+=(bench-4k bench-32k bench-throughput kv-report) ;;
+    bench) STAGES+=(bench-4k bench-32k bench-throughput bench-kv-step kv-report) ;;
     bench-4k)
-      run bench_decode_4k 300 "$PKG/bench_generate" --model $M8B --device cuda --attention sharded,simple --plan dense \
-        --prompt 4096 --context 4096 --batch 1 --gen 64 --reps 3 --json "$OUT/bench_decode_4k.json"
+      run bench_decode_4k 300 "$PKG/bench_generate" --model $M8B --device cuda --attention "${ATTENTION_4K:-sharded,simple}" \
+        --gemv on,off --plan dense --prompt 4096 --context 4096 --batch 1,8 --gen 64 --reps 3 --json "$OUT/bench_decode_4k.json"
       ;;
     bench-32k)
       run bench_32k 500 "$PKG/bench_generate" --model $M8B --device cuda --plan "dense|$STRIDED" \
-        --prompt 32768 --context 32768 --batch 1,16 --gen 32 --reps 2 --json "$OUT/bench_32k.json"
+        --prompt 32768 --context 32768 --batch 1,16 --gen 32 --reps "${REPS_32K:-2}" --json "$OUT/bench_32k.json"
       ;;
     bench-throughput)
       run bench_throughput 500 "$PKG/bench_generate" --model $M8B --device cuda --plan "${THROUGHPUT_PLANS:-dense|$STRIDED}" \
         --prompt 0 --context 1024 --batch 64,256 --gen "${THROUGHPUT_GEN:-1024}" --reps 1 --json "$OUT/bench_throughput.json"
       grep -E "CUDA steps" "$OUT/bench_throughput.log" | sed -n '1~4p' | cut -c1-200
+      ;;
+    bench-kv-step)
+      TAIL=9 run bench_kv_step 120 "$PKG/bench_kv_step" --context 1024 --seqs 64,256 --json "$OUT/bench_kv_step.json"
       ;;
     kv-report)
       for p in dense "$STRIDED"; do

@@ -193,6 +193,11 @@ void PagedKvCache::commit(int64_t seq, int32_t n_new) {
   const int64_t t_prev = static_cast<int64_t>(s.length) - 1;
   s.length += n_new;
   const int64_t t = static_cast<int64_t>(s.length) - 1;
+  // A block dies only when the newest token enters a new block (the recent window moves) or the
+  // model's window starts in a new one; most decode steps do neither and skip every list.
+  if (t_prev >= 0 && t_prev / block_size_ == t / block_size_ &&
+      first_window_block(t_prev, window_, block_size_) == first_window_block(t, window_, block_size_))
+    return;
   for (int32_t l = 0; l < n_layers_; ++l)
     for (int32_t h = 0; h < n_kv_heads_; ++h) free_dead(l, h, s.lists[l * n_kv_heads_ + h], t_prev, t);
 }

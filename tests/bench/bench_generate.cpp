@@ -2,9 +2,10 @@
 // synthetic:<preset>, e.g. synthetic:llama-3.1-8b on a GPU).
 //   bench_generate [--model PATH] [--device cpu|cuda|auto] [--plan SPEC[|SPEC...]] [--prompt N[,N...]]
 //                  [--gen N] [--batch B[,B...]] [--context N[,N...]] [--reps R] [--json FILE]
-//                  [--attention sharded[,simple]]
+//                  [--attention sharded[,simple]] [--gemv on[,off]]
 // Every combination runs in one process, side by side (the weights are made or loaded once):
-// for each attention kernel (CUDA: `simple` is HEADSHARD_ATTENTION=simple) and each plan,
+// for each attention kernel (CUDA: `simple` is HEADSHARD_ATTENTION=simple), each choice of the
+// small-batch GEMM kernel (CUDA: `off` is HEADSHARD_CUDA_GEMV=0, cuBLAS only) and each plan,
 // prompt processing of each --prompt length, then decoding: each of `batch` sequences starts
 // from --context tokens of random prompt (default 64), then all decode --gen tokens together,
 // greedily (sampled on the backend when it can, as the engine does).
@@ -54,7 +55,8 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
 
 int main(int argc, char** argv) try {
   hs::cli::Args a(argc, argv, 1,
-                  {"model", "device", "plan", "prompt", "gen", "batch", "context", "reps", "json", "attention"}, {});
+                  {"model", "device", "plan", "prompt", "gen", "batch", "context", "reps", "json", "attention", "gemv"},
+                  {});
   const std::string path = a.str("model", hs::cli::kDefaultModelPath);
   const auto prompts = a.str("prompt", "128,512") == "0" ? std::vector<int>{} : int_list(a.str("prompt", "128,512"));
   const auto batches = int_list(a.str("batch", "1,4"));
@@ -62,7 +64,7 @@ int main(int argc, char** argv) try {
   const int gen = static_cast<int>(a.integer("gen", 32));
   const int reps = static_cast<int>(a.integer("reps", 3));
   const std::string json_path = a.str("json", "bench_generate.json");
-  std::vector<std::string> plan_specs, attentions;
+  std::vector<std::string> plan_specs, attentions, gemvs;
   {
     std::stringstream ss(a.str("plan", "dense"));
     for (std::string item; std::getline(ss, item, '|');) plan_specs.push_back(item);
@@ -70,6 +72,11 @@ int main(int argc, char** argv) try {
     for (std::string item; std::getline(as, item, ',');) {
       if (item != "sharded" && item != "simple") throw std::invalid_argument("--attention takes sharded and/or simple");
       attentions.push_back(item);
+    }
+    std::stringstream gs(a.str("gemv", "on"));
+    for (std::string item; std::getline(gs, item, ',');) {
+      if (item != "on" && item != "off") throw std::invalid_argument("--gemv takes on and/or off");
+      gemvs.push_back(item);
     }
   }
 
@@ -86,10 +93,15 @@ int main(int argc, char** argv) try {
                         {"decode", nlohmann::json::array()}};
   std::printf("model %s on %s, %d CPU threads, median of %d runs\n\n", path.c_str(), device.c_str(),
               hs::ThreadPool::global().size(), reps);
-  std::printf("%-9s %-34s %-30s %12s %12s\n", "attention", "plan", "test", "tokens/s", "ms/step");
+  std::printf("%-9s %-5s %-34s %-30s %12s %12s\n", "attention", "gemv", "plan", "test", "tokens/s", "ms/step");
   int64_t seq = 1;
-  for (const std::string& attention : attentions) {
-    setenv("HEADSHARD_ATTENTION", attention.c_str(), 1);  // the CUDA backend reads it when built
+  std::vector<std::pair<std::string, std::string>> variants;  // (attention, gemv)
+  for (const std::string& at : attentions)
+    for (const std::string& g : gemvs) variants.emplace_back(at, g);
+  for (const auto& [attention, gemv] : variants) {
+    // The CUDA backend reads these when built.
+    setenv("HEADSHARD_ATTENTION", attention.c_str(), 1);
+    setenv("HEADSHARD_CUDA_GEMV", gemv == "on" ? "1" : "0", 1);
     auto be = hs::cli::make_backend(device, m.weights);
     // Decoding picks tokens greedily where the engine would: on the backend when it samples.
     const bool sample_on_backend = be->samples_tokens();
@@ -120,7 +132,8 @@ int main(int argc, char** argv) try {
         return next;
       };
       auto row = [&](const std::string& test, double tps, double ms) {
-        std::printf("%-9s %-34s %-30s %12.1f %12.2f\n", be->name() == "cpu" ? "-" : attention.c_str(),
+        const bool cpu = be->name() == "cpu";
+        std::printf("%-9s %-5s %-34s %-30s %12.1f %12.2f\n", cpu ? "-" : attention.c_str(), cpu ? "-" : gemv.c_str(),
                     plan.name().c_str(), test.c_str(), tps, ms);
         std::fflush(stdout);
       };
@@ -135,7 +148,7 @@ int main(int argc, char** argv) try {
         }
         const double med = median(tps);
         row("prompt processing pp" + std::to_string(n), med, 1000.0 * n / med);
-        out["prefill"].push_back({{"attention", attention}, {"plan", plan.name()}, {"prompt_tokens", n},
+        out["prefill"].push_back({{"attention", attention}, {"gemv", gemv}, {"plan", plan.name()}, {"prompt_tokens", n},
                                   {"tokens_per_s", tps}, {"median_tokens_per_s", med}});
       }
       for (int context : contexts)
@@ -169,7 +182,7 @@ int main(int argc, char** argv) try {
           const double med = median(tps);
           row("tg" + std::to_string(gen) + " @" + std::to_string(context) + " batch " + std::to_string(bsz), med,
               1000.0 * bsz / med);
-          out["decode"].push_back({{"attention", attention}, {"plan", plan.name()}, {"context", context},
+          out["decode"].push_back({{"attention", attention}, {"gemv", gemv}, {"plan", plan.name()}, {"context", context},
                                    {"batch", bsz}, {"sampling", sample_on_backend ? "backend" : "host"},
                                    {"tokens_per_s", tps}, {"median_tokens_per_s", med}});
         }

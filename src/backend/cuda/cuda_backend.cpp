@@ -162,6 +162,9 @@ int select_device(int device) {
 }
 
 void check_supported(const ModelConfig& c) {
+  if (c.d_model > cuda::kMaxModelDim)
+    throw std::invalid_argument("CUDA backend: d_model " + std::to_string(c.d_model) + " is above the supported " +
+                                std::to_string(cuda::kMaxModelDim));
   if (c.head_dim > cuda::kMaxHeadDim)
     throw std::invalid_argument("CUDA backend: head_dim " + std::to_string(c.head_dim) + " is above the supported " +
                                 std::to_string(cuda::kMaxHeadDim));

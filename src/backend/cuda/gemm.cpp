@@ -1,6 +1,10 @@
 #include "backend/cuda/gemm.h"
 
+#include <cstdlib>
+#include <cstring>
+
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/gemv.h"
 
 namespace hs::cuda {
 
@@ -8,7 +12,9 @@ namespace {
 constexpr size_t kWorkspaceBytes = size_t{32} << 20;  // cuBLAS's recommendation for Hopper
 }
 
-Gemm::Gemm(cudaStream_t stream) {
+Gemm::Gemm(cudaStream_t stream) : stream_(stream) {
+  const char* env = std::getenv("HEADSHARD_CUDA_GEMV");
+  gemv_ = !(env && std::strcmp(env, "0") == 0);
   HS_CUBLAS_CHECK(cublasCreate(&handle_));
   try {
     HS_CUBLAS_CHECK(cublasSetStream(handle_, stream));
@@ -27,6 +33,7 @@ Gemm::~Gemm() {
 void Gemm::linear(const half16* X, int64_t ldx, const half16* W, GemmType t, int m, int k, int n, float* Y, int64_t ldy,
                   float beta) {
   if (n == 0) return;
+  if (gemv_ && (beta == 0.0f || beta == 1.0f) && gemv_supports(X, W, k, n)) return gemv(X, W, t, m, k, Y, beta, stream_);
   const float alpha = 1.0f;
   const cudaDataType_t type = t == GemmType::FP16 ? CUDA_R_16F : CUDA_R_16BF;
   // cuBLAS is column-major: row-major Y [n][m] is column-major Y^T (m x n), and

@@ -1,6 +1,7 @@
-// The linear layers on cuBLAS: Y = X W^T with row-major X [n][k] and W [m][k] (a Matrix's layout:
-// one row per output feature), both 16-bit floats of one GemmType, and Y [n][m] in float32,
-// float32 accumulation.
+// The linear layers: Y = X W^T with row-major X [n][k] and W [m][k] (a Matrix's layout: one row
+// per output feature), both 16-bit floats of one GemmType, and Y [n][m] in float32, float32
+// accumulation. cuBLAS computes them, except for a single row of X (decode of one sequence), which
+// a streaming kernel (gemv.h) serves; HEADSHARD_CUDA_GEMV=0 in the environment keeps cuBLAS.
 // beta = 1 adds into Y (the residual add of the output projections, for free).
 // Owns the cuBLAS handle, bound to one stream, with a fixed workspace so that calls can be
 // captured into CUDA graphs (no allocation inside a capture).
@@ -29,6 +30,8 @@ class Gemm {
               float beta = 0.0f);
 
  private:
+  cudaStream_t stream_;
+  bool gemv_;  // single rows on the streaming kernel
   cublasHandle_t handle_ = nullptr;
   DeviceBuffer<uint8_t> workspace_;
 };

@@ -79,20 +79,49 @@ __global__ void embed_kernel(const int32_t* ids, const T* table, int d, float sc
   for (int i = threadIdx.x; i < d; i += blockDim.x) row[i] = to_float(e[i]) * scale;
 }
 
-template <typename T>
-__global__ void residual_norm_kernel(float* x, const float* o, const float* o_weight, const float* h_weight,
-                                     T* h_out, int d, float eps) {
+// One block of kNormThreads per row; each thread keeps its kPer elements of the row in registers
+// (x read once, written once), so a row costs one round trip to memory per pass, not d / threads.
+constexpr int kNormThreads = 1024;
+
+template <typename T, int kPer>
+__global__ void __launch_bounds__(kNormThreads)
+    residual_norm_kernel(float* x, const float* o, const float* o_weight, const float* h_weight, T* h_out, int d,
+                         float eps) {
   const int64_t r = blockIdx.x;
   float* xr = x + r * d;
+  float xv[kPer];
+#pragma unroll
+  for (int j = 0; j < kPer; ++j) {
+    const int i = threadIdx.x + j * kNormThreads;
+    xv[j] = i < d ? xr[i] : 0.0f;
+  }
+  auto rms_scale = [&](const float (&v)[kPer]) {
+    float ss = 0.0f;
+#pragma unroll
+    for (int j = 0; j < kPer; ++j) ss += v[j] * v[j];
+    return 1.0f / sqrtf(block_sum(ss) / static_cast<float>(d) + eps);
+  };
   if (o) {
-    const float* orow = o + r * d;
-    const float s = o_weight ? inv_rms(orow, d, eps) : 1.0f;
-    for (int i = threadIdx.x; i < d; i += blockDim.x) xr[i] += o_weight ? orow[i] * s * o_weight[i] : orow[i];
-    __syncthreads();  // x's row is complete before the norm below reads it across threads
+    float ov[kPer];
+#pragma unroll
+    for (int j = 0; j < kPer; ++j) {
+      const int i = threadIdx.x + j * kNormThreads;
+      ov[j] = i < d ? o[r * d + i] : 0.0f;
+    }
+    const float s = o_weight ? rms_scale(ov) : 1.0f;
+#pragma unroll
+    for (int j = 0; j < kPer; ++j) {
+      const int i = threadIdx.x + j * kNormThreads;
+      if (i < d) xr[i] = xv[j] += o_weight ? ov[j] * s * o_weight[i] : ov[j];
+    }
   }
   if (h_out) {
-    const float s = inv_rms(xr, d, eps);
-    for (int i = threadIdx.x; i < d; i += blockDim.x) h_out[r * d + i] = from_float<T>(xr[i] * s * h_weight[i]);
+    const float s = rms_scale(xv);
+#pragma unroll
+    for (int j = 0; j < kPer; ++j) {
+      const int i = threadIdx.x + j * kNormThreads;
+      if (i < d) h_out[r * d + i] = from_float<T>(xv[j] * s * h_weight[i]);
+    }
   }
 }
 
@@ -213,7 +242,12 @@ void residual_norm(float* x, const float* o, const float* o_weight, const float*
   if (n_rows == 0 || (!o && !h_out)) return;
   with_type(ht, [&](auto tag) {
     using T = decltype(tag);
-    residual_norm_kernel<<<n_rows, kRowThreads, 0, s>>>(x, o, o_weight, h_weight, reinterpret_cast<T*>(h_out), d, eps);
+    T* h = reinterpret_cast<T*>(h_out);
+    if (d <= 8 * kNormThreads)
+      residual_norm_kernel<T, 8><<<n_rows, kNormThreads, 0, s>>>(x, o, o_weight, h_weight, h, d, eps);
+    else
+      residual_norm_kernel<T, kMaxModelDim / kNormThreads><<<n_rows, kNormThreads, 0, s>>>(x, o, o_weight, h_weight, h,
+                                                                                          d, eps);
   });
   HS_CUDA_CHECK_LAUNCH();
 }

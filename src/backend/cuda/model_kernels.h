@@ -23,6 +23,8 @@ using half16 = uint16_t;
 
 // Largest head dimension the per-head kernels (and the simple attention) handle.
 constexpr int kMaxHeadDim = 256;
+// Largest model width residual_norm handles.
+constexpr int kMaxModelDim = 32768;
 
 // out[i] = in[i] as type t, round to nearest even: weight upload.
 void convert_f32(const float* in, half16* out, GemmType t, size_t n, cudaStream_t s);

@@ -1,0 +1,110 @@
+// The CUDA backend's linear layers (Gemm::linear: the streaming kernel of gemv.h for one row,
+// cuBLAS otherwise) against a host reference. Inputs are multiples of 1/16 and small,
+// so every product and partial sum is exact in float32: the GPU must match to the bit, whatever
+// its summation order. Skips cleanly without a GPU or a CUDA build.
+#include <gtest/gtest.h>
+
+#ifdef HEADSHARD_WITH_CUDA
+
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/gemm.h"
+#include "backend/cuda/gemv.h"
+
+namespace hs {
+namespace {
+
+#define REQUIRE_GPU() \
+  if (!cuda_device_available()) GTEST_SKIP() << "no CUDA device"
+
+void check(cudaError_t e) { ASSERT_EQ(e, cudaSuccess) << cudaGetErrorString(e); }
+
+uint16_t encode(float v, cuda::GemmType t) {
+  if (t == cuda::GemmType::FP16) return __half_as_ushort(__float2half_rn(v));
+  uint32_t u;
+  std::memcpy(&u, &v, 4);
+  return static_cast<uint16_t>(u >> 16);  // exact: the values need few mantissa bits
+}
+
+struct Shape {
+  int m, k, n;
+  float beta;
+};
+
+void expect_exact(const Shape& sh, cuda::GemmType t) {
+  const auto [m, k, n, beta] = sh;
+  const int ldx = k + 8;  // a padded row stride, as the backend's buffers may have
+  std::mt19937 rng(m * 31 + k * 7 + n);
+  auto value = [&] { return static_cast<float>(static_cast<int>(rng() % 17) - 8) / 16.0f; };
+  std::vector<float> x(static_cast<size_t>(n) * ldx, 0.0f), w(static_cast<size_t>(m) * k), y0(static_cast<size_t>(n) * m);
+  for (int r = 0; r < n; ++r)
+    for (int i = 0; i < k; ++i) x[static_cast<size_t>(r) * ldx + i] = value();
+  for (float& v : w) v = value();
+  for (float& v : y0) v = value();
+  std::vector<uint16_t> xh(x.size()), wh(w.size());
+  for (size_t i = 0; i < x.size(); ++i) xh[i] = encode(x[i], t);
+  for (size_t i = 0; i < w.size(); ++i) wh[i] = encode(w[i], t);
+
+  uint16_t *dx, *dw;
+  float* dy;
+  check(cudaMalloc(&dx, xh.size() * 2));
+  check(cudaMalloc(&dw, wh.size() * 2));
+  check(cudaMalloc(&dy, y0.size() * 4));
+  check(cudaMemcpy(dx, xh.data(), xh.size() * 2, cudaMemcpyHostToDevice));
+  check(cudaMemcpy(dw, wh.data(), wh.size() * 2, cudaMemcpyHostToDevice));
+  check(cudaMemcpy(dy, y0.data(), y0.size() * 4, cudaMemcpyHostToDevice));
+  {
+    cuda::Gemm gemm(nullptr);
+    gemm.linear(dx, ldx, dw, t, m, k, n, dy, m, beta);
+  }
+  std::vector<float> y(y0.size());
+  check(cudaMemcpy(y.data(), dy, y.size() * 4, cudaMemcpyDeviceToHost));
+  cudaFree(dx);
+  cudaFree(dw);
+  cudaFree(dy);
+
+  int bad = 0;
+  for (int r = 0; r < n; ++r)
+    for (int c = 0; c < m; ++c) {
+      double want = beta * y0[static_cast<size_t>(r) * m + c];
+      for (int i = 0; i < k; ++i) want += static_cast<double>(x[static_cast<size_t>(r) * ldx + i]) * w[static_cast<size_t>(c) * k + i];
+      const float got = y[static_cast<size_t>(r) * m + c];
+      if (got != static_cast<float>(want) && ++bad <= 5)
+        ADD_FAILURE() << "m " << m << " k " << k << " n " << n << " beta " << beta << ": Y[" << r << "][" << c
+                      << "] = " << got << ", want " << want;
+    }
+  EXPECT_EQ(bad, 0);
+}
+
+TEST(Gemm, SmallBatchesAndCublasAreExactOnExactInputs) {
+  REQUIRE_GPU();
+  for (cuda::GemmType t : {cuda::GemmType::FP16, cuda::GemmType::BF16})
+    for (const Shape& sh : {Shape{1000, 4104, 1, 0.0f}, Shape{16401, 1032, 1, 1.0f},  // one row: both widths
+                            Shape{37, 256, 1, 1.0f}, Shape{515, 1032, 3, 1.0f},       // cuBLAS
+                            Shape{300, 100, 1, 1.0f}})                                // k % 8 != 0: cuBLAS
+      expect_exact(sh, t);
+}
+
+TEST(Gemm, StreamingKernelTakesOnlyAlignedSingleRows) {
+  alignas(16) static uint16_t buf[64];
+  EXPECT_TRUE(cuda::gemv_supports(buf, buf, 16, 1));
+  EXPECT_FALSE(cuda::gemv_supports(buf, buf, 16, 2));
+  EXPECT_FALSE(cuda::gemv_supports(buf, buf, 12, 1));      // k not a multiple of 8
+  EXPECT_FALSE(cuda::gemv_supports(buf + 1, buf, 16, 1));  // misaligned x
+  EXPECT_FALSE(cuda::gemv_supports(buf, buf + 4, 16, 1));  // misaligned W
+}
+
+}  // namespace
+}  // namespace hs
+
+#else  // built without CUDA
+
+TEST(Gemm, NotBuilt) { GTEST_SKIP() << "headshard was built without the CUDA backend"; }
+
+#endif
