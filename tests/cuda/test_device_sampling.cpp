@@ -19,29 +19,27 @@
 #include <vector>
 
 #include "backend/cuda/cuda_backend.h"
+#include "cuda/gpu_test.h"
 #include "backend/cuda/sampling_kernel.h"
 #include "engine/sampling.h"
 
 namespace hs {
 namespace {
 
-#define REQUIRE_GPU() \
-  if (!cuda_device_available()) GTEST_SKIP() << "no CUDA device"
-
-void check(cudaError_t e) { ASSERT_EQ(e, cudaSuccess) << cudaGetErrorString(e); }
+using test::check_cuda;
 
 template <typename T>
 T* to_device(const std::vector<T>& v) {
   T* d = nullptr;
-  check(cudaMalloc(reinterpret_cast<void**>(&d), std::max<size_t>(v.size(), 1) * sizeof(T)));
-  if (!v.empty()) check(cudaMemcpy(d, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
+  check_cuda(cudaMalloc(reinterpret_cast<void**>(&d), std::max<size_t>(v.size(), 1) * sizeof(T)));
+  if (!v.empty()) check_cuda(cudaMemcpy(d, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
   return d;
 }
 
 template <typename T>
 std::vector<T> to_host(const T* d, size_t n) {
   std::vector<T> v(n);
-  check(cudaMemcpy(v.data(), d, n * sizeof(T), cudaMemcpyDeviceToHost));
+  check_cuda(cudaMemcpy(v.data(), d, n * sizeof(T), cudaMemcpyDeviceToHost));
   return v;
 }
 
@@ -59,7 +57,7 @@ GpuResult sample_on_gpu(const std::vector<float>& logits, int vocab, const std::
   int32_t* d_tokens = to_device(std::vector<int32_t>(rows.size(), -7));
   uint8_t* d_kept = want_kept ? to_device(std::vector<uint8_t>(rows.size() * vocab, 2)) : nullptr;
   cuda::sample_tokens(d_logits, vocab, vocab, d_rows, static_cast<int>(rows.size()), d_edits, d_tokens, d_kept, nullptr);
-  check(cudaDeviceSynchronize());
+  check_cuda(cudaDeviceSynchronize());
   GpuResult r;
   r.tokens = to_host(d_tokens, rows.size());
   if (want_kept) r.kept = to_host(d_kept, rows.size() * vocab);

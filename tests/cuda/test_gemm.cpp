@@ -14,16 +14,14 @@
 #include <vector>
 
 #include "backend/cuda/cuda_backend.h"
+#include "cuda/gpu_test.h"
 #include "backend/cuda/gemm.h"
 #include "backend/cuda/gemv.h"
 
 namespace hs {
 namespace {
 
-#define REQUIRE_GPU() \
-  if (!cuda_device_available()) GTEST_SKIP() << "no CUDA device"
-
-void check(cudaError_t e) { ASSERT_EQ(e, cudaSuccess) << cudaGetErrorString(e); }
+using test::check_cuda;
 
 uint16_t encode(float v, cuda::GemmType t) {
   if (t == cuda::GemmType::FP16) return __half_as_ushort(__float2half_rn(v));
@@ -53,18 +51,18 @@ void expect_exact(const Shape& sh, cuda::GemmType t) {
 
   uint16_t *dx, *dw;
   float* dy;
-  check(cudaMalloc(&dx, xh.size() * 2));
-  check(cudaMalloc(&dw, wh.size() * 2));
-  check(cudaMalloc(&dy, y0.size() * 4));
-  check(cudaMemcpy(dx, xh.data(), xh.size() * 2, cudaMemcpyHostToDevice));
-  check(cudaMemcpy(dw, wh.data(), wh.size() * 2, cudaMemcpyHostToDevice));
-  check(cudaMemcpy(dy, y0.data(), y0.size() * 4, cudaMemcpyHostToDevice));
+  check_cuda(cudaMalloc(&dx, xh.size() * 2));
+  check_cuda(cudaMalloc(&dw, wh.size() * 2));
+  check_cuda(cudaMalloc(&dy, y0.size() * 4));
+  check_cuda(cudaMemcpy(dx, xh.data(), xh.size() * 2, cudaMemcpyHostToDevice));
+  check_cuda(cudaMemcpy(dw, wh.data(), wh.size() * 2, cudaMemcpyHostToDevice));
+  check_cuda(cudaMemcpy(dy, y0.data(), y0.size() * 4, cudaMemcpyHostToDevice));
   {
     cuda::Gemm gemm(nullptr);
     gemm.linear(dx, ldx, dw, t, m, k, n, dy, m, beta);
   }
   std::vector<float> y(y0.size());
-  check(cudaMemcpy(y.data(), dy, y.size() * 4, cudaMemcpyDeviceToHost));
+  check_cuda(cudaMemcpy(y.data(), dy, y.size() * 4, cudaMemcpyDeviceToHost));
   cudaFree(dx);
   cudaFree(dw);
   cudaFree(dy);

@@ -1,7 +1,11 @@
 // The engine's batching, preemption and cancellation, on a small synthetic model: whatever the
-// schedule, each greedy output equals the same request run alone.
+// schedule, each greedy output equals the same request run alone. And its protocol with a backend
+// that samples (as the CUDA backend does): what it asks the backend to sample, with which random
+// bits, and that the tokens it gets back are the ones it emits.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <map>
 #include <random>
 
@@ -107,6 +111,76 @@ TEST(Engine, CancelFreesPagesAndRejectsBadRequests) {
   GenerationRequest bad_token = r;
   bad_token.prompt[0] = 64;
   EXPECT_THROW(engine.submit(bad_token, {}), std::invalid_argument);
+}
+
+// The CPU backend plus greedy sampling of the chunks that carry a SampleSpec (bias and penalties
+// from logit_edits, then the arg-max), recording what the engine asked for.
+class SamplingCpuBackend final : public Backend {
+ public:
+  explicit SamplingCpuBackend(std::shared_ptr<const ModelWeights> w) : inner_(make_cpu_backend(std::move(w))) {}
+  std::string name() const override { return "sampling-cpu"; }
+  const ModelConfig& config() const override { return inner_->config(); }
+  int64_t page_bytes(int32_t block_size) const override { return inner_->page_bytes(block_size); }
+  void configure_kv(const ShardPlan& plan, int32_t n_pages) override { inner_->configure_kv(plan, n_pages); }
+  bool samples_tokens() const override { return true; }
+  void forward(const Batch& batch, const KvStepMeta& meta, Logits& out) override {
+    inner_->forward(batch, meta, out);
+    std::vector<LogitEdit> edits;
+    for (size_t c = 0; c < batch.chunks.size(); ++c) {
+      const SeqChunk& ch = batch.chunks[c];
+      EXPECT_FALSE(ch.sample && ch.skip_logits);
+      skipped += ch.skip_logits;
+      if (!ch.sample) continue;
+      EXPECT_TRUE(ch.sample->params->greedy()) << "this test backend samples greedily only";
+      randoms[ch.seq_id].push_back(ch.sample->random);
+      std::vector<float> row(out.last_row_of(c, batch), out.last_row_of(c, batch) + out.vocab);
+      logit_edits(*ch.sample->params, ch.sample->tokens, ch.sample->n_prompt, out.vocab, edits);
+      for (const LogitEdit& e : edits) row[e.token] = e.apply(row[e.token]);
+      out.sampled[c] = argmax(row.data(), out.vocab);
+      std::fill(out.data.begin() + out.first_row[c] * out.vocab, out.data.begin() + (out.first_row[c] + 1) * out.vocab,
+                std::nanf(""));  // the engine must not read a sampled row
+    }
+  }
+  std::map<int64_t, std::vector<uint64_t>> randoms;  // per sequence, the random bits of each sample
+  int skipped = 0;                                    // chunks whose logits the engine skipped
+
+ private:
+  std::unique_ptr<Backend> inner_;
+};
+
+TEST(Engine, ABackendThatSamplesGetsSpecsAndItsTokensAreEmitted) {
+  auto reqs = requests(6, 21);
+  reqs[1].sampling.repetition_penalty = 1.5f;  // penalties travel with the spec
+  reqs[2].sampling.frequency_penalty = 1.0f;
+  reqs[2].sampling.logit_bias = {{7, 3.0f}};
+  reqs[3].logprobs = 2;  // log-probabilities need the logits: sampled on the host
+  for (int i = 0; i < 6; ++i) reqs[i].sampling.seed = 100 + i;
+  EngineOptions opt;
+  opt.max_batch_tokens = 24;  // prompts of up to 64 tokens prefill in several chunks
+  auto backend = std::make_unique<SamplingCpuBackend>(tiny_model());
+  SamplingCpuBackend& sb = *backend;
+  Engine engine(std::move(backend), nullptr, opt);
+  std::vector<std::vector<int32_t>> got(reqs.size());
+  std::vector<int64_t> ids;
+  for (size_t i = 0; i < reqs.size(); ++i)
+    ids.push_back(engine.submit(reqs[i], [&got, i](const TokenEvent& ev) {
+      if (ev.token >= 0) got[i].push_back(ev.token);
+    }));
+  engine.run_until_idle();
+
+  EXPECT_EQ(got, run_all(reqs, opt));  // the host-sampling engine on the plain CPU backend
+  EXPECT_GT(sb.skipped, 0);
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    if (reqs[i].logprobs >= 0) {
+      EXPECT_EQ(sb.randoms.count(ids[i]), 0u) << "a logprobs request was sampled on the backend";
+      continue;
+    }
+    // One sample per output token, each with the next 64 bits of the request's seeded stream.
+    std::mt19937_64 stream(*reqs[i].sampling.seed);
+    std::vector<uint64_t> want(static_cast<size_t>(reqs[i].max_tokens));
+    for (auto& x : want) x = stream();
+    EXPECT_EQ(sb.randoms[ids[i]], want) << "request " << i;
+  }
 }
 
 }  // namespace
