@@ -8,9 +8,9 @@ int64_t Batch::total_tokens() const {
   return n;
 }
 
-const float* Logits::last_row_of(size_t chunk, const Batch& b) const {
+int64_t Logits::last_row(size_t chunk, const Batch& b) const {
   const SeqChunk& c = b.chunks.at(chunk);
-  return row(first_row.at(chunk) + (c.all_logits ? static_cast<int64_t>(c.tokens.size()) - 1 : 0));
+  return first_row.at(chunk) + (c.all_logits ? static_cast<int64_t>(c.tokens.size()) - 1 : 0);
 }
 
 }  // namespace hs

@@ -52,7 +52,8 @@ struct Logits {
   std::vector<int64_t> first_row;  // per chunk: its first row
   std::vector<int32_t> sampled;    // per chunk: the token the backend sampled, or -1
   const float* row(int64_t r) const { return data.data() + r * vocab; }
-  const float* last_row_of(size_t chunk, const Batch& b) const;
+  int64_t last_row(size_t chunk, const Batch& b) const;  // index of the chunk's last row
+  const float* last_row_of(size_t chunk, const Batch& b) const { return row(last_row(chunk, b)); }
 };
 
 class Backend {

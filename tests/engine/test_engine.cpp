@@ -133,11 +133,12 @@ class SamplingCpuBackend final : public Backend {
       if (!ch.sample) continue;
       EXPECT_TRUE(ch.sample->params->greedy()) << "this test backend samples greedily only";
       randoms[ch.seq_id].push_back(ch.sample->random);
-      std::vector<float> row(out.last_row_of(c, batch), out.last_row_of(c, batch) + out.vocab);
+      const int64_t r = out.last_row(c, batch);
+      std::vector<float> row(out.row(r), out.row(r) + out.vocab);
       logit_edits(*ch.sample->params, ch.sample->tokens, ch.sample->n_prompt, out.vocab, edits);
       for (const LogitEdit& e : edits) row[e.token] = e.apply(row[e.token]);
       out.sampled[c] = argmax(row.data(), out.vocab);
-      std::fill(out.data.begin() + out.first_row[c] * out.vocab, out.data.begin() + (out.first_row[c] + 1) * out.vocab,
+      std::fill(out.data.begin() + r * out.vocab, out.data.begin() + (r + 1) * out.vocab,
                 std::nanf(""));  // the engine must not read a sampled row
     }
   }

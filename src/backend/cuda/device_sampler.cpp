@@ -16,7 +16,7 @@ int DeviceSampler::stage(const Batch& batch, const Logits& out) {
     const SampleSpec& sp = *ch.sample;
     const SamplingParams& p = *sp.params;
     SampleRow r;
-    r.logits_row = out.first_row[c] + (ch.all_logits ? static_cast<int64_t>(ch.tokens.size()) - 1 : 0);
+    r.logits_row = out.last_row(c, batch);
     r.seed = sp.random;
     r.temperature = p.greedy() ? 0.0f : p.temperature;
     r.top_k = p.top_k;
