@@ -243,7 +243,7 @@ class CudaBackend final : public Backend {
 CudaBackend::CudaBackend(std::shared_ptr<const ModelWeights> w, int device)
     : w_(std::move(w)), c_(w_->config), device_(select_device(device)) {
   check_supported(c_);
-  gemm_ = std::make_unique<cuda::Gemm>(stream_.s);
+  gemm_ = std::make_unique<cuda::Gemm>(stream_.s, !env_is("HEADSHARD_CUDA_GEMV", "0"));
   dw_ = cuda::upload_weights(*w_, gemm_type(c_), stream_.s);
   spdlog::info("CUDA GEMMs in {}", dw_.type == cuda::GemmType::FP16 ? "fp16" : "bf16");
   // The same tables as the CPU backend: scaled frequencies on global layers only.

@@ -5,7 +5,8 @@
 // in 16-bit floats, fp16 for llama models and bf16 for Gemma 3 (HEADSHARD_CUDA_GEMM=bf16|fp16
 // overrides), converted from the float32 ModelWeights at construction; the residual stream, GEMM
 // outputs, norms, RoPE and softmax in float32; queries and KV pages in bf16 with the CPU layout
-// (page p = K [B][D] then V [B][D]). Logits come back as float32.
+// (page p = K [B][D] then V [B][D]). Logits come back as float32. A single row's linear layers
+// run on a streaming kernel, others on cuBLAS (HEADSHARD_CUDA_GEMV=0: cuBLAS throughout).
 //
 // Attention runs on the sharded kernels of kernels/ (head dims 64, 128, 256; GQA groups up to 16;
 // power-of-two blocks of 16 to 128 tokens) and otherwise on a simple exact kernel;

@@ -1,8 +1,5 @@
 #include "backend/cuda/gemm.h"
 
-#include <cstdlib>
-#include <cstring>
-
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/gemv.h"
 
@@ -12,9 +9,7 @@ namespace {
 constexpr size_t kWorkspaceBytes = size_t{32} << 20;  // cuBLAS's recommendation for Hopper
 }
 
-Gemm::Gemm(cudaStream_t stream) : stream_(stream) {
-  const char* env = std::getenv("HEADSHARD_CUDA_GEMV");
-  gemv_ = !(env && std::strcmp(env, "0") == 0);
+Gemm::Gemm(cudaStream_t stream, bool single_row_kernel) : stream_(stream), gemv_(single_row_kernel) {
   HS_CUBLAS_CHECK(cublasCreate(&handle_));
   try {
     HS_CUBLAS_CHECK(cublasSetStream(handle_, stream));

@@ -1,7 +1,7 @@
 // The linear layers: Y = X W^T with row-major X [n][k] and W [m][k] (a Matrix's layout: one row
 // per output feature), both 16-bit floats of one GemmType, and Y [n][m] in float32, float32
 // accumulation. cuBLAS computes them, except for a single row of X (decode of one sequence), which
-// a streaming kernel (gemv.h) serves; HEADSHARD_CUDA_GEMV=0 in the environment keeps cuBLAS.
+// a streaming kernel (gemv.h) serves unless the constructor says otherwise.
 // beta = 1 adds into Y (the residual add of the output projections, for free).
 // Owns the cuBLAS handle, bound to one stream, with a fixed workspace so that calls can be
 // captured into CUDA graphs (no allocation inside a capture).
@@ -19,7 +19,7 @@ namespace hs::cuda {
 
 class Gemm {
  public:
-  explicit Gemm(cudaStream_t stream);
+  explicit Gemm(cudaStream_t stream, bool single_row_kernel = true);
   ~Gemm();
   Gemm(const Gemm&) = delete;
   Gemm& operator=(const Gemm&) = delete;
