@@ -5,7 +5,7 @@
 //                  [--attention sharded[,simple]] [--gemv on[,off]]
 // Every combination runs in one process, side by side (the weights are made or loaded once):
 // for each attention kernel (CUDA: `simple` is HEADSHARD_ATTENTION=simple), each choice of the
-// small-batch GEMM kernel (CUDA: `off` is HEADSHARD_CUDA_GEMV=0, cuBLAS only) and each plan,
+// single-row GEMM kernel (CUDA: `off` is HEADSHARD_CUDA_GEMV=0, cuBLAS only) and each plan,
 // prompt processing of each --prompt length, then decoding: each of `batch` sequences starts
 // from --context tokens of random prompt (default 64), then all decode --gen tokens together,
 // greedily (sampled on the backend when it can, as the engine does).
@@ -16,12 +16,12 @@
 #include <cstdlib>
 #include <fstream>
 #include <random>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "bench_util.h"
 #include "backend/backend.h"
 #include "cli/args.h"
 #include "cli/common.h"
@@ -35,17 +35,9 @@
 
 namespace {
 
-std::vector<int> int_list(const std::string& s) {
-  std::vector<int> v;
-  std::stringstream ss(s);
-  for (std::string item; std::getline(ss, item, ',');) v.push_back(std::stoi(item));
-  return v;
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
-}
+using hs::bench::int_list;
+using hs::bench::median;
+using hs::bench::split;
 
 double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
@@ -64,21 +56,13 @@ int main(int argc, char** argv) try {
   const int gen = static_cast<int>(a.integer("gen", 32));
   const int reps = static_cast<int>(a.integer("reps", 3));
   const std::string json_path = a.str("json", "bench_generate.json");
-  std::vector<std::string> plan_specs, attentions, gemvs;
-  {
-    std::stringstream ss(a.str("plan", "dense"));
-    for (std::string item; std::getline(ss, item, '|');) plan_specs.push_back(item);
-    std::stringstream as(a.str("attention", "sharded"));
-    for (std::string item; std::getline(as, item, ',');) {
-      if (item != "sharded" && item != "simple") throw std::invalid_argument("--attention takes sharded and/or simple");
-      attentions.push_back(item);
-    }
-    std::stringstream gs(a.str("gemv", "on"));
-    for (std::string item; std::getline(gs, item, ',');) {
-      if (item != "on" && item != "off") throw std::invalid_argument("--gemv takes on and/or off");
-      gemvs.push_back(item);
-    }
-  }
+  const auto plan_specs = split(a.str("plan", "dense"), '|');
+  const auto attentions = split(a.str("attention", "sharded"), ',');
+  const auto gemvs = split(a.str("gemv", "on"), ',');
+  for (const std::string& item : attentions)
+    if (item != "sharded" && item != "simple") throw std::invalid_argument("--attention takes sharded and/or simple");
+  for (const std::string& item : gemvs)
+    if (item != "on" && item != "off") throw std::invalid_argument("--gemv takes on and/or off");
 
   hs::Model m = hs::load_model(path);
   const std::string device = hs::cli::resolve_device(a.str("device", "auto"));

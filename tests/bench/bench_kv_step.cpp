@@ -10,26 +10,19 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "bench_util.h"
 #include "cli/args.h"
 #include "kv/paged_kv_cache.h"
 #include "model/model.h"
 #include "shard/shard_plan.h"
 #include "util/thread_pool.h"
 
-namespace {
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0.0 : v[v.size() / 2];
-}
-
-}  // namespace
+using hs::bench::median;
 
 int main(int argc, char** argv) try {
   hs::cli::Args a(argc, argv, 1, {"model", "plan", "seqs", "context", "steps", "json"}, {});
@@ -38,16 +31,8 @@ int main(int argc, char** argv) try {
   const hs::Model m = hs::load_model(a.str("model", "synthetic:llama-3.1-8b"), lo);
   const int context = static_cast<int>(a.integer("context", 1024));
   const int steps = static_cast<int>(a.integer("steps", 128));
-  std::vector<int> seqs;
-  {
-    std::stringstream ss(a.str("seqs", "64,256"));
-    for (std::string item; std::getline(ss, item, ',');) seqs.push_back(std::stoi(item));
-  }
-  std::vector<std::string> specs;
-  {
-    std::stringstream ss(a.str("plan", "dense|s2:stride=8,local=16,sink=1"));
-    for (std::string item; std::getline(ss, item, '|');) specs.push_back(item);
-  }
+  const auto seqs = hs::bench::int_list(a.str("seqs", "64,256"));
+  const auto specs = hs::bench::split(a.str("plan", "dense|s2:stride=8,local=16,sink=1"), '|');
   nlohmann::json out = {{"model", a.str("model", "synthetic:llama-3.1-8b")}, {"context", context},
                         {"threads", hs::ThreadPool::global().size()}, {"runs", nlohmann::json::array()}};
   std::printf("%d CPU threads; decode steps after a %d-token context, medians over %d steps\n\n",
