@@ -1,7 +1,6 @@
 // The model's weights on the device: matrices in 16-bit floats (one GemmType), norm vectors in
-// float32, with the
-// projections that read the same input fused into one matrix (rows stacked) so that each is one
-// GEMM: wqkv = [wq; wk; wv] and wgu = [w_gate; w_up].
+// float32, with the projections that read the same input fused into one matrix (rows stacked) so
+// that each is one GEMM: wqkv = [wq; wk; wv] and wgu = [w_gate; w_up].
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
