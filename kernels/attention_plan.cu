@@ -47,6 +47,7 @@ double estimate(const std::vector<int32_t>& lens, int64_t total, int32_t P, int3
 }
 
 int g_variant[2] = {0, 0};
+bool g_programmatic = false;
 
 }  // namespace
 
@@ -58,6 +59,9 @@ void set_kernel_variant(int32_t decode, int32_t prefill) {
   g_variant[0] = decode;
   g_variant[1] = prefill;
 }
+
+void set_programmatic_launch(bool on) { g_programmatic = on; }
+bool programmatic_launch() { return g_programmatic; }
 
 void plan_decode(const int32_t* indptr, const int32_t* decode_chunks, int32_t n_dc, int32_t n_layers,
                  int32_t n_kv_heads, int32_t block_size, const DecodePlanOptions& opt, DecodePlan& plan) {

@@ -16,6 +16,7 @@
 #include <mutex>
 
 #include "attention_common.cuh"
+#include "pdl.cuh"
 
 namespace hs::kernels {
 namespace detail {
@@ -54,6 +55,7 @@ __global__ void __launch_bounds__(kDecodeThreads) decode_kernel(const DecodePara
   __shared__ float red_m[kDecodeWarps][16], red_l[kDecodeWarps][16], tot_m[16], tot_l[16];
   __shared__ int is_last;
 
+  pdl_begin();
   const PagedAttentionArgs& a = p.a;
   int item = blockIdx.x;
   if (p.item_range) {
@@ -353,8 +355,7 @@ const void* decode_kernel_ptr() {
 template <int D, int V>
 cudaError_t launch_decode(const DecodeParams& p, cudaStream_t stream) {
   decode_kernel_ptr<D, V>();
-  decode_kernel<D, V><<<p.n_items, kDecodeThreads, DecodeCfg<D, V>::kSmem, stream>>>(p);
-  return cudaGetLastError();
+  return launch(decode_kernel<D, V>, p.n_items, kDecodeThreads, DecodeCfg<D, V>::kSmem, stream, p);
 }
 
 template <int D, int V>

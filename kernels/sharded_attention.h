@@ -147,4 +147,10 @@ cudaError_t write_kv(const KvWriteParams& p, cudaStream_t stream);
 // tile (default); 1: 32. Plan decode after changing it (decode_slots() depends on it).
 void set_kernel_variant(int32_t decode, int32_t prefill);
 
+// Process-wide (not thread-safe): whether the decode kernels here and the model's kernels
+// (src/backend/cuda) are launched as programmatic dependent launches (pdl.cuh), so that each is
+// scheduled while the one before it still runs. Off by default; the CUDA backend turns it on.
+void set_programmatic_launch(bool on);
+bool programmatic_launch();
+
 }  // namespace hs::kernels

@@ -8,12 +8,14 @@
 #             the CPU Sampler), test_cuda_backend (GPU against the CPU backend, synthetic and real
 #             models, and the engine on both)
 #   memcheck  compute-sanitizer memcheck on a subset of test_device_sampling and test_cuda_backend
-#   bench     with synthetic Llama-3.1-8B weights: bench-4k (decode at 4k, batch 1 and 8, attention
-#             kernels sharded and simple, linear layers on the streaming kernel and on cuBLAS),
+#   bench     with synthetic Llama-3.1-8B weights: bench-4k (decode at 4k, batch 1 and 8, linear
+#             layers on the streaming kernel and on cuBLAS, with and without programmatic launch;
+#             then bench_gemv, the single-row linear layers alone),
 #             bench-32k (dense and strided plans at 32k), bench-throughput (decode at 64 and 256
 #             sequences, 1k prompt, 1k output), bench-kv-step (the host's KV bookkeeping per decode
 #             step) and kv-report (32k-token sequences in a 64 GiB KV budget, dense and strided).
-#             ATTENTION_4K=sharded, REPS_32K=1, THROUGHPUT_GEN and THROUGHPUT_PLANS shorten them.
+#             ATTENTION_4K=sharded,simple adds the simple attention kernel to bench-4k; REPS_32K=1,
+#             THROUGHPUT_GEN and THROUGHPUT_PLANS shorten the others.
 #             The engine logs where each 100 steps' time goes (HEADSHARD_CUDA_TIMING=1).
 #   serve     `headshard serve --device cuda` on the default model under scripts/loadtest.py
 #   build-stage  docker/build-stage.sh --flavour cuda: the container image's compile stage
@@ -80,8 +82,10 @@ while [ $i -lt ${#STAGES[@]} ]; do  # a stage may append stages
       ;;
     bench) STAGES+=(bench-4k bench-32k bench-throughput bench-kv-step kv-report) ;;
     bench-4k)
-      run bench_decode_4k 300 "$PKG/bench_generate" --model $M8B --device cuda --attention "${ATTENTION_4K:-sharded,simple}" \
-        --gemv on,off --plan dense --prompt 4096 --context 4096 --batch 1,8 --gen 64 --reps 3 --json "$OUT/bench_decode_4k.json"
+      run bench_decode_4k 400 "$PKG/bench_generate" --model $M8B --device cuda --attention "${ATTENTION_4K:-sharded}" \
+        --gemv on,off --pdl on,off --plan dense --prompt 4096 --context 4096 --batch 1,8 --gen 64 --reps 3 \
+        --json "$OUT/bench_decode_4k.json"
+      TAIL=45 run bench_gemv 60 "$PKG/bench_gemv" --json "$OUT/bench_gemv.json"
       ;;
     bench-32k)
       run bench_32k 500 "$PKG/bench_generate" --model $M8B --device cuda --plan "dense|$STRIDED" \

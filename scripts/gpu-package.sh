@@ -14,10 +14,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${BUILD_DIR:-build-cuda}
 cmake -S . -B "$B" -DHEADSHARD_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$B" -j"$(nproc)" --target headshard test_cuda_backend test_device_sampling test_gemm test_sharded_attention bench_generate bench_kv_step
+BINS=(headshard test_cuda_backend test_device_sampling test_gemm test_sharded_attention bench_generate bench_kv_step
+      bench_gemv)
+cmake --build "$B" -j"$(nproc)" --target "${BINS[@]}"
 grep -qx '/.device/' .git/info/exclude 2>/dev/null || echo '/.device/' >> .git/info/exclude
 rm -rf .device/pkg && mkdir -p .device/pkg/lib
-BINS=(headshard test_cuda_backend test_device_sampling test_gemm test_sharded_attention bench_generate bench_kv_step)
 for b in "${BINS[@]}"; do cp "$B/$b" .device/pkg/; done
 # Every shared library they load except glibc's and the CUDA libraries the GPU machine has.
 for b in "${BINS[@]}"; do

@@ -11,12 +11,14 @@
 
 #include <cstring>
 #include <random>
+#include <stdexcept>
 #include <vector>
 
 #include "backend/cuda/cuda_backend.h"
 #include "cuda/gpu_test.h"
 #include "backend/cuda/gemm.h"
 #include "backend/cuda/gemv.h"
+#include "sharded_attention.h"
 
 namespace hs {
 namespace {
@@ -35,7 +37,9 @@ struct Shape {
   float beta;
 };
 
-void expect_exact(const Shape& sh, cuda::GemmType t) {
+// Runs Y = X W^T on the device: through Gemm::linear, or straight through gemv() in the given
+// configuration.
+void expect_exact(const Shape& sh, cuda::GemmType t, const cuda::GemvConfig* config = nullptr) {
   const auto [m, k, n, beta] = sh;
   const int ldx = k + 8;  // a padded row stride, as the backend's buffers may have
   std::mt19937 rng(m * 31 + k * 7 + n);
@@ -57,7 +61,9 @@ void expect_exact(const Shape& sh, cuda::GemmType t) {
   check_cuda(cudaMemcpy(dx, xh.data(), xh.size() * 2, cudaMemcpyHostToDevice));
   check_cuda(cudaMemcpy(dw, wh.data(), wh.size() * 2, cudaMemcpyHostToDevice));
   check_cuda(cudaMemcpy(dy, y0.data(), y0.size() * 4, cudaMemcpyHostToDevice));
-  {
+  if (config) {
+    cuda::gemv(dx, dw, t, m, k, dy, beta, nullptr, *config);
+  } else {
     cuda::Gemm gemm(nullptr);
     gemm.linear(dx, ldx, dw, t, m, k, n, dy, m, beta);
   }
@@ -87,6 +93,23 @@ TEST(Gemm, SmallBatchesAndCublasAreExactOnExactInputs) {
                             Shape{37, 256, 1, 1.0f}, Shape{515, 1032, 3, 1.0f},       // cuBLAS
                             Shape{300, 100, 1, 1.0f}})                                // k % 8 != 0: cuBLAS
       expect_exact(sh, t);
+}
+
+TEST(Gemm, EveryStreamingConfigurationIsExact) {
+  REQUIRE_GPU();
+  // k = 4104 leaves a partial round of loads for every U; m = 1001 a partial block and warp.
+  // As the backend launches them: each scheduled while the one before it runs.
+  kernels::set_programmatic_launch(true);
+  for (const cuda::GemvConfig c : {cuda::GemvConfig{1, 2}, cuda::GemvConfig{1, 4}, cuda::GemvConfig{1, 8},
+                                   cuda::GemvConfig{1, 16}, cuda::GemvConfig{2, 2}, cuda::GemvConfig{2, 4},
+                                   cuda::GemvConfig{2, 8}}) {
+    SCOPED_TRACE(testing::Message() << c.rows_per_warp << " rows per warp, " << c.loads_per_lane << " loads");
+    expect_exact(Shape{1001, 4104, 1, 1.0f}, cuda::GemmType::FP16, &c);
+    expect_exact(Shape{64, 1032, 1, 0.0f}, cuda::GemmType::BF16, &c);
+  }
+  kernels::set_programmatic_launch(false);
+  EXPECT_THROW(cuda::gemv(nullptr, nullptr, cuda::GemmType::FP16, 8, 8, nullptr, 0.0f, nullptr, {2, 16}),
+               std::invalid_argument);
 }
 
 TEST(Gemm, StreamingKernelTakesOnlyAlignedSingleRows) {

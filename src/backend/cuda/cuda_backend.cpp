@@ -243,6 +243,9 @@ class CudaBackend final : public Backend {
 CudaBackend::CudaBackend(std::shared_ptr<const ModelWeights> w, int device)
     : w_(std::move(w)), c_(w_->config), device_(select_device(device)) {
   check_supported(c_);
+  // Each kernel is scheduled while the one before it runs (programmatic dependent launch), so that
+  // its launch latency hides behind that kernel's tail; HEADSHARD_CUDA_PDL=0 for comparisons.
+  kernels::set_programmatic_launch(!env_is("HEADSHARD_CUDA_PDL", "0"));
   gemm_ = std::make_unique<cuda::Gemm>(stream_.s, !env_is("HEADSHARD_CUDA_GEMV", "0"));
   dw_ = cuda::upload_weights(*w_, gemm_type(c_), stream_.s);
   spdlog::info("CUDA GEMMs in {}", dw_.type == cuda::GemmType::FP16 ? "fp16" : "bf16");

@@ -14,7 +14,19 @@ namespace hs::cuda {
 // elements (16 bytes).
 bool gemv_supports(const half16* X, const half16* W, int k, int n);
 
-// y[c] = sum_i x[i] * W[c][i] (+ y[c] when beta is 1), c < m, i < k. Enqueued on s.
-void gemv(const half16* x, const half16* W, GemmType t, int m, int k, float* y, float beta, cudaStream_t s);
+// How the kernel cuts the work: weight rows per warp (1 or 2) and 16-byte loads each lane has in
+// flight per row (2, 4, 8, or 16 with one row).
+struct GemvConfig {
+  int rows_per_warp;
+  int loads_per_lane;
+};
+
+// The configuration Gemm uses for an m x k matrix (bench_gemv compares the others).
+GemvConfig gemv_config(int m, int k);
+
+// y[c] = sum_i x[i] * W[c][i] (+ y[c] when beta is 1), c < m, i < k, enqueued on s. Throws
+// std::invalid_argument for a configuration that has no kernel.
+void gemv(const half16* x, const half16* W, GemmType t, int m, int k, float* y, float beta, cudaStream_t s,
+          const GemvConfig& config);
 
 }  // namespace hs::cuda

@@ -5,10 +5,14 @@
 #include <type_traits>
 
 #include "backend/cuda/cuda_check.h"
+#include "pdl.cuh"
 
 namespace hs::cuda {
 
 namespace {
+
+using kernels::launch;
+using kernels::pdl_begin;
 
 // Float conversions of the two 16-bit types (round to nearest even).
 template <typename T>
@@ -64,6 +68,7 @@ __device__ float inv_rms(const float* v, int n, float eps) {
 
 template <typename In, typename Out>
 __global__ void convert_kernel(const In* in, Out* out, size_t n) {
+  pdl_begin();
   for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<size_t>(gridDim.x) * blockDim.x) {
     if constexpr (std::is_same_v<In, float>) out[i] = from_float<Out>(in[i]);
@@ -73,6 +78,7 @@ __global__ void convert_kernel(const In* in, Out* out, size_t n) {
 
 template <typename T>
 __global__ void embed_kernel(const int32_t* ids, const T* table, int d, float scale, float* x) {
+  pdl_begin();
   const int t = blockIdx.x;
   const T* e = table + static_cast<int64_t>(ids[t]) * d;
   float* row = x + static_cast<int64_t>(t) * d;
@@ -87,6 +93,7 @@ template <typename T, int kPer>
 __global__ void __launch_bounds__(kNormThreads)
     residual_norm_kernel(float* x, const float* o, const float* o_weight, const float* h_weight, T* h_out, int d,
                          float eps) {
+  pdl_begin();
   const int64_t r = blockIdx.x;
   float* xr = x + r * d;
   float xv[kPer];
@@ -128,6 +135,7 @@ __global__ void __launch_bounds__(kNormThreads)
 template <typename Out>
 __global__ void gather_norm_kernel(const float* x, const int32_t* rows, const float* weight, Out* h_out, int d,
                                    float eps) {
+  pdl_begin();
   const int64_t r = blockIdx.x;
   const float* xr = x + static_cast<int64_t>(rows[r]) * d;
   const float s = inv_rms(xr, d, eps);
@@ -137,6 +145,7 @@ __global__ void gather_norm_kernel(const float* x, const int32_t* rows, const fl
 // One block per (token, head): heads [0, n_heads) are queries, the next n_kv_heads keys (whose
 // values are stored alongside).
 __global__ void qkv_prep_kernel(QkvPrepParams p) {
+  pdl_begin();
   __shared__ float v[kMaxHeadDim];
   const int t = blockIdx.x, head = blockIdx.y, D = p.head_dim;
   const bool is_q = head < p.n_heads;
@@ -196,6 +205,7 @@ __device__ float gelu_tanh(float x) {
 
 template <typename T>
 __global__ void gated_kernel(const float* gu, int64_t n, int d_ff, bool gelu, T* out) {
+  pdl_begin();
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t t = i / d_ff, c = i % d_ff;
@@ -218,9 +228,9 @@ void launch_convert(const In* in, half16* out, GemmType t, size_t n, cudaStream_
   if (n == 0) return;
   with_type(t, [&](auto tag) {
     using T = decltype(tag);
-    convert_kernel<<<grid_for(static_cast<int64_t>(n), 256), 256, 0, s>>>(in, reinterpret_cast<T*>(out), n);
+    HS_CUDA_CHECK(launch(convert_kernel<In, T>, grid_for(static_cast<int64_t>(n), 256), 256, 0, s, in,
+                         reinterpret_cast<T*>(out), n));
   });
-  HS_CUDA_CHECK_LAUNCH();
 }
 
 void convert_f32(const float* in, half16* out, GemmType t, size_t n, cudaStream_t s) { launch_convert(in, out, t, n, s); }
@@ -232,9 +242,9 @@ void embed_tokens(const int32_t* ids, const half16* table, GemmType tt, int n_to
   if (n_tokens == 0) return;
   with_type(tt, [&](auto tag) {
     using T = decltype(tag);
-    embed_kernel<<<n_tokens, kRowThreads, 0, s>>>(ids, reinterpret_cast<const T*>(table), d, scale, x);
+    HS_CUDA_CHECK(
+        launch(embed_kernel<T>, n_tokens, kRowThreads, 0, s, ids, reinterpret_cast<const T*>(table), d, scale, x));
   });
-  HS_CUDA_CHECK_LAUNCH();
 }
 
 void residual_norm(float* x, const float* o, const float* o_weight, const float* h_weight, half16* h_out, GemmType ht,
@@ -243,13 +253,10 @@ void residual_norm(float* x, const float* o, const float* o_weight, const float*
   with_type(ht, [&](auto tag) {
     using T = decltype(tag);
     T* h = reinterpret_cast<T*>(h_out);
-    if (d <= 8 * kNormThreads)
-      residual_norm_kernel<T, 8><<<n_rows, kNormThreads, 0, s>>>(x, o, o_weight, h_weight, h, d, eps);
-    else
-      residual_norm_kernel<T, kMaxModelDim / kNormThreads><<<n_rows, kNormThreads, 0, s>>>(x, o, o_weight, h_weight, h,
-                                                                                          d, eps);
+    auto* kernel =
+        d <= 8 * kNormThreads ? residual_norm_kernel<T, 8> : residual_norm_kernel<T, kMaxModelDim / kNormThreads>;
+    HS_CUDA_CHECK(launch(kernel, n_rows, kNormThreads, 0, s, x, o, o_weight, h_weight, h, d, eps));
   });
-  HS_CUDA_CHECK_LAUNCH();
 }
 
 void gather_norm(const float* x, const int32_t* rows, const float* weight, half16* h_out, GemmType ht, int n_rows,
@@ -257,16 +264,15 @@ void gather_norm(const float* x, const int32_t* rows, const float* weight, half1
   if (n_rows == 0) return;
   with_type(ht, [&](auto tag) {
     using T = decltype(tag);
-    gather_norm_kernel<<<n_rows, kRowThreads, 0, s>>>(x, rows, weight, reinterpret_cast<T*>(h_out), d, eps);
+    HS_CUDA_CHECK(launch(gather_norm_kernel<T>, n_rows, kRowThreads, 0, s, x, rows, weight,
+                         reinterpret_cast<T*>(h_out), d, eps));
   });
-  HS_CUDA_CHECK_LAUNCH();
 }
 
 void qkv_prep(const QkvPrepParams& p, cudaStream_t s) {
   if (p.n_tokens == 0) return;
   const dim3 grid(p.n_tokens, p.n_heads + p.n_kv_heads);
-  qkv_prep_kernel<<<grid, kHeadThreads, 0, s>>>(p);
-  HS_CUDA_CHECK_LAUNCH();
+  HS_CUDA_CHECK(launch(qkv_prep_kernel, grid, kHeadThreads, 0, s, p));
 }
 
 void gated_activation(const float* gu, int n_tokens, int d_ff, bool gelu, half16* out, GemmType ot, cudaStream_t s) {
@@ -274,9 +280,8 @@ void gated_activation(const float* gu, int n_tokens, int d_ff, bool gelu, half16
   if (n == 0) return;
   with_type(ot, [&](auto tag) {
     using T = decltype(tag);
-    gated_kernel<<<grid_for(n, 256), 256, 0, s>>>(gu, n, d_ff, gelu, reinterpret_cast<T*>(out));
+    HS_CUDA_CHECK(launch(gated_kernel<T>, grid_for(n, 256), 256, 0, s, gu, n, d_ff, gelu, reinterpret_cast<T*>(out)));
   });
-  HS_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace hs::cuda
