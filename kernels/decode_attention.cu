@@ -304,16 +304,20 @@ __global__ void __launch_bounds__(kDecodeThreads) decode_kernel(const DecodePara
   float* wts = reinterpret_cast<float*>(smem);  // [ns][G]; Os is no longer needed
   for (int x = tid; x < ns * G; x += kDecodeThreads) wts[x] = __ldcg(part_lse + int64_t(it.partial0) * G + x);
   __syncthreads();
-  if (tid < G) {
+  // Each warp turns the log-sum-exps of its heads g (g % 4 == warp) into weights, lanes across
+  // the splits.
+  for (int g = warp; g < G; g += kDecodeWarps) {
     float M = -INFINITY;
-    for (int sp = 0; sp < ns; ++sp) M = fmaxf(M, wts[sp * G + tid]);
+    for (int sp = lane; sp < ns; sp += 32) M = fmaxf(M, wts[sp * G + g]);
+    for (int o = 16; o > 0; o >>= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, o));
     float W = 0.f;
-    for (int sp = 0; sp < ns; ++sp) {
-      const float w = M == -INFINITY ? 0.f : exp2f(wts[sp * G + tid] - M);
-      wts[sp * G + tid] = w;
+    for (int sp = lane; sp < ns; sp += 32) {
+      const float w = M == -INFINITY ? 0.f : exp2f(wts[sp * G + g] - M);
+      wts[sp * G + g] = w;
       W += w;
     }
-    tot_l[tid] = W;
+    for (int o = 16; o > 0; o >>= 1) W += __shfl_xor_sync(0xffffffffu, W, o);
+    if (lane == 0) tot_l[g] = W;
   }
   __syncthreads();
   const float* pbase = part_o + int64_t(it.partial0) * G * D;
@@ -321,12 +325,12 @@ __global__ void __launch_bounds__(kDecodeThreads) decode_kernel(const DecodePara
     const int g = idx / D;
     float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
     int sp = 0;
-    for (; sp + 4 <= ns; sp += 4) {  // four loads in flight
-      float4 x[4];
+    for (; sp + 8 <= ns; sp += 8) {  // eight loads in flight
+      float4 x[8];
 #pragma unroll
-      for (int u = 0; u < 4; ++u) x[u] = __ldcg(reinterpret_cast<const float4*>(pbase + int64_t(sp + u) * G * D + idx));
+      for (int u = 0; u < 8; ++u) x[u] = __ldcg(reinterpret_cast<const float4*>(pbase + int64_t(sp + u) * G * D + idx));
 #pragma unroll
-      for (int u = 0; u < 4; ++u) {
+      for (int u = 0; u < 8; ++u) {
         const float w = wts[(sp + u) * G + g];
         acc.x += w * x[u].x, acc.y += w * x[u].y, acc.z += w * x[u].z, acc.w += w * x[u].w;
       }
