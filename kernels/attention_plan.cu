@@ -110,9 +110,18 @@ void plan_decode(const int32_t* indptr, const int32_t* decode_chunks, int32_t n_
         total += n;
         lmax = std::max(lmax, n);
       }
-    // Layers whose lists have the lengths of the previous layer's (the usual case) split alike.
+    // Layers whose lists have the lengths of the previous layer's (the usual case) split alike:
+    // the previous layer's items in the same order, moved to this layer's lists.
     if (layer > 0 && lens == prev_lens) {
-      emit(layer, best_p);
+      const int32_t b0 = plan.layer_begin[layer - 1], b1 = plan.layer_begin[layer];
+      for (int32_t i = b0; i < b1; ++i) {
+        DecodeWorkItem it = plan.items[i];
+        const int32_t l = (it.chunk * n_layers + layer) * n_kv_heads + it.kv_head;
+        const int32_t shift = indptr[l] - indptr[l - n_kv_heads];  // the same list one layer down
+        it.e_begin += shift;
+        it.e_end += shift;
+        plan.items.push_back(it);
+      }
       continue;
     }
     prev_lens = lens;

@@ -21,6 +21,7 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "bf16_host.h"
@@ -593,13 +594,21 @@ TEST(PrefillTileSearch, VisitsEveryAttendedKey) {
 }
 
 // The decode plan cuts every list into consecutive runs covering it exactly once, with distinct
-// workspace slots per layer, whatever the slot count.
+// workspace slots per layer, whatever the slot count. Half the trials give every layer the same
+// list lengths (as a model's layers usually have), and then each layer's items must be those of
+// planning that layer alone.
 TEST(DecodePlan, CoversEveryListOnce) {
   std::mt19937_64 rng(std::random_device{}());
   for (int trial = 0; trial < 300; ++trial) {
     const int n_layers = uni(rng, 1, 3), n_kv = uni(rng, 1, 8), n_chunks = uni(rng, 1, 40), B = 16 << uni(rng, 0, 2);
+    const bool same_lengths = trial % 2 == 1;
+    std::vector<int32_t> lens(n_chunks * n_kv);
+    for (int32_t& n : lens) n = uni(rng, 1, uni(rng, 1, 3000));
     std::vector<int32_t> indptr(1, 0);
-    for (int l = 0; l < n_chunks * n_layers * n_kv; ++l) indptr.push_back(indptr.back() + uni(rng, 1, uni(rng, 1, 3000)));
+    for (int c = 0; c < n_chunks; ++c)
+      for (int layer = 0; layer < n_layers; ++layer)
+        for (int h = 0; h < n_kv; ++h)
+          indptr.push_back(indptr.back() + (same_lengths ? lens[c * n_kv + h] : uni(rng, 1, uni(rng, 1, 3000))));
     std::vector<int32_t> dec;
     for (int c = 0; c < n_chunks; ++c)
       if (uni(rng, 0, 3) != 0) dec.push_back(c);
@@ -632,6 +641,26 @@ TEST(DecodePlan, CoversEveryListOnce) {
           for (int x = indptr[li]; x < indptr[li + 1]; ++x) ASSERT_EQ(covered[x], 1) << "entry " << x;
         }
       for (int u : slot_used) ASSERT_LE(u, 1);
+    }
+    if (!same_lengths) continue;
+    // One layer of the same lists planned alone: the same items, at that layer's list offsets.
+    std::vector<int32_t> one(1, 0);
+    for (int32_t n : lens) one.push_back(one.back() + n);
+    K::DecodePlan alone;
+    K::plan_decode(one.data(), dec.data(), int(dec.size()), 1, n_kv, B, o, alone);
+    const int n_items = alone.layer_begin[1];
+    for (int layer = 0; layer < n_layers; ++layer) {
+      ASSERT_EQ(plan.layer_begin[layer + 1] - plan.layer_begin[layer], n_items) << "layer " << layer;
+      for (int i = 0; i < n_items; ++i) {
+        const K::DecodeWorkItem& a = alone.items[i];
+        const K::DecodeWorkItem& b = plan.items[plan.layer_begin[layer] + i];
+        const int la = a.chunk * n_kv + a.kv_head, lb = (b.chunk * n_layers + layer) * n_kv + b.kv_head;
+        ASSERT_EQ(std::make_tuple(a.chunk, a.kv_head, a.e_begin - one[la], a.e_end - one[la], a.split, a.n_splits,
+                                  a.partial0, a.group_id),
+                  std::make_tuple(b.chunk, b.kv_head, b.e_begin - indptr[lb], b.e_end - indptr[lb], b.split,
+                                  b.n_splits, b.partial0, b.group_id))
+            << "layer " << layer << " item " << i;
+      }
     }
   }
 }
