@@ -1,6 +1,7 @@
 #include "kv/paged_kv_cache.h"
 
 #include <algorithm>
+#include <atomic>
 #include <stdexcept>
 #include <string>
 
@@ -264,23 +265,30 @@ void PagedKvCache::build_step(const std::vector<std::pair<int64_t, int32_t>>& ch
 
   // Write slots, (layer, head) major then the step's tokens. A chunk's positions are consecutive,
   // so one forward walk through the (ascending) list, from the first block, finds every block.
+  // (Layer, head) pairs fill disjoint ranges, so they too spread over the threads.
   meta.write_slots.resize(static_cast<size_t>(per_chunk) * meta.n_tokens);
-  for (int32_t i = 0; i < per_chunk; ++i)
-    for (int32_t c = 0; c < n_chunks; ++c) {
-      const auto& list = states[c]->lists[i];
-      const int32_t pos0 = meta.chunk_pos0[c];
-      int32_t* out = &meta.write_slots[static_cast<size_t>(i) * meta.n_tokens + meta.chunk_tok0[c]];
-      auto it = std::lower_bound(list.begin(), list.end(), pos0 / block_size_,
-                                 [](const BlockPage& e, int32_t block) { return e.block < block; });
-      for (int32_t k = 0; k < chunks[c].second; ++k) {
-        const int32_t pos = pos0 + k;
-        const int32_t block = pos / block_size_;
-        while (it != list.end() && it->block < block) ++it;
-        if (it == list.end() || it->block != block)
-          throw std::logic_error("PagedKvCache::build_step: no page for a new token's block");
-        out[k] = it->page * block_size_ + pos % block_size_;
+  std::atomic<bool> missing{false};  // thrown below: an exception must not leave a pool thread
+  ThreadPool::global().parallel_for(per_chunk, 8, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i)
+      for (int32_t c = 0; c < n_chunks; ++c) {
+        const auto& list = states[c]->lists[i];
+        const int32_t pos0 = meta.chunk_pos0[c];
+        int32_t* out = &meta.write_slots[static_cast<size_t>(i) * meta.n_tokens + meta.chunk_tok0[c]];
+        auto it = std::lower_bound(list.begin(), list.end(), pos0 / block_size_,
+                                   [](const BlockPage& e, int32_t block) { return e.block < block; });
+        for (int32_t k = 0; k < chunks[c].second; ++k) {
+          const int32_t pos = pos0 + k;
+          const int32_t block = pos / block_size_;
+          while (it != list.end() && it->block < block) ++it;
+          if (it == list.end() || it->block != block) {
+            missing = true;
+            return;
+          }
+          out[k] = it->page * block_size_ + pos % block_size_;
+        }
       }
-    }
+  });
+  if (missing) throw std::logic_error("PagedKvCache::build_step: no page for a new token's block");
 }
 
 int64_t PagedKvCache::pages_in_use(HeadKind kind) const { return used_by_kind_[static_cast<int>(kind)]; }
