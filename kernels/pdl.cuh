@@ -3,9 +3,9 @@
 // launch latency is hidden by the time the earlier kernel ends. Such a kernel must call
 // pdl_wait() before it touches memory that earlier work writes or reads (the wait returns once the
 // earlier grids have finished and their writes are visible). pdl_launch_dependents() then lets
-// the next kernel be scheduled. (Letting it be scheduled before the wait, so that a chain of
-// kernels is scheduled ahead, and prefetching weights into L2 meanwhile, measured slower: 196
-// against 206 tokens/s on Llama-3.1-8B's batch-1 decode.) Both are no-ops below sm_90 and in a kernel launched the ordinary way.
+// the next kernel be scheduled. Both are no-ops below sm_90 and in a kernel launched the ordinary
+// way. (Scheduling the next kernel before the wait, so that whole chains are scheduled ahead,
+// measured slower: kernels/NOTES.md, session 4.)
 #pragma once
 #include <cuda_runtime.h>
 
