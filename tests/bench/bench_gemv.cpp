@@ -18,7 +18,6 @@
 #ifdef HEADSHARD_WITH_CUDA
 #include <cuda_runtime.h>
 
-#include <fstream>
 #include <stdexcept>
 
 #include "backend/cuda/cuda_check.h"
@@ -112,12 +111,12 @@ int main(int argc, char** argv) try {
       std::fflush(stdout);
       out["results"].push_back({{"m", m}, {"k", k}, {"kernel", kernel}, {"us_per_call", us}, {"tb_per_s", tbs}});
     };
-    const hs::cuda::GemvConfig def = hs::cuda::gemv_config(m, k);
     for (const std::string& c : configs) {
       const auto colon = c.find(':');
       if (colon == std::string::npos) throw std::invalid_argument("--configs takes R:U");
       const hs::cuda::GemvConfig cfg{std::stoi(c.substr(0, colon)), std::stoi(c.substr(colon + 1))};
-      const bool is_default = cfg.rows_per_warp == def.rows_per_warp && cfg.loads_per_lane == def.loads_per_lane;
+      const bool is_default = cfg.rows_per_warp == hs::cuda::kGemvConfig.rows_per_warp &&
+                              cfg.loads_per_lane == hs::cuda::kGemvConfig.loads_per_lane;
       row(c + (is_default ? "*" : ""), [&](const hs::cuda::half16* wc) {
         hs::cuda::gemv(x.get(), wc, hs::cuda::GemmType::FP16, m, k, y.get(), 0.0f, nullptr, cfg);
       });
@@ -126,10 +125,8 @@ int main(int argc, char** argv) try {
       cublas.linear(x.get(), k, wc, hs::cuda::GemmType::FP16, m, k, 1, y.get(), m);
     });
   }
-  std::printf("\n* the configuration gemv() picks for the shape\n");
-  const std::string json_path = a.str("json", "bench_gemv.json");
-  std::ofstream(json_path) << out.dump(2) << "\n";
-  std::printf("wrote %s\n", json_path.c_str());
+  std::printf("\n* the configuration Gemm uses (kGemvConfig)\n");
+  hs::bench::write_json(a.str("json", "bench_gemv.json"), out);
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "bench_gemv: %s\n", e.what());

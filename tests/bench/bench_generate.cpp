@@ -15,7 +15,6 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <random>
 #include <string>
 #include <vector>
@@ -185,8 +184,7 @@ int main(int argc, char** argv) try {
         }
     }
   }
-  std::ofstream(json_path) << out.dump(2) << "\n";
-  std::printf("\nwrote %s\n", json_path.c_str());
+  hs::bench::write_json(json_path, out);
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "bench_generate: %s\n", e.what());

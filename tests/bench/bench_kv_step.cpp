@@ -9,7 +9,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <string>
 #include <vector>
 
@@ -77,9 +76,7 @@ int main(int argc, char** argv) try {
                              {"median_total_ms", median(total)}});
     }
   }
-  const std::string json_path = a.str("json", "bench_kv_step.json");
-  std::ofstream(json_path) << out.dump(2) << "\n";
-  std::printf("\nwrote %s\n", json_path.c_str());
+  hs::bench::write_json(a.str("json", "bench_kv_step.json"), out);
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "bench_kv_step: %s\n", e.what());

@@ -1,9 +1,13 @@
-// What the benchmark programs share: their list arguments and their one statistic.
+// What the benchmark programs share: their list arguments, their one statistic and their JSON.
 #pragma once
 #include <algorithm>
+#include <cstdio>
+#include <fstream>
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 namespace hs::bench {
 
@@ -27,6 +31,12 @@ inline double median(std::vector<double> v) {
   if (v.empty()) return 0.0;
   std::sort(v.begin(), v.end());
   return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+}
+
+// Writes the raw numbers and says where.
+inline void write_json(const std::string& path, const nlohmann::json& out) {
+  std::ofstream(path) << out.dump(2) << "\n";
+  std::printf("\nwrote %s\n", path.c_str());
 }
 
 }  // namespace hs::bench

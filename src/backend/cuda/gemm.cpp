@@ -29,7 +29,7 @@ void Gemm::linear(const half16* X, int64_t ldx, const half16* W, GemmType t, int
                   float beta) {
   if (n == 0) return;
   if (gemv_ && (beta == 0.0f || beta == 1.0f) && gemv_supports(X, W, k, n))
-    return gemv(X, W, t, m, k, Y, beta, stream_, gemv_config(m, k));
+    return gemv(X, W, t, m, k, Y, beta, stream_, kGemvConfig);
   const float alpha = 1.0f;
   const cudaDataType_t type = t == GemmType::FP16 ? CUDA_R_16F : CUDA_R_16BF;
   // cuBLAS is column-major: row-major Y [n][m] is column-major Y^T (m x n), and

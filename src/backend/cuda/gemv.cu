@@ -105,14 +105,6 @@ Launcher<T> launcher(const GemvConfig& c) {
 
 }  // namespace
 
-GemvConfig gemv_config(int /*m*/, int /*k*/) {
-  // bench_gemv on an H200 at Llama-3.1-8B's shapes, two runs: one row per warp and two loads per
-  // lane had the least time per layer (114.7 and 110.3 us for QKV, output, gate/up and down),
-  // against 116.4 and 119.9 us for the earlier choice, and the fastest gate/up and LM head in both
-  // runs. The 4096-row matrices varied by up to 18% between the runs, in every configuration.
-  return GemvConfig{1, 2};
-}
-
 bool gemv_supports(const half16* X, const half16* W, int k, int n) {
   auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
   return n == 1 && k % kVec == 0 && aligned(X) && aligned(W);
