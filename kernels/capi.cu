@@ -21,7 +21,7 @@ struct HsAttnArgs {
   const int32_t* chunk_pos0;
   const int32_t* chunk_tok0;
   const void* shards;  // ShardParams[n_kv_heads] (4 x int32 each), device
-  int64_t q_row_stride, out_row_stride;
+  int64_t q_row_stride, out_row_stride, kv_pool_pages;
   int32_t n_layers, layer, n_kv_heads, group, head_dim, block_size, window;
   float scale;
 };
@@ -35,6 +35,7 @@ PagedAttentionArgs to_args(const HsAttnArgs& x) {
   a.q = x.q;
   a.out = x.out;
   a.kv_pool = x.kv_pool;
+  a.kv_pool_pages = x.kv_pool_pages;
   a.indptr = x.indptr;
   a.blocks = x.blocks;
   a.pages = x.pages;

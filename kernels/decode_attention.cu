@@ -2,15 +2,26 @@
 //
 // One thread block per work item: (chunk, KV head, a run of list entries). All `group` query
 // heads of the KV head sit in the rows of one 16-row mma tile, so each page is read once per KV
-// head. The entries are streamed in tiles of 64 tokens (K and V) through a cp.async pipeline of
-// 2..4 stages; each of the 4 warps takes 16 tokens of a tile (S = Q K^T, online softmax, O += P V
-// with mma.sync m16n8k16, bf16 in, fp32 accumulate) and the warps merge at the end. Slots the
-// query may not see (causality in its own block, the model window, a block the rule no longer
-// attends) are never read: cp.async zero-fills them and their scores are -inf.
+// head. The entries are streamed in tiles of 64 tokens (K and V); each of 4 consumer warps takes
+// 16 tokens of a tile (S = Q K^T, online softmax, O += P V with mma.sync m16n8k16, bf16 in, fp32
+// accumulate) and the warps merge at the end.
+//
+// Two kernels stream the tiles (set_kernel_variant picks; both give the same results):
+//   0 (default) the copy engine: a fifth warp looks the pages up and issues one bulk tensor copy
+//     (TMA, 128-byte swizzle) per 64 columns of a page's K and V rows into a ring of stages, each
+//     with a "full" and an "empty" mbarrier, so the consumer warps only compute. Whole boxes are
+//     copied: the producer publishes which tokens of a tile the query may see, the consumers mask
+//     the others' scores to -inf and zero their V rows (a slot no query may see may hold anything,
+//     NaN included). Blocks the rule no longer attends are not copied at all.
+//   1 cp.async: every thread copies 16-byte pieces of the tile through a 2..4-stage pipeline and
+//     zero-fills the slots the query may not see.
 //
 // A list cut into several items (split-K / flash-decoding) writes normalized partial outputs and
 // their log-sum-exp to the workspace; the last item of the group to finish (an atomic counter)
 // merges them and resets the counter, so one launch does the whole layer.
+#include <cuda.h>
+#include <cudaTypedefs.h>
+
 #include <algorithm>
 #include <cmath>
 #include <mutex>
@@ -21,15 +32,436 @@
 namespace hs::kernels {
 namespace detail {
 
-constexpr int kDecodeThreads = 128;
+constexpr int kDecodeThreads = 128;  // the consumer warps
 constexpr int kDecodeWarps = 4;
 constexpr int kDecodeTile = 64;  // tokens per stage; 16 per warp
+constexpr unsigned kFull = 0xffffffffu;
 
-// Variant 0: 2..4 stages (two blocks per SM at D = 128); variant 1 (D = 128): 6 stages, one block
-// per SM, more bytes in flight per block. set_kernel_variant() picks.
-template <int D, int V>
+// ---- what both kernels end with ---------------------------------------------------------------
+// Merges the consumer warps' running softmax state (m, l per row pair, o fragments), then writes
+// the item's output, or its partial and, in the last split of the group to finish, the merge.
+// Every thread of the block calls it (threads >= kDecodeThreads only join the barriers); scratch
+// is shared memory of at least max(4 * 16 * D, 256 * 16) floats that nothing else uses now.
+template <int D>
+__device__ __forceinline__ void decode_finish(const DecodeParams& p, const DecodeWorkItem& it, float (&o)[D / 8][4],
+                                              const float (&m)[2], float (&l)[2], unsigned char* scratch) {
+  __shared__ float red_m[kDecodeWarps][16], red_l[kDecodeWarps][16], tot_m[16], tot_l[16];
+  __shared__ int is_last;
+  const PagedAttentionArgs& a = p.a;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const bool worker = tid < kDecodeThreads;
+  const int G = a.group;
+  const int n_q_heads = a.n_kv_heads * G;
+  const int64_t o_stride = a.out_row_stride ? a.out_row_stride : int64_t(n_q_heads) * D;
+  const int head0 = it.kv_head * G;
+  const int tok = a.chunk_tok0[it.chunk];
+
+  // Merge the four warps: row r of the tile is query head head0 + r.
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    l[r] += __shfl_xor_sync(kFull, l[r], 1);
+    l[r] += __shfl_xor_sync(kFull, l[r], 2);
+  }
+  if (worker && (lane & 3) == 0) {
+    red_m[warp][lane >> 2] = m[0];
+    red_m[warp][(lane >> 2) + 8] = m[1];
+    red_l[warp][lane >> 2] = l[0];
+    red_l[warp][(lane >> 2) + 8] = l[1];
+  }
+  __syncthreads();
+  if (tid < 16) {
+    float M = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < kDecodeWarps; ++w) M = fmaxf(M, red_m[w][tid]);
+    float L = 0.f;
+    if (M != -INFINITY)
+#pragma unroll
+      for (int w = 0; w < kDecodeWarps; ++w)
+        if (red_m[w][tid] != -INFINITY) L += red_l[w][tid] * exp2f(red_m[w][tid] - M);
+    tot_m[tid] = M;
+    tot_l[tid] = L;
+  }
+  __syncthreads();
+  float* Os = reinterpret_cast<float*>(scratch);  // [warp][16][D]
+  if (worker) {
+    const int r0 = lane >> 2;
+    const float f0 = m[0] == -INFINITY ? 0.f : exp2f(m[0] - tot_m[r0]);
+    const float f1 = m[1] == -INFINITY ? 0.f : exp2f(m[1] - tot_m[r0 + 8]);
+#pragma unroll
+    for (int dn = 0; dn < D / 8; ++dn) {
+      const int c = dn * 8 + (lane & 3) * 2;
+      *reinterpret_cast<float2*>(Os + (warp * 16 + r0) * D + c) = make_float2(o[dn][0] * f0, o[dn][1] * f0);
+      *reinterpret_cast<float2*>(Os + (warp * 16 + r0 + 8) * D + c) = make_float2(o[dn][2] * f1, o[dn][3] * f1);
+    }
+  }
+  __syncthreads();
+
+  __nv_bfloat16* out = static_cast<__nv_bfloat16*>(a.out) + int64_t(tok) * o_stride + int64_t(head0) * D;
+  // Four consecutive outputs per thread (G * D is a multiple of 4).
+  auto warp_sum4 = [&](int idx) {
+    const int g = idx / D, d = idx % D;
+    float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+    for (int w = 0; w < kDecodeWarps; ++w) {
+      const float4 x = *reinterpret_cast<const float4*>(Os + (w * 16 + g) * D + d);
+      acc.x += x.x, acc.y += x.y, acc.z += x.z, acc.w += x.w;
+    }
+    const float L = tot_l[g], inv = L > 0.f ? 1.f / L : 0.f;
+    return make_float4(acc.x * inv, acc.y * inv, acc.z * inv, acc.w * inv);
+  };
+  auto store4 = [&](int idx, float4 v) {
+    const __nv_bfloat162 lo = __floats2bfloat162_rn(v.x, v.y), hi = __floats2bfloat162_rn(v.z, v.w);
+    uint2 u;
+    u.x = *reinterpret_cast<const uint32_t*>(&lo);
+    u.y = *reinterpret_cast<const uint32_t*>(&hi);
+    *reinterpret_cast<uint2*>(out + idx) = u;
+  };
+  const int first = worker ? tid * 4 : G * D;  // threads past the consumers write nothing
+  if (it.n_splits == 1) {
+    for (int idx = first; idx < G * D; idx += kDecodeThreads * 4) store4(idx, warp_sum4(idx));
+    return;
+  }
+
+  // Split: write this part, then the last part of the group to finish merges them all.
+  float* part_o = static_cast<float*>(p.workspace);
+  float* part_lse = part_o + int64_t(p.max_partials) * G * D;
+  int* counters = reinterpret_cast<int*>(part_lse + int64_t(p.max_partials) * G);
+  const int slot = it.partial0 + it.split;
+  for (int idx = first; idx < G * D; idx += kDecodeThreads * 4)
+    __stcg(reinterpret_cast<float4*>(part_o + int64_t(slot) * G * D + idx), warp_sum4(idx));
+  if (tid < G) {
+    const float L = tot_l[tid];
+    part_lse[int64_t(slot) * G + tid] = L > 0.f ? tot_m[tid] + log2f(L) : -INFINITY;
+  }
+  __threadfence();
+  __syncthreads();
+  if (tid == 0) is_last = atomicAdd(counters + it.group_id, 1) == it.n_splits - 1;
+  __syncthreads();
+  if (!is_last) return;
+  __threadfence();
+  const int ns = it.n_splits;
+  float* wts = reinterpret_cast<float*>(scratch);  // [ns][G]; Os is no longer needed
+  for (int x = worker ? tid : ns * G; x < ns * G; x += kDecodeThreads)
+    wts[x] = __ldcg(part_lse + int64_t(it.partial0) * G + x);
+  __syncthreads();
+  // Each warp turns the log-sum-exps of its heads g (g % 4 == warp) into weights, lanes across
+  // the splits.
+  for (int g = worker ? warp : G; g < G; g += kDecodeWarps) {
+    float M = -INFINITY;
+    for (int sp = lane; sp < ns; sp += 32) M = fmaxf(M, wts[sp * G + g]);
+    for (int o = 16; o > 0; o >>= 1) M = fmaxf(M, __shfl_xor_sync(kFull, M, o));
+    float W = 0.f;
+    for (int sp = lane; sp < ns; sp += 32) {
+      const float w = M == -INFINITY ? 0.f : exp2f(wts[sp * G + g] - M);
+      wts[sp * G + g] = w;
+      W += w;
+    }
+    for (int o = 16; o > 0; o >>= 1) W += __shfl_xor_sync(kFull, W, o);
+    if (lane == 0) tot_l[g] = W;
+  }
+  __syncthreads();
+  const float* pbase = part_o + int64_t(it.partial0) * G * D;
+  for (int idx = first; idx < G * D; idx += kDecodeThreads * 4) {
+    const int g = idx / D;
+    float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+    int sp = 0;
+    for (; sp + 8 <= ns; sp += 8) {  // eight loads in flight
+      float4 x[8];
+#pragma unroll
+      for (int u = 0; u < 8; ++u) x[u] = __ldcg(reinterpret_cast<const float4*>(pbase + int64_t(sp + u) * G * D + idx));
+#pragma unroll
+      for (int u = 0; u < 8; ++u) {
+        const float w = wts[(sp + u) * G + g];
+        acc.x += w * x[u].x, acc.y += w * x[u].y, acc.z += w * x[u].z, acc.w += w * x[u].w;
+      }
+    }
+    for (; sp < ns; ++sp) {
+      const float4 x = __ldcg(reinterpret_cast<const float4*>(pbase + int64_t(sp) * G * D + idx));
+      const float w = wts[sp * G + g];
+      acc.x += w * x.x, acc.y += w * x.y, acc.z += w * x.z, acc.w += w * x.w;
+    }
+    const float W = tot_l[g], inv = W > 0.f ? 1.f / W : 0.f;
+    store4(idx, make_float4(acc.x * inv, acc.y * inv, acc.z * inv, acc.w * inv));
+  }
+  if (tid == 0) counters[it.group_id] = 0;  // ready for the next launch
+}
+
+// One 64-token tile of one consumer warp: its 16 tokens' scores against the group's query rows
+// (Qs, swz<D> layout), the online softmax update, and O += P V. key_row(r, c) / val_row(r, c)
+// give the shared-memory address of 16-byte chunk c of the tile's row r; bit i of `visible`
+// says whether the warp's token i may be seen.
+template <int D, typename KAddr, typename VAddr>
+__device__ __forceinline__ void decode_tile(const __nv_bfloat16* Qs, KAddr key_row, VAddr val_row, uint32_t visible,
+                                            float sl, float (&m)[2], float (&l)[2], float (&o)[D / 8][4]) {
+  const int lane = threadIdx.x & 31, warp = (threadIdx.x >> 5) & 3;
+  float s[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) {
+    uint32_t qa[4], kb[4];
+    ldmatrix_x4(qa, Qs + swz<D>(((lane >> 3) & 1) * 8 + (lane & 7), kk * 2 + (lane >> 4)));
+    ldmatrix_x4(kb, key_row(warp * 16 + (lane >> 4) * 8 + (lane & 7), kk * 2 + ((lane >> 3) & 1)));
+    mma_bf16(s[0], qa, kb[0], kb[1]);
+    mma_bf16(s[1], qa, kb[2], kb[3]);
+  }
+  float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+  for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int col = nt * 8 + (lane & 3) * 2 + (i & 1);
+      const float v = (visible >> col) & 1u ? s[nt][i] * sl : -INFINITY;
+      s[nt][i] = v;
+      mx[i >> 1] = fmaxf(mx[i >> 1], v);
+    }
+  float base[2], alpha[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    mx[r] = fmaxf(mx[r], __shfl_xor_sync(kFull, mx[r], 1));
+    mx[r] = fmaxf(mx[r], __shfl_xor_sync(kFull, mx[r], 2));
+    const float mn = fmaxf(m[r], mx[r]);
+    base[r] = mn == -INFINITY ? 0.f : mn;
+    alpha[r] = exp2f(m[r] - base[r]);
+    m[r] = mn;
+  }
+  float rs[2] = {0.f, 0.f};
+#pragma unroll
+  for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const float pv = exp2f(s[nt][i] - base[i >> 1]);
+      s[nt][i] = pv;
+      rs[i >> 1] += pv;
+    }
+  l[0] = l[0] * alpha[0] + rs[0];
+  l[1] = l[1] * alpha[1] + rs[1];
+#pragma unroll
+  for (int dn = 0; dn < D / 8; ++dn) {
+    o[dn][0] *= alpha[0];
+    o[dn][1] *= alpha[0];
+    o[dn][2] *= alpha[1];
+    o[dn][3] *= alpha[1];
+  }
+  const uint32_t pa[4] = {pack_bf16(s[0][0], s[0][1]), pack_bf16(s[0][2], s[0][3]), pack_bf16(s[1][0], s[1][1]),
+                          pack_bf16(s[1][2], s[1][3])};
+#pragma unroll
+  for (int n2 = 0; n2 < D / 16; ++n2) {
+    uint32_t vb[4];
+    ldmatrix_x4_trans(vb, val_row(warp * 16 + ((lane >> 3) & 1) * 8 + (lane & 7), n2 * 2 + (lane >> 4)));
+    mma_bf16(o[2 * n2], pa, vb[0], vb[1]);
+    mma_bf16(o[2 * n2 + 1], pa, vb[2], vb[3]);
+  }
+}
+
+// The group's query rows into Qs (swz<D> layout; rows >= G are zero) with cp.async, by `threads`
+// threads; the caller commits and waits.
+template <int D>
+__device__ __forceinline__ void load_q(const PagedAttentionArgs& a, const DecodeWorkItem& it, __nv_bfloat16* Qs,
+                                       int threads) {
+  constexpr int CPR = D / 8;
+  const int G = a.group;
+  const int64_t q_stride = a.q_row_stride ? a.q_row_stride : int64_t(a.n_kv_heads) * G * D;
+  const __nv_bfloat16* qrow = static_cast<const __nv_bfloat16*>(a.q) + int64_t(a.chunk_tok0[it.chunk]) * q_stride +
+                              int64_t(it.kv_head) * G * D;
+  for (int c = threadIdx.x; c < 16 * CPR; c += threads) {
+    const int r = c / CPR, ch = c % CPR;
+    const bool ok = r < G;
+    cp_async16(Qs + swz<D>(r, ch), ok ? qrow + r * D + ch * 8 : qrow, ok);
+  }
+}
+
+// ---- variant 0: bulk tensor copies ------------------------------------------------------------
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+__device__ __forceinline__ void mbar_init(uint64_t* bar, int count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_addr(bar)) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
+  uint32_t done = 0;
+  while (!done)
+    asm volatile(
+        "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}\n"
+        : "=r"(done)
+        : "r"(smem_addr(bar)), "r"(parity)
+        : "memory");
+}
+// Rows [row, row + box rows) and columns [col, col + 64) of the tensor map, into dst (the box's
+// swizzled layout), completing `bytes` on bar.
+__device__ __forceinline__ void tma_load_2d(void* dst, const CUtensorMap* map, int col, int row, uint64_t* bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(
+          smem_addr(dst)),
+      "l"(map), "r"(col), "r"(row), "r"(smem_addr(bar))
+      : "memory");
+}
+
+struct TmaDecodeArgs {
+  CUtensorMap kv;  // the pool as rows of D bf16 (2B rows a page), boxes of min(B, 64) rows x 64 columns
+  DecodeParams p;
+};
+
+template <int D>
+struct TmaDecodeCfg {
+  static constexpr int kStages = D == 256 ? 2 : (D == 128 ? 3 : 6);  // two blocks per SM up to D = 128
+  static constexpr int kBoxes = D / 64;                               // 64-column boxes per row
+  static constexpr int kBoxBytes = kDecodeTile * 128;                 // 64 rows of 128 bytes
+  static constexpr int kTileBytes = kBoxes * kBoxBytes;               // K (or V) of one tile
+  static constexpr size_t kSmem = 1024 + size_t(kStages) * 2 * kTileBytes + 16 * D * sizeof(__nv_bfloat16);
+  static_assert(size_t(kStages) * 2 * kTileBytes >= size_t(kDecodeWarps) * 16 * D * sizeof(float),
+                "merge scratch must fit");
+  static_assert(size_t(kStages) * 2 * kTileBytes >= 256 * 16 * sizeof(float), "split weights must fit");
+};
+
+// Byte address of 16-byte chunk c of row r in a tile of kBoxes boxes with the 128-byte swizzle.
+__device__ __forceinline__ const unsigned char* tma_chunk(const unsigned char* tile, int r, int c) {
+  return tile + (c >> 3) * (kDecodeTile * 128) + r * 128 + (((c & 7) ^ (r & 7)) << 4);
+}
+
+template <int D>
+__global__ void __launch_bounds__(kDecodeThreads + 32) decode_tma_kernel(const __grid_constant__ TmaDecodeArgs args) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  using Cfg = TmaDecodeCfg<D>;
+  constexpr int S = Cfg::kStages;
+  extern __shared__ unsigned char smem_raw[];
+  // The swizzle repeats every 1024 bytes: stages start on such a boundary.
+  unsigned char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
+  unsigned char* Kbuf = smem;
+  unsigned char* Vbuf = smem + S * Cfg::kTileBytes;
+  __nv_bfloat16* Qs = reinterpret_cast<__nv_bfloat16*>(smem + 2 * S * Cfg::kTileBytes);
+  __shared__ __align__(8) uint64_t full[S], empty[S];
+  __shared__ uint32_t visible[S][2];  // per stage: which of the tile's 64 tokens the query may see
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  if (tid == 0) {
+    for (int s = 0; s < S; ++s) {
+      mbar_init(&full[s], 1);
+      mbar_init(&empty[s], kDecodeWarps);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  pdl_begin();
+  const DecodeParams& p = args.p;
+  const PagedAttentionArgs& a = p.a;
+  int item = blockIdx.x;
+  if (p.item_range) {
+    item += p.item_range[0];
+    if (item >= p.item_range[1]) return;
+  }
+  const DecodeWorkItem it = p.items[item];
+  const int B = a.block_size;
+  const int logB = __ffs(B) - 1;
+  const int t = a.chunk_pos0[it.chunk];
+  const int e0 = it.e_begin, e1 = it.e_end;
+  const int n_tiles = (((e1 - e0) << logB) + kDecodeTile - 1) / kDecodeTile;
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+  float o[D / 8][4];
+#pragma unroll
+  for (int i = 0; i < D / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+  __syncthreads();  // the barriers are initialized
+
+  if (warp == kDecodeWarps) {
+    // Producer. A tile is 64 >> log_rows entries (one box of `rows` rows each) from slot slot0.
+    const ShardParams sh = a.shards[it.kv_head];
+    const int qblock = t >> logB;
+    const int first_key = a.window > 0 ? max(t - a.window + 1, 0) : 0;
+    const int log_rows = min(logB, 6), rows = 1 << log_rows;
+    const int n_sub = kDecodeTile >> log_rows;
+    // Lane i holds entry wb + i of the item (cur) and wb + 32 + i (nxt); tiles never straddle.
+    auto meta = [&](int off, int& blk, int& pg) {
+      const int e = e0 + off + lane;
+      blk = e < e1 ? __ldg(a.blocks + e) : -1;
+      pg = e < e1 ? __ldg(a.pages + e) : 0;
+    };
+    int wb = 0, cur_blk, cur_pg, nxt_blk, nxt_pg;
+    meta(0, cur_blk, cur_pg);
+    meta(32, nxt_blk, nxt_pg);
+    for (int k = 0; k < n_tiles; ++k) {
+      const int st = k % S;
+      const int rel0 = B >= kDecodeTile ? (k * kDecodeTile) >> logB : k * n_sub;
+      const int slot0 = B >= kDecodeTile ? (k * kDecodeTile) & (B - 1) : 0;
+      if (rel0 >= wb + 32) {
+        wb += 32;
+        cur_blk = nxt_blk, cur_pg = nxt_pg;
+        meta(wb + 32, nxt_blk, nxt_pg);
+      }
+      // Lane j < n_sub: the tile's entry j.
+      const int src = rel0 - wb + min(lane, n_sub - 1);
+      const int blk = __shfl_sync(kFull, cur_blk, src), pg = __shfl_sync(kFull, cur_pg, src);
+      const int lo = blk * B + slot0;  // position of the box's first row
+      const bool copy = lane < n_sub && blk >= 0 && lo <= t && lo + rows - 1 >= first_key && attends_block(sh, qblock, blk);
+      uint32_t vis[2];
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {  // token r = lane + 32 h of the tile: row r % rows of entry r / rows
+        const int r = lane + 32 * h, j = r >> log_rows;
+        const int cj = __shfl_sync(kFull, int(copy), j);
+        const int s = __shfl_sync(kFull, lo, j) + (r & (rows - 1));
+        vis[h] = __ballot_sync(kFull, cj && s <= t && s >= first_key);
+      }
+      const uint32_t copies = __ballot_sync(kFull, copy);
+      if (k >= S) mbar_wait(&empty[st], ((k / S) - 1) & 1);
+      if (lane == 0) {
+        visible[st][0] = vis[0];
+        visible[st][1] = vis[1];
+        mbar_arrive_expect_tx(&full[st], uint32_t(__popc(copies)) * 2u * uint32_t(rows) * D * 2u);
+      }
+      __syncwarp();
+      if (copy) {
+        const int row = pg * 2 * B + slot0;
+        unsigned char* kd = Kbuf + st * Cfg::kTileBytes + lane * rows * 128;
+        unsigned char* vd = Vbuf + st * Cfg::kTileBytes + lane * rows * 128;
+#pragma unroll
+        for (int b = 0; b < Cfg::kBoxes; ++b) {
+          tma_load_2d(kd + b * Cfg::kBoxBytes, &args.kv, b * 64, row, &full[st]);
+          tma_load_2d(vd + b * Cfg::kBoxBytes, &args.kv, b * 64, row + B, &full[st]);
+        }
+      }
+    }
+  } else {
+    // Consumers.
+    load_q<D>(a, it, Qs, kDecodeThreads);
+    cp_async_commit();
+    cp_async_wait<0>();
+    asm volatile("bar.sync 1, %0;\n" ::"n"(kDecodeThreads) : "memory");  // Qs complete
+    const float sl = a.scale * kLog2e;
+    for (int k = 0; k < n_tiles; ++k) {
+      const int st = k % S;
+      mbar_wait(&full[st], (k / S) & 1);
+      const uint32_t vis = (visible[st][warp >> 1] >> ((warp & 1) * 16)) & 0xffffu;
+      const unsigned char* Kt = Kbuf + st * Cfg::kTileBytes;
+      unsigned char* Vt = Vbuf + st * Cfg::kTileBytes;
+      if (vis != 0) {
+        if (vis != 0xffffu) {  // zero the V rows of the warp's hidden tokens
+          for (int x = lane; x < 16 * Cfg::kBoxes * 8; x += 32) {
+            const int r = x / (Cfg::kBoxes * 8), b = (x / 8) % Cfg::kBoxes, c = x % 8;
+            if (!((vis >> r) & 1u))
+              *reinterpret_cast<uint4*>(Vt + b * Cfg::kBoxBytes + (warp * 16 + r) * 128 + c * 16) = make_uint4(0, 0, 0, 0);
+          }
+          asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");  // before the copy engine refills it
+          __syncwarp();
+        }
+        decode_tile<D>(
+            Qs, [&](int r, int c) { return tma_chunk(Kt, r, c); }, [&](int r, int c) { return tma_chunk(Vt, r, c); },
+            vis, sl, m, l, o);
+      }
+      __syncwarp();
+      if (lane == 0) mbar_arrive(&empty[st]);
+    }
+  }
+  __syncthreads();  // every copy has landed and been used: the stages become merge scratch
+  decode_finish<D>(p, it, o, m, l, smem);
+#endif
+}
+
+// ---- variant 1: cp.async ----------------------------------------------------------------------
+template <int D>
 struct DecodeCfg {
-  static constexpr int kStages = D == 256 ? 2 : (D == 128 ? (V == 1 ? 6 : 3) : 4);
+  static constexpr int kStages = D == 256 ? 2 : (D == 128 ? 3 : 4);
   static constexpr int kTileElems = kDecodeTile * D;
   static constexpr size_t kStageBytes = size_t(kStages) * 2 * kTileElems * sizeof(__nv_bfloat16);
   static constexpr size_t kSmem = kStageBytes + 16 * D * sizeof(__nv_bfloat16) + kStages * kDecodeTile;
@@ -37,9 +469,9 @@ struct DecodeCfg {
   static_assert(kStageBytes >= 256 * 16 * sizeof(float), "split weights must fit");
 };
 
-template <int D, int V>
+template <int D>
 __global__ void __launch_bounds__(kDecodeThreads) decode_kernel(const DecodeParams p) {
-  using Cfg = DecodeCfg<D, V>;
+  using Cfg = DecodeCfg<D>;
   constexpr int S = Cfg::kStages;
   constexpr int TILE = kDecodeTile;
   constexpr int CPR = D / 8;                          // 16-byte chunks per row
@@ -52,8 +484,6 @@ __global__ void __launch_bounds__(kDecodeThreads) decode_kernel(const DecodePara
   __nv_bfloat16* Vs = Ks + S * Cfg::kTileElems;
   __nv_bfloat16* Qs = Vs + S * Cfg::kTileElems;
   uint8_t* valid = reinterpret_cast<uint8_t*>(Qs + 16 * D);
-  __shared__ float red_m[kDecodeWarps][16], red_l[kDecodeWarps][16], tot_m[16], tot_l[16];
-  __shared__ int is_last;
 
   pdl_begin();
   const PagedAttentionArgs& a = p.a;
@@ -64,33 +494,18 @@ __global__ void __launch_bounds__(kDecodeThreads) decode_kernel(const DecodePara
   }
   const DecodeWorkItem it = p.items[item];
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int G = a.group;
   const int B = a.block_size;
   const int logB = __ffs(B) - 1;
   const ShardParams sh = a.shards[it.kv_head];
   const int t = a.chunk_pos0[it.chunk];
-  const int tok = a.chunk_tok0[it.chunk];
   const int qblock = t >> logB;
   const int first_key = a.window > 0 ? max(t - a.window + 1, 0) : 0;
   const __nv_bfloat16* pool = static_cast<const __nv_bfloat16*>(a.kv_pool);
   const int64_t page_elems = 2LL * B * D;
   const int e0 = it.e_begin, e1 = it.e_end;
   const int n_tiles = (((e1 - e0) << logB) + TILE - 1) / TILE;
-  const int n_q_heads = a.n_kv_heads * G;
-  const int64_t q_stride = a.q_row_stride ? a.q_row_stride : int64_t(n_q_heads) * D;
-  const int64_t o_stride = a.out_row_stride ? a.out_row_stride : int64_t(n_q_heads) * D;
-  const int head0 = it.kv_head * G;
 
-  // Q rows of the group (rows >= G are zero).
-  {
-    const __nv_bfloat16* qrow = static_cast<const __nv_bfloat16*>(a.q) + int64_t(tok) * q_stride + int64_t(head0) * D;
-    for (int c = tid; c < 16 * CPR; c += kDecodeThreads) {
-      const int r = c / CPR, ch = c % CPR;
-      const bool ok = r < G;
-      cp_async16(Qs + swz<D>(r, ch), ok ? qrow + r * D + ch * 8 : qrow, ok);
-    }
-  }
-
+  load_q<D>(a, it, Qs, kDecodeThreads);
   // Page metadata of this thread's rows of the next tile to issue, loaded one tile ahead so that
   // the block -> page lookups never stall the copies.
   const int col = tid % CPR;
@@ -154,237 +569,122 @@ __global__ void __launch_bounds__(kDecodeThreads) decode_kernel(const DecodePara
     __syncthreads();         // and everyone's
     const int st = k % S;
     const uint8_t* vt = valid + st * TILE + warp * 16;
-    if (!__any_sync(0xffffffffu, vt[lane & 15] != 0)) continue;  // none of this warp's tokens
+    if (!__any_sync(kFull, vt[lane & 15] != 0)) continue;  // none of this warp's tokens
 
     const __nv_bfloat16* Kt = Ks + st * Cfg::kTileElems;
     const __nv_bfloat16* Vt = Vs + st * Cfg::kTileElems;
-    float s[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+    uint32_t vis = 0;
 #pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-      uint32_t qa[4], kb[4];
-      ldmatrix_x4(qa, Qs + swz<D>(((lane >> 3) & 1) * 8 + (lane & 7), kk * 2 + (lane >> 4)));
-      ldmatrix_x4(kb, Kt + swz<D>(warp * 16 + (lane >> 4) * 8 + (lane & 7), kk * 2 + ((lane >> 3) & 1)));
-      mma_bf16(s[0], qa, kb[0], kb[1]);
-      mma_bf16(s[1], qa, kb[2], kb[3]);
-    }
-    float mx[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-    for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int col = nt * 8 + (lane & 3) * 2 + (i & 1);
-        const float v = vt[col] ? s[nt][i] * sl : -INFINITY;
-        s[nt][i] = v;
-        mx[i >> 1] = fmaxf(mx[i >> 1], v);
-      }
-    float base[2], alpha[2];
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-      const float mn = fmaxf(m[r], mx[r]);
-      base[r] = mn == -INFINITY ? 0.f : mn;
-      alpha[r] = exp2f(m[r] - base[r]);
-      m[r] = mn;
-    }
-    float rs[2] = {0.f, 0.f};
-#pragma unroll
-    for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const float pv = exp2f(s[nt][i] - base[i >> 1]);
-        s[nt][i] = pv;
-        rs[i >> 1] += pv;
-      }
-    l[0] = l[0] * alpha[0] + rs[0];
-    l[1] = l[1] * alpha[1] + rs[1];
-#pragma unroll
-    for (int dn = 0; dn < D / 8; ++dn) {
-      o[dn][0] *= alpha[0];
-      o[dn][1] *= alpha[0];
-      o[dn][2] *= alpha[1];
-      o[dn][3] *= alpha[1];
-    }
-    const uint32_t pa[4] = {pack_bf16(s[0][0], s[0][1]), pack_bf16(s[0][2], s[0][3]), pack_bf16(s[1][0], s[1][1]),
-                            pack_bf16(s[1][2], s[1][3])};
-#pragma unroll
-    for (int n2 = 0; n2 < D / 16; ++n2) {
-      uint32_t vb[4];
-      ldmatrix_x4_trans(vb, Vt + swz<D>(warp * 16 + ((lane >> 3) & 1) * 8 + (lane & 7), n2 * 2 + (lane >> 4)));
-      mma_bf16(o[2 * n2], pa, vb[0], vb[1]);
-      mma_bf16(o[2 * n2 + 1], pa, vb[2], vb[3]);
-    }
+    for (int i = 0; i < 16; ++i) vis |= uint32_t(vt[i] != 0) << i;
+    decode_tile<D>(
+        Qs, [&](int r, int c) { return Kt + swz<D>(r, c); }, [&](int r, int c) { return Vt + swz<D>(r, c); }, vis, sl,
+        m, l, o);
   }
   cp_async_wait<0>();
   __syncthreads();  // the stage buffers become merge scratch
-
-  // Merge the four warps: row r of the tile is query head head0 + r.
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
-    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
-  }
-  if ((lane & 3) == 0) {
-    red_m[warp][lane >> 2] = m[0];
-    red_m[warp][(lane >> 2) + 8] = m[1];
-    red_l[warp][lane >> 2] = l[0];
-    red_l[warp][(lane >> 2) + 8] = l[1];
-  }
-  __syncthreads();
-  if (tid < 16) {
-    float M = -INFINITY;
-#pragma unroll
-    for (int w = 0; w < kDecodeWarps; ++w) M = fmaxf(M, red_m[w][tid]);
-    float L = 0.f;
-    if (M != -INFINITY)
-#pragma unroll
-      for (int w = 0; w < kDecodeWarps; ++w)
-        if (red_m[w][tid] != -INFINITY) L += red_l[w][tid] * exp2f(red_m[w][tid] - M);
-    tot_m[tid] = M;
-    tot_l[tid] = L;
-  }
-  __syncthreads();
-  float* Os = reinterpret_cast<float*>(smem);  // [warp][16][D]
-  {
-    const int r0 = lane >> 2;
-    const float f0 = m[0] == -INFINITY ? 0.f : exp2f(m[0] - tot_m[r0]);
-    const float f1 = m[1] == -INFINITY ? 0.f : exp2f(m[1] - tot_m[r0 + 8]);
-#pragma unroll
-    for (int dn = 0; dn < D / 8; ++dn) {
-      const int c = dn * 8 + (lane & 3) * 2;
-      *reinterpret_cast<float2*>(Os + (warp * 16 + r0) * D + c) = make_float2(o[dn][0] * f0, o[dn][1] * f0);
-      *reinterpret_cast<float2*>(Os + (warp * 16 + r0 + 8) * D + c) = make_float2(o[dn][2] * f1, o[dn][3] * f1);
-    }
-  }
-  __syncthreads();
-
-  __nv_bfloat16* out = static_cast<__nv_bfloat16*>(a.out) + int64_t(tok) * o_stride + int64_t(head0) * D;
-  // Four consecutive outputs per thread (G * D is a multiple of 4).
-  auto warp_sum4 = [&](int idx) {
-    const int g = idx / D, d = idx % D;
-    float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
-#pragma unroll
-    for (int w = 0; w < kDecodeWarps; ++w) {
-      const float4 x = *reinterpret_cast<const float4*>(Os + (w * 16 + g) * D + d);
-      acc.x += x.x, acc.y += x.y, acc.z += x.z, acc.w += x.w;
-    }
-    const float L = tot_l[g], inv = L > 0.f ? 1.f / L : 0.f;
-    return make_float4(acc.x * inv, acc.y * inv, acc.z * inv, acc.w * inv);
-  };
-  auto store4 = [&](int idx, float4 v) {
-    const __nv_bfloat162 lo = __floats2bfloat162_rn(v.x, v.y), hi = __floats2bfloat162_rn(v.z, v.w);
-    uint2 u;
-    u.x = *reinterpret_cast<const uint32_t*>(&lo);
-    u.y = *reinterpret_cast<const uint32_t*>(&hi);
-    *reinterpret_cast<uint2*>(out + idx) = u;
-  };
-  if (it.n_splits == 1) {
-    for (int idx = tid * 4; idx < G * D; idx += kDecodeThreads * 4) store4(idx, warp_sum4(idx));
-    return;
-  }
-
-  // Split: write this part, then the last part of the group to finish merges them all.
-  float* part_o = static_cast<float*>(p.workspace);
-  float* part_lse = part_o + int64_t(p.max_partials) * G * D;
-  int* counters = reinterpret_cast<int*>(part_lse + int64_t(p.max_partials) * G);
-  const int slot = it.partial0 + it.split;
-  for (int idx = tid * 4; idx < G * D; idx += kDecodeThreads * 4)
-    __stcg(reinterpret_cast<float4*>(part_o + int64_t(slot) * G * D + idx), warp_sum4(idx));
-  if (tid < G) {
-    const float L = tot_l[tid];
-    part_lse[int64_t(slot) * G + tid] = L > 0.f ? tot_m[tid] + log2f(L) : -INFINITY;
-  }
-  __threadfence();
-  __syncthreads();
-  if (tid == 0) is_last = atomicAdd(counters + it.group_id, 1) == it.n_splits - 1;
-  __syncthreads();
-  if (!is_last) return;
-  __threadfence();
-  const int ns = it.n_splits;
-  float* wts = reinterpret_cast<float*>(smem);  // [ns][G]; Os is no longer needed
-  for (int x = tid; x < ns * G; x += kDecodeThreads) wts[x] = __ldcg(part_lse + int64_t(it.partial0) * G + x);
-  __syncthreads();
-  // Each warp turns the log-sum-exps of its heads g (g % 4 == warp) into weights, lanes across
-  // the splits.
-  for (int g = warp; g < G; g += kDecodeWarps) {
-    float M = -INFINITY;
-    for (int sp = lane; sp < ns; sp += 32) M = fmaxf(M, wts[sp * G + g]);
-    for (int o = 16; o > 0; o >>= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, o));
-    float W = 0.f;
-    for (int sp = lane; sp < ns; sp += 32) {
-      const float w = M == -INFINITY ? 0.f : exp2f(wts[sp * G + g] - M);
-      wts[sp * G + g] = w;
-      W += w;
-    }
-    for (int o = 16; o > 0; o >>= 1) W += __shfl_xor_sync(0xffffffffu, W, o);
-    if (lane == 0) tot_l[g] = W;
-  }
-  __syncthreads();
-  const float* pbase = part_o + int64_t(it.partial0) * G * D;
-  for (int idx = tid * 4; idx < G * D; idx += kDecodeThreads * 4) {
-    const int g = idx / D;
-    float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
-    int sp = 0;
-    for (; sp + 8 <= ns; sp += 8) {  // eight loads in flight
-      float4 x[8];
-#pragma unroll
-      for (int u = 0; u < 8; ++u) x[u] = __ldcg(reinterpret_cast<const float4*>(pbase + int64_t(sp + u) * G * D + idx));
-#pragma unroll
-      for (int u = 0; u < 8; ++u) {
-        const float w = wts[(sp + u) * G + g];
-        acc.x += w * x[u].x, acc.y += w * x[u].y, acc.z += w * x[u].z, acc.w += w * x[u].w;
-      }
-    }
-    for (; sp < ns; ++sp) {
-      const float4 x = __ldcg(reinterpret_cast<const float4*>(pbase + int64_t(sp) * G * D + idx));
-      const float w = wts[sp * G + g];
-      acc.x += w * x.x, acc.y += w * x.y, acc.z += w * x.z, acc.w += w * x.w;
-    }
-    const float W = tot_l[g], inv = W > 0.f ? 1.f / W : 0.f;
-    store4(idx, make_float4(acc.x * inv, acc.y * inv, acc.z * inv, acc.w * inv));
-  }
-  if (tid == 0) counters[it.group_id] = 0;  // ready for the next launch
+  decode_finish<D>(p, it, o, m, l, smem);
 }
 
-template <int D, int V>
-const void* decode_kernel_ptr() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    cudaFuncSetAttribute(decode_kernel<D, V>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                         int(DecodeCfg<D, V>::kSmem));
-  });
-  return reinterpret_cast<const void*>(decode_kernel<D, V>);
+// ---- launching -------------------------------------------------------------------------------
+template <typename Kernel>
+const void* with_smem(Kernel kernel, size_t smem) {
+  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+  return reinterpret_cast<const void*>(kernel);
 }
 
-template <int D, int V>
+template <int D>
+const void* tma_kernel_ptr() {
+  static const void* k = with_smem(decode_tma_kernel<D>, TmaDecodeCfg<D>::kSmem);
+  return k;
+}
+template <int D>
+const void* cp_async_kernel_ptr() {
+  static const void* k = with_smem(decode_kernel<D>, DecodeCfg<D>::kSmem);
+  return k;
+}
+
+// cuTensorMapEncodeTiled, from the driver (null when it has none).
+PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
+  static const PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
+    void* f = nullptr;
+    cudaDriverEntryPointQueryResult q{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q) != cudaSuccess ||
+        q != cudaDriverEntryPointSuccess)
+      f = nullptr;
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(f);
+  }();
+  return fn;
+}
+
+// The pool as a [pages * 2B][D] bf16 tensor for the copy engine. False when the copy engine cannot
+// take it (pool size unknown, more rows than an int32 coordinate reaches, no driver entry point).
+template <int D>
+bool pool_tensor_map(const PagedAttentionArgs& a, CUtensorMap& map) {
+  const int64_t rows = a.kv_pool_pages * 2LL * a.block_size;
+  const auto encode = tensor_map_encoder();
+  if (!encode || rows <= 0 || rows >= (int64_t(1) << 31) || reinterpret_cast<uintptr_t>(a.kv_pool) % 16 != 0)
+    return false;
+  const cuuint64_t dims[2] = {cuuint64_t(D), cuuint64_t(rows)};
+  const cuuint64_t strides[1] = {cuuint64_t(D) * sizeof(__nv_bfloat16)};
+  const cuuint32_t box[2] = {64, cuuint32_t(std::min(a.block_size, kDecodeTile))};
+  const cuuint32_t element_strides[2] = {1, 1};
+  return encode(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<void*>(a.kv_pool), dims, strides, box,
+                element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+template <int D>
 cudaError_t launch_decode(const DecodeParams& p, cudaStream_t stream) {
-  decode_kernel_ptr<D, V>();
-  return launch(decode_kernel<D, V>, p.n_items, kDecodeThreads, DecodeCfg<D, V>::kSmem, stream, p);
+  if (kernel_variant(0) == 0) {
+    TmaDecodeArgs args;
+    args.p = p;
+    if (pool_tensor_map<D>(p.a, args.kv)) {
+      tma_kernel_ptr<D>();
+      return launch(decode_tma_kernel<D>, p.n_items, kDecodeThreads + 32, TmaDecodeCfg<D>::kSmem, stream, args);
+    }
+  }
+  cp_async_kernel_ptr<D>();
+  return launch(decode_kernel<D>, p.n_items, kDecodeThreads, DecodeCfg<D>::kSmem, stream, p);
 }
 
-template <int D, int V>
+template <int D>
 int32_t slots_for() {
   int dev = 0, sms = 0, per_sm = 0;
   if (cudaGetDevice(&dev) != cudaSuccess) return 0;
   if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) return 0;
-  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, decode_kernel_ptr<D, V>(), kDecodeThreads,
-                                                    DecodeCfg<D, V>::kSmem) != cudaSuccess)
-    return 0;
+  const bool tma = kernel_variant(0) == 0;
+  const cudaError_t e =
+      tma ? cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, tma_kernel_ptr<D>(), kDecodeThreads + 32,
+                                                          TmaDecodeCfg<D>::kSmem)
+          : cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, cp_async_kernel_ptr<D>(), kDecodeThreads,
+                                                          DecodeCfg<D>::kSmem);
+  if (e != cudaSuccess) return 0;
   return sms * std::max(per_sm, 1);
+}
+
+// Calls f(D) with the head dim as a std::integral_constant; `unsupported` for any other.
+template <typename R, typename F>
+R with_decode_dim(int head_dim, R unsupported, F&& f) {
+  switch (head_dim) {
+    case 64: return f(std::integral_constant<int, 64>{});
+    case 128: return f(std::integral_constant<int, 128>{});
+    case 256: return f(std::integral_constant<int, 256>{});
+    default: return unsupported;
+  }
 }
 
 }  // namespace detail
 
 int32_t decode_slots(int32_t head_dim) {
-  return detail::with_head_dim(head_dim, 0, int32_t{0}, [](auto D, auto V) { return detail::slots_for<D, V>(); });
+  return detail::with_decode_dim(head_dim, int32_t{0}, [](auto D) { return detail::slots_for<D>(); });
 }
 
 cudaError_t decode_attention(const DecodeParams& p, cudaStream_t stream) {
   const int B = p.a.block_size;
   if (p.a.group < 1 || p.a.group > 16 || B < 16 || B > 128 || (B & (B - 1)) != 0) return cudaErrorInvalidValue;
   if (p.n_items == 0) return cudaSuccess;
-  return detail::with_head_dim(p.a.head_dim, 0, cudaErrorInvalidValue,
-                               [&](auto D, auto V) { return detail::launch_decode<D, V>(p, stream); });
+  return detail::with_decode_dim(p.a.head_dim, cudaErrorInvalidValue,
+                                 [&](auto D) { return detail::launch_decode<D>(p, stream); });
 }
 
 }  // namespace hs::kernels

@@ -41,6 +41,7 @@ struct PagedAttentionArgs {
   void* out = nullptr;        // bf16, same shape as q
   int64_t out_row_stride = 0;
   const void* kv_pool = nullptr;  // bf16 pages, see above
+  int64_t kv_pool_pages = 0;      // pages in the pool (0: unknown; decode then uses its cp.async kernel)
   const int32_t* indptr = nullptr;
   const int32_t* blocks = nullptr;
   const int32_t* pages = nullptr;
@@ -142,9 +143,10 @@ struct KvWriteParams {
 cudaError_t write_kv(const KvWriteParams& p, cudaStream_t stream);
 
 // ---- tuning ---------------------------------------------------------------------------------
-// Benchmark knob (not thread-safe; process-wide): kernel variants for head_dim 128. Decode 0: 3
-// stages, two blocks per SM (default); 1: 6 stages, one block per SM. Prefill 0: 64 keys per
-// tile (default); 1: 32. Plan decode after changing it (decode_slots() depends on it).
+// Benchmark knob (not thread-safe; process-wide): kernel variants. Decode (every head_dim) 0: pages
+// streamed by the copy engine (bulk tensor copies, needs kv_pool_pages; default); 1: cp.async by
+// every thread. Prefill (head_dim 128) 0: 64 keys per tile (default); 1: 32. Plan decode after
+// changing it (decode_slots() depends on it).
 void set_kernel_variant(int32_t decode, int32_t prefill);
 
 // Process-wide (not thread-safe): whether the decode kernels here and the model's kernels

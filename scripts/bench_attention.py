@@ -34,7 +34,7 @@ class AttnArgs(ctypes.Structure):
     _fields_ = [("q", ctypes.c_void_p), ("out", ctypes.c_void_p), ("kv_pool", ctypes.c_void_p),
                 ("indptr", ctypes.c_void_p), ("blocks", ctypes.c_void_p), ("pages", ctypes.c_void_p),
                 ("chunk_pos0", ctypes.c_void_p), ("chunk_tok0", ctypes.c_void_p), ("shards", ctypes.c_void_p),
-                ("q_row_stride", ctypes.c_int64), ("out_row_stride", ctypes.c_int64),
+                ("q_row_stride", ctypes.c_int64), ("out_row_stride", ctypes.c_int64), ("kv_pool_pages", ctypes.c_int64),
                 ("n_layers", ctypes.c_int32), ("layer", ctypes.c_int32), ("n_kv_heads", ctypes.c_int32),
                 ("group", ctypes.c_int32), ("head_dim", ctypes.c_int32), ("block_size", ctypes.c_int32),
                 ("window", ctypes.c_int32), ("scale", ctypes.c_float)]
@@ -295,7 +295,7 @@ def decode_shape(lib, args, peers, rows, copy_bw, batch, ctx, stream, scale):
             info = np.zeros(4, dtype=np.int32)
             lib.hs_decode_plan_info(h, np_ptr(info))
             a = AttnArgs(q.data_ptr(), out.data_ptr(), ppool.data_ptr(), d_indptr.data_ptr(), d_blocks.data_ptr(),
-                         d_pages.data_ptr(), d_pos0.data_ptr(), d_tok0.data_ptr(), d_sh.data_ptr(), 0, 0, 1, 0, HKV,
+                         d_pages.data_ptr(), d_pos0.data_ptr(), d_tok0.data_ptr(), d_sh.data_ptr(), 0, 0, ppool.shape[0], 1, 0, HKV,
                          GROUP, D, BLK, 0, scale)
 
             def ours(h=h, a=a):
@@ -418,7 +418,7 @@ def prefill_shape(lib, args, peers, rows, n, stream, scale):
         d_sh = torch.from_numpy(sh).cuda()
         a = AttnArgs(q.data_ptr(), out.data_ptr(), pool.data_ptr(), d["indptr"].data_ptr(),
                      d["blocks"].data_ptr(), d["pages"].data_ptr(), d["pos0"].data_ptr(), d["tok0"].data_ptr(),
-                     d_sh.data_ptr(), 0, 0, 1, 0, HKV, GROUP, D, BLK, 0, scale)
+                     d_sh.data_ptr(), 0, 0, pool.shape[0], 1, 0, HKV, GROUP, D, BLK, 0, scale)
         pairs = sum(strided_pairs(n, sh[hh]) for hh in range(HKV)) * GROUP
         flops = 4.0 * D * pairs
         row = {"tokens": n, "plan": plan, "work_flops": flops}
@@ -499,8 +499,8 @@ def print_tables(results):
     dec = results.get("decode", [])
     if dec:
         print("\n== decode: 32 q / 8 kv heads, D=128, B=64, bf16; times in us; BW = bytes that must be read / time")
-        w = [6, 7, 8, 9, 7, 7, 6, 4, 9, 9, 9, 9, 8, 9]
-        print(fmt_row(["batch", "ctx", "plan", "ours_us", "TB/s", "TFLOP/s", "items", "var", "cudnn", "flash",
+        w = [6, 7, 8, 9, 7, 7, 6, 4, 15, 9, 9, 9, 9, 8, 9]
+        print(fmt_row(["batch", "ctx", "plan", "ours_us", "TB/s", "TFLOP/s", "items", "var", "us by variant", "cudnn", "flash",
                        "effic", "flex", "best_TBs", "rel_err"], w))
         for r in dec:
             if "skipped" in r:
@@ -512,6 +512,7 @@ def print_tables(results):
             err = r.get("rel_err")
             print(fmt_row([r["batch"], r["ctx"], r["plan"], f"{r['ours_ms'] * 1e3:.1f}", f"{r['ours_TBps']:.2f}",
                            f"{r['ours_TFLOPs']:.1f}", r["items"], r.get("ours_variant", "-"),
+                           " / ".join(us(k) for k in sorted(r) if k.startswith("ours_ms_v")),
                            us("sdpa_cudnn_ms") if r["plan"] == "dense" else "-",
                            us("sdpa_flash_ms") if r["plan"] == "dense" else "-",
                            us("sdpa_efficient_ms") if r["plan"] == "dense" else "-",

@@ -246,6 +246,9 @@ CudaBackend::CudaBackend(std::shared_ptr<const ModelWeights> w, int device)
   // Each kernel is scheduled while the one before it runs (programmatic dependent launch), so that
   // its launch latency hides behind that kernel's tail; HEADSHARD_CUDA_PDL=0 for comparisons.
   kernels::set_programmatic_launch(!env_is("HEADSHARD_CUDA_PDL", "0"));
+  // The sharded decode streams pages with the copy engine; HEADSHARD_CUDA_DECODE=cp.async for
+  // comparisons.
+  kernels::set_kernel_variant(env_is("HEADSHARD_CUDA_DECODE", "cp.async") ? 1 : 0, 0);
   gemm_ = std::make_unique<cuda::Gemm>(stream_.s, !env_is("HEADSHARD_CUDA_GEMV", "0"));
   dw_ = cuda::upload_weights(*w_, gemm_type(c_), stream_.s);
   spdlog::info("CUDA GEMMs in {}", dw_.type == cuda::GemmType::FP16 ? "fp16" : "bf16");
@@ -440,7 +443,7 @@ void CudaBackend::record_step(const cuda::StepShape& s) {
 void CudaBackend::attention(int layer, const cuda::StepShape& s) {
   const int4* shards = shards_.get() + static_cast<int64_t>(layer) * c_.n_kv_heads;
   if (sharded_kernels_) {
-    sharded_.run(layer, q_.get(), att_.get(), pages_.get(), shards, inputs_, stream_.s);
+    sharded_.run(layer, q_.get(), att_.get(), pages_.get(), n_pages_, shards, inputs_, stream_.s);
     return;
   }
   cuda::PagedAttentionParams p{};

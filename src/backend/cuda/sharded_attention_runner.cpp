@@ -89,11 +89,12 @@ void ShardedAttentionRunner::start_step(cudaStream_t s) const {
 }
 
 void ShardedAttentionRunner::run(int layer, const __nv_bfloat16* q, __nv_bfloat16* out, const __nv_bfloat16* pool,
-                                 const int4* shards, const StepInputs& in, cudaStream_t s) const {
+                                 int64_t n_pages, const int4* shards, const StepInputs& in, cudaStream_t s) const {
   kernels::PagedAttentionArgs a;
   a.q = q;
   a.out = out;
   a.kv_pool = pool;
+  a.kv_pool_pages = n_pages;
   a.indptr = in.indptr();
   a.blocks = in.blocks();
   a.pages = in.pages();

@@ -37,10 +37,10 @@ class ShardedAttentionRunner {
   // Enqueues what a step does before its first layer. Then run() for each layer; both are
   // captured by decode graphs: no synchronization, no allocation.
   void start_step(cudaStream_t s) const;
-  // Enqueues the layer's attention: q and out bf16 [token][n_heads * D], pool the page pool,
-  // shards this layer's {sink, local, stride, offset} per KV head.
-  void run(int layer, const __nv_bfloat16* q, __nv_bfloat16* out, const __nv_bfloat16* pool, const int4* shards,
-           const StepInputs& in, cudaStream_t s) const;
+  // Enqueues the layer's attention: q and out bf16 [token][n_heads * D], pool the page pool of
+  // n_pages pages, shards this layer's {sink, local, stride, offset} per KV head.
+  void run(int layer, const __nv_bfloat16* q, __nv_bfloat16* out, const __nv_bfloat16* pool, int64_t n_pages,
+           const int4* shards, const StepInputs& in, cudaStream_t s) const;
 
  private:
   ModelConfig c_;
