@@ -345,7 +345,10 @@ __global__ void __launch_bounds__(kDecodeThreads + 32) decode_tma_kernel(const _
     }
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
-  pdl_begin();
+  // Launched programmatically, the kernel starts while the one before it (which writes the
+  // queries and the new token's K/V) still runs: the items, lists and every other page were
+  // written by earlier work, so the producer streams them at once and waits only before the
+  // page of the query's own block; the consumers wait before loading the queries.
   const DecodeParams& p = args.p;
   const PagedAttentionArgs& a = p.a;
   int item = blockIdx.x;
@@ -381,6 +384,7 @@ __global__ void __launch_bounds__(kDecodeThreads + 32) decode_tma_kernel(const _
     int wb = 0, cur_blk, cur_pg, nxt_blk, nxt_pg;
     meta(0, cur_blk, cur_pg);
     meta(32, nxt_blk, nxt_pg);
+    bool waited = false;
     for (int k = 0; k < n_tiles; ++k) {
       const int st = k % S;
       const int rel0 = B >= kDecodeTile ? (k * kDecodeTile) >> logB : k * n_sub;
@@ -393,6 +397,10 @@ __global__ void __launch_bounds__(kDecodeThreads + 32) decode_tma_kernel(const _
       // Lane j < n_sub: the tile's entry j.
       const int src = rel0 - wb + min(lane, n_sub - 1);
       const int blk = __shfl_sync(kFull, cur_blk, src), pg = __shfl_sync(kFull, cur_pg, src);
+      if (!waited && __any_sync(kFull, lane < n_sub && blk == qblock)) {
+        pdl_wait();
+        waited = true;
+      }
       const int lo = blk * B + slot0;  // position of the box's first row
       const bool copy = lane < n_sub && blk >= 0 && lo <= t && lo + rows - 1 >= first_key && attends_block(sh, qblock, blk);
       uint32_t vis[2];
@@ -424,6 +432,7 @@ __global__ void __launch_bounds__(kDecodeThreads + 32) decode_tma_kernel(const _
     }
   } else {
     // Consumers.
+    pdl_begin();
     load_q<D>(a, it, Qs, kDecodeThreads);
     cp_async_commit();
     cp_async_wait<0>();

@@ -152,6 +152,9 @@ void set_kernel_variant(int32_t decode, int32_t prefill);
 // Process-wide (not thread-safe): whether the decode kernels here and the model's kernels
 // (src/backend/cuda) are launched as programmatic dependent launches (pdl.cuh), so that each is
 // scheduled while the one before it still runs. Off by default; the CUDA backend turns it on.
+// The copy-engine decode kernel then reads its items, lists and every page but that of each
+// query's own block before the kernel before it has finished: that kernel may write the queries
+// and the new tokens' K/V (as the CUDA backend's qkv_prep does), nothing else the decode reads.
 void set_programmatic_launch(bool on);
 bool programmatic_launch();
 
