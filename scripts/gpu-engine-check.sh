@@ -4,16 +4,13 @@
 # model in two halves, model-a and model-b, carried by two calls made back to back):
 #   kernels   test_sharded_attention (every kernel against the CPU reference), and memcheck on its
 #             small-shape tests
-#   tests     test_gemm (the linear layers, exact), test_fused (the fused single-row GEMVs against
-#             the unfused kernels, bit for bit), test_device_sampling (the GPU sampler against
+#   tests     test_gemm (the linear layers, exact), test_device_sampling (the GPU sampler against
 #             the CPU Sampler), test_cuda_backend (GPU against the CPU backend, synthetic and real
 #             models, and the engine on both)
-#   memcheck  compute-sanitizer memcheck on a subset of test_device_sampling, test_fused and
-#             test_cuda_backend
+#   memcheck  compute-sanitizer memcheck on a subset of test_device_sampling and test_cuda_backend
 #   bench     with synthetic Llama-3.1-8B weights: bench-4k (decode at 4k, batch 1 and 8, linear
 #             layers on the streaming kernel and on cuBLAS, with and without programmatic launch;
-#             then bench_gemv, the single-row linear layers alone), bench-fuse (batch 1 at 4k with
-#             the single-row fusions off, on, and one at a time),
+#             then bench_gemv, the single-row linear layers alone),
 #             bench-32k (dense and strided plans at 32k), bench-throughput (decode at 64 and 256
 #             sequences, 1k prompt, 1k output), bench-kv-step (the host's KV bookkeeping per decode
 #             step) and kv-report (32k-token sequences in a 64 GiB KV budget, dense and strided).
@@ -72,7 +69,6 @@ while [ $i -lt ${#STAGES[@]} ]; do  # a stage may append stages
       ;;
     tests)
       TAIL=4 run test_gemm 120 "$PKG/test_gemm"
-      TAIL=4 run test_fused 120 "$PKG/test_fused"
       TAIL=6 run test_device_sampling 120 "$PKG/test_device_sampling"
       grep -E "differ at a boundary" "$OUT/test_device_sampling.log"
       TAIL=12 run test_cuda_backend 400 "$PKG/test_cuda_backend" --gtest_output=json:"$OUT/test_cuda_backend.json"
@@ -81,21 +77,15 @@ while [ $i -lt ${#STAGES[@]} ]; do  # a stage may append stages
     memcheck)
       TAIL=4 run memcheck_sampling 300 compute-sanitizer --tool memcheck --error-exitcode 1 "$PKG/test_device_sampling" \
         --gtest_filter='*Ties*:*Draws*'
-      TAIL=4 run memcheck_fused 300 compute-sanitizer --tool memcheck --error-exitcode 1 "$PKG/test_fused" \
-        --gtest_filter='*SmallOddShapes'
       run memcheck 400 compute-sanitizer --tool memcheck --error-exitcode 1 "$PKG/test_cuda_backend" \
         --gtest_filter='*llama_d128_s2_graphs:*llama_d128_streaming_nographs:*gemma3_d256_dense_graphs:*gemma3_d256_s2_nographs:*RejectsBad*'
       ;;
-    bench) STAGES+=(bench-4k bench-fuse bench-32k bench-throughput bench-kv-step kv-report) ;;
+    bench) STAGES+=(bench-4k bench-32k bench-throughput bench-kv-step kv-report) ;;
     bench-4k)
       run bench_decode_4k 400 "$PKG/bench_generate" --model $M8B --device cuda --attention "${ATTENTION_4K:-sharded}" \
         --gemv on,off --pdl on,off --plan dense --prompt 4096 --context 4096 --batch 1,8 --gen 64 --reps 3 \
         --json "$OUT/bench_decode_4k.json"
       TAIL=45 run bench_gemv 60 "$PKG/bench_gemv" --json "$OUT/bench_gemv.json"
-      ;;
-    bench-fuse)
-      run bench_fuse 300 "$PKG/bench_generate" --model $M8B --device cuda --fuse on,off,norm,act,wo --plan dense \
-        --prompt 0 --context 4096 --batch 1 --gen 64 --reps 3 --json "$OUT/bench_fuse.json"
       ;;
     bench-32k)
       run bench_32k 500 "$PKG/bench_generate" --model $M8B --device cuda --plan "dense|$STRIDED" \

@@ -2,14 +2,12 @@
 // synthetic:<preset>, e.g. synthetic:llama-3.1-8b on a GPU).
 //   bench_generate [--model PATH] [--device cpu|cuda|auto] [--plan SPEC[|SPEC...]] [--prompt N[,N...]]
 //                  [--gen N] [--batch B[,B...]] [--context N[,N...]] [--reps R] [--json FILE]
-//                  [--attention sharded[,simple]] [--gemv on[,off]] [--pdl on[,off]] [--fuse on[,off,...]]
-//                  [--decode tma[,cp.async]]
+//                  [--attention sharded[,simple]] [--gemv on[,off]] [--pdl on[,off]] [--decode tma[,cp.async]]
 // Every combination runs in one process, side by side (the weights are made or loaded once):
 // for each attention kernel (CUDA: `simple` is HEADSHARD_ATTENTION=simple), each choice of the
 // single-row GEMM kernel (CUDA: `off` is HEADSHARD_CUDA_GEMV=0, cuBLAS only), of programmatic
-// dependent launch (CUDA: `off` is HEADSHARD_CUDA_PDL=0), of the single-row fusions (CUDA: `off`
-// is HEADSHARD_CUDA_FUSE=0; a subset such as `norm+act` sets HEADSHARD_CUDA_FUSE=norm,act), of
-// the sharded decode kernel (CUDA: `cp.async` is HEADSHARD_CUDA_DECODE=cp.async) and each plan,
+// dependent launch (CUDA: `off` is HEADSHARD_CUDA_PDL=0), of the sharded decode kernel (CUDA:
+// `cp.async` is HEADSHARD_CUDA_DECODE=cp.async) and each plan,
 // prompt processing of each --prompt length, then decoding: each of `batch` sequences starts
 // from --context tokens of random prompt (default 64), then all decode --gen tokens together,
 // greedily (sampled on the backend when it can, as the engine does).
@@ -51,7 +49,7 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
 int main(int argc, char** argv) try {
   hs::cli::Args a(argc, argv, 1,
                   {"model", "device", "plan", "prompt", "gen", "batch", "context", "reps", "json", "attention", "gemv",
-                   "pdl", "fuse", "decode"},
+                   "pdl", "decode"},
                   {});
   const std::string path = a.str("model", hs::cli::kDefaultModelPath);
   const auto prompts = a.str("prompt", "128,512") == "0" ? std::vector<int>{} : int_list(a.str("prompt", "128,512"));
@@ -64,7 +62,6 @@ int main(int argc, char** argv) try {
   const auto attentions = split(a.str("attention", "sharded"), ',');
   const auto gemvs = split(a.str("gemv", "on"), ',');
   const auto pdls = split(a.str("pdl", "on"), ',');
-  const auto fuses = split(a.str("fuse", "on"), ',');
   const auto decodes = split(a.str("decode", "tma"), ',');
   for (const std::string& item : attentions)
     if (item != "sharded" && item != "simple") throw std::invalid_argument("--attention takes sharded and/or simple");
@@ -74,17 +71,6 @@ int main(int argc, char** argv) try {
     if (item != "on" && item != "off") throw std::invalid_argument("--pdl takes on and/or off");
   for (const std::string& item : decodes)
     if (item != "tma" && item != "cp.async") throw std::invalid_argument("--decode takes tma and/or cp.async");
-  // HEADSHARD_CUDA_FUSE's value for a --fuse item: on, off, or fusions joined by '+'.
-  auto fuse_env = [](std::string item) {
-    if (item == "on") return std::string("1");
-    if (item == "off") return std::string("0");
-    for (const std::string& f : split(item, '+'))
-      if (f != "norm" && f != "act" && f != "wo")
-        throw std::invalid_argument("--fuse takes on, off, or fusions joined by '+' (norm, act, wo)");
-    std::replace(item.begin(), item.end(), '+', ',');
-    return item;
-  };
-  for (const std::string& item : fuses) fuse_env(item);
 
   hs::Model m = hs::load_model(path);
   const std::string device = hs::cli::resolve_device(a.str("device", "auto"));
@@ -99,24 +85,22 @@ int main(int argc, char** argv) try {
                         {"decode", nlohmann::json::array()}};
   std::printf("model %s on %s, %d CPU threads, median of %d runs\n\n", path.c_str(), device.c_str(),
               hs::ThreadPool::global().size(), reps);
-  std::printf("%-9s %-5s %-5s %-12s %-8s %-34s %-30s %12s %12s\n", "attention", "gemv", "pdl", "fuse", "decode", "plan",
-              "test", "tokens/s", "ms/step");
+  std::printf("%-9s %-5s %-5s %-8s %-34s %-30s %12s %12s\n", "attention", "gemv", "pdl", "decode", "plan", "test",
+              "tokens/s", "ms/step");
   int64_t seq = 1;
   struct Variant {
-    std::string attention, gemv, pdl, fuse, decode;
+    std::string attention, gemv, pdl, decode;
   };
   std::vector<Variant> variants;
   for (const std::string& at : attentions)
     for (const std::string& g : gemvs)
       for (const std::string& p : pdls)
-        for (const std::string& f : fuses)
-          for (const std::string& d : decodes) variants.push_back({at, g, p, f, d});
-  for (const auto& [attention, gemv, pdl, fuse, decode] : variants) {
+        for (const std::string& d : decodes) variants.push_back({at, g, p, d});
+  for (const auto& [attention, gemv, pdl, decode] : variants) {
     // The CUDA backend reads these when built.
     setenv("HEADSHARD_ATTENTION", attention.c_str(), 1);
     setenv("HEADSHARD_CUDA_GEMV", gemv == "on" ? "1" : "0", 1);
     setenv("HEADSHARD_CUDA_PDL", pdl == "on" ? "1" : "0", 1);
-    setenv("HEADSHARD_CUDA_FUSE", fuse_env(fuse).c_str(), 1);
     setenv("HEADSHARD_CUDA_DECODE", decode.c_str(), 1);
     auto be = hs::cli::make_backend(device, m.weights);
     // Decoding picks tokens greedily where the engine would: on the backend when it samples.
@@ -149,9 +133,9 @@ int main(int argc, char** argv) try {
       };
       auto row = [&](const std::string& test, double tps, double ms) {
         const bool cpu = be->name() == "cpu";
-        std::printf("%-9s %-5s %-5s %-12s %-8s %-34s %-30s %12.1f %12.2f\n", cpu ? "-" : attention.c_str(),
-                    cpu ? "-" : gemv.c_str(), cpu ? "-" : pdl.c_str(), cpu ? "-" : fuse.c_str(),
-                    cpu ? "-" : decode.c_str(), plan.name().c_str(), test.c_str(), tps, ms);
+        std::printf("%-9s %-5s %-5s %-8s %-34s %-30s %12.1f %12.2f\n", cpu ? "-" : attention.c_str(),
+                    cpu ? "-" : gemv.c_str(), cpu ? "-" : pdl.c_str(), cpu ? "-" : decode.c_str(),
+                    plan.name().c_str(), test.c_str(), tps, ms);
         std::fflush(stdout);
       };
       for (int n : prompts) {
@@ -165,8 +149,8 @@ int main(int argc, char** argv) try {
         }
         const double med = median(tps);
         row("prompt processing pp" + std::to_string(n), med, 1000.0 * n / med);
-        out["prefill"].push_back({{"attention", attention}, {"gemv", gemv}, {"pdl", pdl}, {"fuse", fuse}, {"decode", decode},
-                                  {"plan", plan.name()}, {"prompt_tokens", n},
+        out["prefill"].push_back({{"attention", attention}, {"gemv", gemv}, {"pdl", pdl}, {"decode", decode}, {"plan", plan.name()},
+                                  {"prompt_tokens", n},
                                   {"tokens_per_s", tps}, {"median_tokens_per_s", med}});
       }
       for (int context : contexts)
@@ -200,8 +184,8 @@ int main(int argc, char** argv) try {
           const double med = median(tps);
           row("tg" + std::to_string(gen) + " @" + std::to_string(context) + " batch " + std::to_string(bsz), med,
               1000.0 * bsz / med);
-          out["decode"].push_back({{"attention", attention}, {"gemv", gemv}, {"pdl", pdl}, {"fuse", fuse}, {"decode", decode},
-                                   {"plan", plan.name()}, {"context", context},
+          out["decode"].push_back({{"attention", attention}, {"gemv", gemv}, {"pdl", pdl}, {"decode", decode}, {"plan", plan.name()},
+                                   {"context", context},
                                    {"batch", bsz}, {"sampling", sample_on_backend ? "backend" : "host"},
                                    {"tokens_per_s", tps}, {"median_tokens_per_s", med}});
         }

@@ -13,7 +13,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
-#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -152,17 +151,6 @@ std::vector<Batch> wide_session(int vocab, int n_seqs, uint64_t seed) {
   return steps;
 }
 
-// One sequence alone: a prefill (logits for every token), then single-token decode steps: the
-// batch-1 path (the streaming GEMVs and the fusions of HEADSHARD_CUDA_FUSE).
-std::vector<Batch> single_session(int vocab, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::vector<Batch> steps;
-  int32_t len = 21;
-  steps.push_back({{SeqChunk{1, 0, random_tokens(len, vocab, rng), true}}});
-  for (int s = 0; s < 12; ++s) steps.push_back({{SeqChunk{1, len++, random_tokens(1, vocab, rng), false}}});
-  return steps;
-}
-
 double rel_l2(const std::vector<float>& got, const std::vector<float>& want) {
   double num = 0, den = 0;
   for (size_t i = 0; i < want.size(); ++i) {
@@ -276,13 +264,6 @@ TEST_P(CudaVsCpu, ManySequencesDecodeTogether) {
   compare_steps(c, make_plan(pk, c), wide_session(c.vocab_size, 45, 9), graphs, att, 8);
 }
 
-TEST_P(CudaVsCpu, OneSequenceDecodesAlone) {
-  REQUIRE_GPU();
-  const auto& [mi, pk, graphs, att] = GetParam();
-  const ModelConfig c = config_from_preset(model_cases()[mi].preset);
-  compare_steps(c, make_plan(pk, c), single_session(c.vocab_size, 11), graphs, att, 9);
-}
-
 INSTANTIATE_TEST_SUITE_P(Models, CudaVsCpu,
                          ::testing::Combine(::testing::Range(0, 4),
                                             ::testing::Values(PlanKind::Dense, PlanKind::Strided, PlanKind::Streaming),
@@ -326,48 +307,6 @@ TEST(CudaBackend, ForwardBeforeConfigureThrows) {
   b.chunks.push_back({1, 0, {1}, false});
   Logits out;
   EXPECT_THROW(be->forward(b, KvStepMeta{}, out), std::logic_error);
-}
-
-// The single-row fusions (HEADSHARD_CUDA_FUSE) change no bit: the same single-sequence steps with
-// them off and on give identical logits, with and without decode graphs. Llama gets every fusion
-// (the tiny models, and Llama-3.1-8B's layer shapes with two layers and a small vocabulary);
-// Gemma 3 the activation's.
-TEST(CudaBackend, FusedDecodeGivesTheUnfusedLogitsBitForBit) {
-  REQUIRE_GPU();
-  std::vector<ModelCase> cases = model_cases();
-  cases.push_back({"llama8b_2layers", {{"arch", "llama"}, {"n_layers", 2}, {"d_model", 4096}, {"n_heads", 32},
-                                       {"n_kv_heads", 8}, {"head_dim", 128}, {"d_ff", 14336}, {"vocab_size", 512},
-                                       {"context_length", 256}, {"norm_eps", 1e-5}, {"rope_base", 500000.0},
-                                       {"rope_neox", true}}});
-  for (const ModelCase& mc : cases) {
-    SCOPED_TRACE(mc.name);
-    const ModelConfig c = config_from_preset(mc.preset);
-    auto w = std::shared_ptr<const ModelWeights>(synthetic_weights(c, 3));
-    const ShardPlan plan = make_plan(PlanKind::Dense, c);
-    const std::vector<Batch> steps = single_session(c.vocab_size, 13);
-    for (bool graphs : {false, true}) {
-      std::vector<std::vector<float>> logits[2];
-      for (int fused = 0; fused < 2; ++fused) {
-        std::unique_ptr<Backend> gpu;
-        {
-          ScopedEnv f("HEADSHARD_CUDA_FUSE", fused ? "1" : "0");
-          ScopedEnv g("HEADSHARD_CUDA_GRAPHS", graphs ? "1" : "0");
-          gpu = make_cuda_backend(w);
-        }
-        ForwardRunner run(*gpu, plan, 64 << 20);
-        for (const Batch& b : steps) logits[fused].push_back(run.forward(b).data);
-      }
-      for (size_t st = 0; st < steps.size(); ++st) {
-        ASSERT_EQ(logits[0][st].size(), logits[1][st].size());
-        ASSERT_TRUE(all_finite(logits[1][st])) << "step " << st;
-        size_t differ = 0;
-        for (size_t i = 0; i < logits[0][st].size(); ++i)
-          differ += std::memcmp(&logits[0][st][i], &logits[1][st][i], sizeof(float)) != 0;
-        EXPECT_EQ(differ, 0u) << "step " << st << (graphs ? " with graphs" : " without graphs") << ": " << differ
-                              << " of " << logits[0][st].size() << " logits differ between FUSE=0 and FUSE=1";
-      }
-    }
-  }
 }
 
 // ---- the real default model ------------------------------------------------------------------

@@ -79,38 +79,6 @@ bool env_is(const char* name, const char* value) {
   return v && std::string(v) == value;
 }
 
-// Which elementwise steps single-row decode folds into its GEMVs (gemv.h's FusedGemv; each gives
-// the unfused path's bits): HEADSHARD_CUDA_FUSE unset or 1 for all, 0 for none, or a
-// comma-separated subset of
-//   norm  llama's pre-norms (RMSNorm of the residual) computed by the QKV and gate/up GEMVs,
-//   act   the gated activation computed by the gate/up GEMV from its gate and up rows,
-//   wo    the output projection reading the bf16 attention output (no fp16 copy first).
-struct Fusions {
-  bool norm = true, act = true, wo = true;
-};
-
-Fusions fusions_from_env() {
-  const char* v = std::getenv("HEADSHARD_CUDA_FUSE");
-  if (!v || std::string(v) == "1" || std::string(v) == "on") return {};
-  if (std::string(v) == "0" || std::string(v) == "off") return {false, false, false};
-  Fusions f{false, false, false};
-  std::string item;
-  for (const char* p = v;; ++p) {
-    if (*p == ',' || *p == '+' || *p == '\0') {
-      if (item == "norm") f.norm = true;
-      else if (item == "act") f.act = true;
-      else if (item == "wo") f.wo = true;
-      else if (!item.empty())
-        throw std::invalid_argument("HEADSHARD_CUDA_FUSE: unknown fusion '" + item + "' (1, 0, or norm,act,wo)");
-      item.clear();
-      if (*p == '\0') break;
-    } else {
-      item += *p;
-    }
-  }
-  return f;
-}
-
 // The GEMM operands' type: fp16 (three more mantissa bits: the GPU's greedy choices agree with
 // the float32 reference more often) except for Gemma, whose activations outgrow fp16's range;
 // HEADSHARD_CUDA_GEMM=bf16|fp16 overrides.
@@ -269,7 +237,6 @@ class CudaBackend final : public Backend {
   // HEADSHARD_ATTENTION=simple keeps the simple kernel (for comparisons); otherwise the sharded
   // kernels run wherever they support the shape.
   bool simple_attention_ = env_is("HEADSHARD_ATTENTION", "simple");
-  Fusions fuse_ = fusions_from_env();  // single-row steps folded into the GEMVs
   uint64_t generation_ = 1;  // changes whenever a buffer a graph captured moves
 };
 
@@ -284,9 +251,7 @@ CudaBackend::CudaBackend(std::shared_ptr<const ModelWeights> w, int device)
   kernels::set_kernel_variant(env_is("HEADSHARD_CUDA_DECODE", "cp.async") ? 1 : 0, 0);
   gemm_ = std::make_unique<cuda::Gemm>(stream_.s, !env_is("HEADSHARD_CUDA_GEMV", "0"));
   dw_ = cuda::upload_weights(*w_, gemm_type(c_), stream_.s);
-  spdlog::info("CUDA GEMMs in {}; single-row fusions: norm {}, act {}, wo {}",
-               dw_.type == cuda::GemmType::FP16 ? "fp16" : "bf16", fuse_.norm ? "on" : "off",
-               fuse_.act ? "on" : "off", fuse_.wo ? "on" : "off");
+  spdlog::info("CUDA GEMMs in {}", dw_.type == cuda::GemmType::FP16 ? "fp16" : "bf16");
   // The same tables as the CPU backend: scaled frequencies on global layers only.
   rope_global_.upload(make_rope_table(c_, c_.rope_base, w_->rope_freq_factors, true), stream_.s);
   rope_local_.upload(make_rope_table(c_, c_.rope_base_local, {}, false), stream_.s);
@@ -410,41 +375,11 @@ void CudaBackend::record_step(const cuda::StepShape& s) {
 
   if (sharded_kernels_) sharded_.start_step(st);
   const cuda::GemmType gt = dw_.type;
-  using Input = cuda::FusedGemv::Input;
-  // A single-row GEMV that norms the residual x itself (llama's pre-norms; Gemma's post-norms keep
-  // residual_norm): writes y, or with `gated` the gated activation into act_.
-  auto normed = [&](const float* norm_weight, float* y, bool gated) {
-    cuda::FusedGemv f;
-    f.input = Input::Norm;
-    f.x = x_.get();
-    f.norm_weight = norm_weight;
-    f.eps = eps;
-    if (gated) f.act = act_.get(), f.gelu = gemma;
-    else f.y = y;
-    return f;
-  };
-  // The gate/up GEMV fused with what applies: its input normed from x (or h_ as residual_norm
-  // made it), and its output the gated activation (or the projection gu_).
-  auto gate_up = [&](const cuda::DeviceLayer& L, bool norm, bool act) {
-    cuda::FusedGemv f = normed(L.ffn_norm.get(), gu_.get(), act);
-    if (!norm) f.input = Input::Half16, f.x = h_.get(), f.norm_weight = nullptr;
-    return f;
-  };
-  // The fusions this step takes (support depends only on shapes and alignment, the same in every
-  // layer); a fused norm replaces every residual_norm of llama's layers, so it takes both GEMVs.
-  const cuda::DeviceLayer& L0 = dw_.layers[0];
-  const bool fuse_norm = fuse_.norm && !gemma &&
-                         gemm_->fuses(normed(L0.attn_norm.get(), qkv_.get(), false), L0.wqkv.get(), ld_qkv, d, T) &&
-                         gemm_->fuses(gate_up(L0, true, false), L0.wgu.get(), 2 * ff, d, T);
-  const bool fuse_act = fuse_.act && gemm_->fuses(gate_up(L0, fuse_norm, true), L0.wgu.get(), 2 * ff, d, T);
-
   cuda::embed_tokens(inputs_.tok_id(), dw_.token_embd.get(), gt, T, d, c_.embed_scale, x_.get(), st);
-  if (!fuse_norm)
-    cuda::residual_norm(x_.get(), nullptr, nullptr, dw_.layers[0].attn_norm.get(), h_.get(), gt, T, d, eps, st);
+  cuda::residual_norm(x_.get(), nullptr, nullptr, dw_.layers[0].attn_norm.get(), h_.get(), gt, T, d, eps, st);
   for (int l = 0; l < c_.n_layers; ++l) {
     const cuda::DeviceLayer& L = dw_.layers[l];
-    if (fuse_norm) gemm_->linear_fused(normed(L.attn_norm.get(), qkv_.get(), false), L.wqkv.get(), gt, ld_qkv, d);
-    else gemm_->linear(h_.get(), d, L.wqkv.get(), gt, ld_qkv, d, T, qkv_.get(), ld_qkv);
+    gemm_->linear(h_.get(), d, L.wqkv.get(), gt, ld_qkv, d, T, qkv_.get(), ld_qkv);
 
     const DeviceRope& rope = c_.is_local(l) ? rope_local_ : rope_global_;
     cuda::QkvPrepParams prep{};
@@ -469,38 +404,25 @@ void CudaBackend::record_step(const cuda::StepShape& s) {
     cuda::qkv_prep(prep, st);
 
     attention(l, s);
-    // Output projection and residual: llama adds straight into x (beta = 1); Gemma norms first.
-    float* wo_out = gemma ? o_.get() : x_.get();
-    const float wo_beta = gemma ? 0.0f : 1.0f;
-    cuda::FusedGemv wo_fused;  // the bf16 attention output read as it is, rounded to fp16 on the way in
-    wo_fused.input = Input::Bf16;
-    wo_fused.x = att_.get();
-    wo_fused.y = wo_out;
-    wo_fused.beta = wo_beta;
-    if (gt == cuda::GemmType::FP16 && fuse_.wo && gemm_->fuses(wo_fused, L.wo.get(), d, qd, T)) {
-      gemm_->linear_fused(wo_fused, L.wo.get(), gt, d, qd);
-    } else {
-      // The attention kernels write bf16; FP16 GEMMs take a converted copy (exact in fp16's range).
-      const half16* att = reinterpret_cast<const half16*>(att_.get());
-      if (gt == cuda::GemmType::FP16) {
-        cuda::convert_bf16(att_.get(), att16_.get(), gt, static_cast<size_t>(T) * qd, st);
-        att = att16_.get();
-      }
-      gemm_->linear(att, qd, L.wo.get(), gt, d, qd, T, wo_out, d, wo_beta);
+    // The attention kernels write bf16; FP16 GEMMs take a converted copy (exact in fp16's range).
+    const half16* att = reinterpret_cast<const half16*>(att_.get());
+    if (gt == cuda::GemmType::FP16) {
+      cuda::convert_bf16(att_.get(), att16_.get(), gt, static_cast<size_t>(T) * qd, st);
+      att = att16_.get();
     }
-    if (gemma)
-      cuda::residual_norm(x_.get(), o_.get(), L.post_attn_norm.get(), L.ffn_norm.get(), h_.get(), gt, T, d, eps, st);
-    else if (!fuse_norm)
-      cuda::residual_norm(x_.get(), nullptr, nullptr, L.ffn_norm.get(), h_.get(), gt, T, d, eps, st);
 
-    // Gate/up projection and the gated activation.
-    if (fuse_norm || fuse_act) {
-      gemm_->linear_fused(gate_up(L, fuse_norm, fuse_act), L.wgu.get(), gt, 2 * ff, d);
+    // Output projection and residual: llama adds straight into x (beta = 1); Gemma norms first.
+    if (gemma) {
+      gemm_->linear(att, qd, L.wo.get(), gt, d, qd, T, o_.get(), d);
+      cuda::residual_norm(x_.get(), o_.get(), L.post_attn_norm.get(), L.ffn_norm.get(), h_.get(), gt, T, d, eps, st);
     } else {
-      gemm_->linear(h_.get(), d, L.wgu.get(), gt, 2 * ff, d, T, gu_.get(), 2 * ff);
+      gemm_->linear(att, qd, L.wo.get(), gt, d, qd, T, x_.get(), d, 1.0f);
+      cuda::residual_norm(x_.get(), nullptr, nullptr, L.ffn_norm.get(), h_.get(), gt, T, d, eps, st);
     }
-    if (!fuse_act) cuda::gated_activation(gu_.get(), T, ff, gemma, act_.get(), gt, st);
-    // The next layer's pre-norm rides along with this layer's residual add (or with its QKV GEMV).
+
+    gemm_->linear(h_.get(), d, L.wgu.get(), gt, 2 * ff, d, T, gu_.get(), 2 * ff);
+    cuda::gated_activation(gu_.get(), T, ff, gemma, act_.get(), gt, st);
+    // The next layer's pre-norm rides along with this layer's residual add.
     const float* next_norm = l + 1 < c_.n_layers ? dw_.layers[l + 1].attn_norm.get() : nullptr;
     half16* next_h = next_norm ? h_.get() : nullptr;
     if (gemma) {
@@ -508,7 +430,7 @@ void CudaBackend::record_step(const cuda::StepShape& s) {
       cuda::residual_norm(x_.get(), o_.get(), L.post_ffw_norm.get(), next_norm, next_h, gt, T, d, eps, st);
     } else {
       gemm_->linear(act_.get(), ff, L.wdown.get(), gt, d, ff, T, x_.get(), d, 1.0f);
-      if (!fuse_norm) cuda::residual_norm(x_.get(), nullptr, nullptr, next_norm, next_h, gt, T, d, eps, st);
+      cuda::residual_norm(x_.get(), nullptr, nullptr, next_norm, next_h, gt, T, d, eps, st);
     }
   }
   // Final norm and logits only for the rows that were asked for.

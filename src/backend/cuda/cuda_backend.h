@@ -6,9 +6,7 @@
 // overrides), converted from the float32 ModelWeights at construction; the residual stream, GEMM
 // outputs, norms, RoPE and softmax in float32; queries and KV pages in bf16 with the CPU layout
 // (page p = K [B][D] then V [B][D]). Logits come back as float32. A single row's linear layers
-// run on a streaming kernel, others on cuBLAS (HEADSHARD_CUDA_GEMV=0: cuBLAS throughout); there
-// the pre-norms, the gated activation and the attention output's conversion to fp16 are folded
-// into the GEMVs, bit for bit the same (HEADSHARD_CUDA_FUSE=0 keeps them apart; gemv.h).
+// run on a streaming kernel, others on cuBLAS (HEADSHARD_CUDA_GEMV=0: cuBLAS throughout).
 //
 // Attention runs on the sharded kernels of kernels/ (head dims 64, 128, 256; GQA groups up to 16;
 // power-of-two blocks of 16 to 128 tokens) and otherwise on a simple exact kernel;

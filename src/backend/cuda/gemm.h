@@ -13,7 +13,6 @@
 #include <cstdint>
 
 #include "backend/cuda/device_buffer.h"
-#include "backend/cuda/gemv.h"
 #include "backend/cuda/model_kernels.h"
 
 namespace hs::cuda {
@@ -29,16 +28,6 @@ class Gemm {
   // strides ldx, ldy (elements). Throws std::runtime_error on a cuBLAS error.
   void linear(const half16* X, int64_t ldx, const half16* W, GemmType t, int m, int k, int n, float* Y, int64_t ldy,
               float beta = 0.0f);
-
-  // True when linear_fused() takes f over W [m][k] for n rows: one row (n == 1), the streaming
-  // kernel on, and operands gemv_fused_supports() takes. Otherwise the caller runs the unfused steps.
-  bool fuses(const FusedGemv& f, const half16* W, int m, int k, int n) const {
-    return gemv_ && n == 1 && gemv_fused_supports(f, W, m, k);
-  }
-  // The single-row linear layer with its neighbouring elementwise step (gemv.h's FusedGemv).
-  void linear_fused(const FusedGemv& f, const half16* W, GemmType t, int m, int k) {
-    gemv_fused(f, W, t, m, k, stream_);
-  }
 
  private:
   cudaStream_t stream_;

@@ -32,37 +32,4 @@ inline constexpr GemvConfig kGemvConfig{1, 2};
 void gemv(const half16* x, const half16* W, GemmType t, int m, int k, float* y, float beta, cudaStream_t s,
           const GemvConfig& config);
 
-// A single-row GEMV with the elementwise step before or after it folded in (batch-1 decode):
-// each form gives, bit for bit, what the unfused kernels give (gemv() in kGemvConfig, after or
-// before the step it replaces), in one launch instead of two.
-struct FusedGemv {
-  enum class Input {
-    Half16,  // x: [k] of the GEMM type, as gemv() takes it
-    Bf16,    // x: [k] bf16, rounded to the GEMM type on the way in as convert_bf16 rounds it
-    Norm,    // x: [k] float, the residual row; the GEMV takes residual_norm's h of it:
-             //    T(rms_norm(x) * norm_weight), rms_norm(v) = v / sqrt(mean(v^2) + eps)
-  };
-  Input input = Input::Half16;
-  const void* x = nullptr;
-  const float* norm_weight = nullptr;  // Norm: [k]
-  float eps = 0.0f;                    // Norm
-  // Exactly one output:
-  float* y = nullptr;  // y[c] = (W x)[c] (+ y[c] when beta is 1), as gemv()
-  float beta = 0.0f;
-  // or the gated MLP activation over a fused gate/up W (gate rows [0, m/2), up rows [m/2, m)):
-  // act[i] = T(act(gate_i . x) * (up_i . x)), i < m/2, as gated_activation computes it from the
-  // projection (act = gelu_tanh when gelu, else silu); the projection itself is not stored.
-  half16* act = nullptr;
-  bool gelu = false;
-};
-
-// True when gemv_fused() takes these operands: k a multiple of 8 with x and W 16-byte aligned, one
-// output (m even for act, beta 0 or 1 for y), Norm with a weight and k <= 8192 (residual_norm's
-// one-pass kernel), and x staged in at most 48 KiB of shared memory.
-bool gemv_fused_supports(const FusedGemv& f, const half16* W, int m, int k);
-
-// The fused GEMV over W [m][k] of type t, enqueued on s. Throws std::invalid_argument for operands
-// gemv_fused_supports() rejects.
-void gemv_fused(const FusedGemv& f, const half16* W, GemmType t, int m, int k, cudaStream_t s);
-
 }  // namespace hs::cuda

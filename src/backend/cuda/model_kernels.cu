@@ -5,7 +5,6 @@
 #include <type_traits>
 
 #include "backend/cuda/cuda_check.h"
-#include "backend/cuda/row_math.cuh"
 #include "pdl.cuh"
 
 namespace hs::cuda {
@@ -15,9 +14,15 @@ namespace {
 using kernels::launch;
 using kernels::pdl_begin;
 
-using rowmath::from_float;
-using rowmath::to_float;
-using rowmath::warp_sum;
+// Float conversions of the two 16-bit types (round to nearest even).
+template <typename T>
+__device__ T from_float(float v);
+template <>
+__device__ bf16 from_float<bf16>(float v) { return __float2bfloat16_rn(v); }
+template <>
+__device__ __half from_float<__half>(float v) { return __float2half_rn(v); }
+__device__ float to_float(bf16 v) { return __bfloat162float(v); }
+__device__ float to_float(__half v) { return __half2float(v); }
 
 // Calls f with a value of the 16-bit type that t names (f launches the kernel for that type).
 template <typename F>
@@ -28,6 +33,11 @@ void with_type(GemmType t, F&& f) {
 
 constexpr int kRowThreads = 256;  // per-row kernels: one block per row
 constexpr int kHeadThreads = 128;  // per-head kernels: one block per (token, head)
+
+__device__ float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
 
 // Sum over the block; every thread gets the result. blockDim.x is a multiple of 32, at most 1024.
 __device__ float block_sum(float v) {
@@ -77,8 +87,7 @@ __global__ void embed_kernel(const int32_t* ids, const T* table, int d, float sc
 
 // One block of kNormThreads per row; each thread keeps its kPer elements of the row in registers
 // (x read once, written once), so a row costs one round trip to memory per pass, not d / threads.
-// (gemv.cu's norm-fused GEMV reproduces this kernel's h bit for bit: keep the two in step.)
-using rowmath::kNormThreads;
+constexpr int kNormThreads = 1024;
 
 template <typename T, int kPer>
 __global__ void __launch_bounds__(kNormThreads)
@@ -97,7 +106,7 @@ __global__ void __launch_bounds__(kNormThreads)
     float ss = 0.0f;
 #pragma unroll
     for (int j = 0; j < kPer; ++j) ss += v[j] * v[j];
-    return rowmath::rms_scale_of(block_sum(ss), d, eps);
+    return 1.0f / sqrtf(block_sum(ss) / static_cast<float>(d) + eps);
   };
   if (o) {
     float ov[kPer];
@@ -189,6 +198,11 @@ __global__ void qkv_prep_kernel(QkvPrepParams p) {
   }
 }
 
+__device__ float gelu_tanh(float x) {
+  const float k = 0.7978845608028654f;  // sqrt(2/pi)
+  return 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x)));
+}
+
 template <typename T>
 __global__ void gated_kernel(const float* gu, int64_t n, int d_ff, bool gelu, T* out) {
   pdl_begin();
@@ -196,7 +210,8 @@ __global__ void gated_kernel(const float* gu, int64_t n, int d_ff, bool gelu, T*
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t t = i / d_ff, c = i % d_ff;
     const float g = gu[t * 2 * d_ff + c], u = gu[t * 2 * d_ff + d_ff + c];
-    out[i] = from_float<T>(rowmath::gated(g, u, gelu));
+    const float a = gelu ? gelu_tanh(g) : g / (1.0f + expf(-g));
+    out[i] = from_float<T>(a * u);
   }
 }
 
@@ -239,8 +254,7 @@ void residual_norm(float* x, const float* o, const float* o_weight, const float*
     using T = decltype(tag);
     T* h = reinterpret_cast<T*>(h_out);
     auto* kernel =
-        d <= rowmath::kNormPer * kNormThreads ? residual_norm_kernel<T, rowmath::kNormPer>
-                                              : residual_norm_kernel<T, kMaxModelDim / kNormThreads>;
+        d <= 8 * kNormThreads ? residual_norm_kernel<T, 8> : residual_norm_kernel<T, kMaxModelDim / kNormThreads>;
     HS_CUDA_CHECK(launch(kernel, n_rows, kNormThreads, 0, s, x, o, o_weight, h_weight, h, d, eps));
   });
 }
