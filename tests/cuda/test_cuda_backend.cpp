@@ -151,6 +151,17 @@ std::vector<Batch> wide_session(int vocab, int n_seqs, uint64_t seed) {
   return steps;
 }
 
+// One sequence alone: a prefill (logits for every token), then single-token decode steps: the
+// batch-1 path (the streaming GEMVs, decode graphs of bucket 1).
+std::vector<Batch> single_session(int vocab, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<Batch> steps;
+  int32_t len = 21;
+  steps.push_back({{SeqChunk{1, 0, random_tokens(len, vocab, rng), true}}});
+  for (int s = 0; s < 12; ++s) steps.push_back({{SeqChunk{1, len++, random_tokens(1, vocab, rng), false}}});
+  return steps;
+}
+
 double rel_l2(const std::vector<float>& got, const std::vector<float>& want) {
   double num = 0, den = 0;
   for (size_t i = 0; i < want.size(); ++i) {
@@ -262,6 +273,13 @@ TEST_P(CudaVsCpu, ManySequencesDecodeTogether) {
   const auto& [mi, pk, graphs, att] = GetParam();
   const ModelConfig c = config_from_preset(model_cases()[mi].preset);
   compare_steps(c, make_plan(pk, c), wide_session(c.vocab_size, 45, 9), graphs, att, 8);
+}
+
+TEST_P(CudaVsCpu, OneSequenceDecodesAlone) {
+  REQUIRE_GPU();
+  const auto& [mi, pk, graphs, att] = GetParam();
+  const ModelConfig c = config_from_preset(model_cases()[mi].preset);
+  compare_steps(c, make_plan(pk, c), single_session(c.vocab_size, 11), graphs, att, 9);
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, CudaVsCpu,
