@@ -63,8 +63,9 @@ void set_kernel_variant(int32_t decode, int32_t prefill) {
 void set_programmatic_launch(bool on) { g_programmatic = on; }
 bool programmatic_launch() { return g_programmatic; }
 
-void plan_decode(const int32_t* indptr, const int32_t* decode_chunks, int32_t n_dc, int32_t n_layers,
-                 int32_t n_kv_heads, int32_t block_size, const DecodePlanOptions& opt, DecodePlan& plan) {
+void plan_decode(const int32_t* indptr, const int32_t* list_end, const int32_t* decode_chunks, int32_t n_dc,
+                 int32_t n_layers, int32_t n_kv_heads, int32_t block_size, const DecodePlanOptions& opt,
+                 DecodePlan& plan) {
   plan.items.clear();
   plan.layer_begin.assign(n_layers + 1, 0);
   plan.max_partials = 0;
@@ -105,7 +106,7 @@ void plan_decode(const int32_t* indptr, const int32_t* decode_chunks, int32_t n_
     for (int32_t c = 0; c < n_dc; ++c)
       for (int32_t h = 0; h < n_kv_heads; ++h) {
         const int32_t l = (decode_chunks[c] * n_layers + layer) * n_kv_heads + h;
-        const int32_t n = indptr[l + 1] - indptr[l];
+        const int32_t n = (list_end ? list_end[l] : indptr[l + 1]) - indptr[l];
         lens[size_t(c) * n_kv_heads + h] = n;
         total += n;
         lmax = std::max(lmax, n);

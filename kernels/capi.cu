@@ -79,7 +79,7 @@ void* hs_decode_plan(const int32_t* indptr_host, const int32_t* decode_chunks, i
   DecodePlanOptions o;
   o.slots = slots > 0 ? slots : decode_slots(head_dim);
   if (min_split_tokens > 0) o.min_split_tokens = min_split_tokens;
-  plan_decode(indptr_host, decode_chunks, n_decode_chunks, n_layers, n_kv_heads, block_size, o, h->plan);
+  plan_decode(indptr_host, nullptr, decode_chunks, n_decode_chunks, n_layers, n_kv_heads, block_size, o, h->plan);
   const size_t ws = decode_workspace_bytes(h->plan, group, head_dim);
   if (cudaMalloc(&h->items, std::max<size_t>(h->plan.items.size(), 1) * sizeof(DecodeWorkItem)) != cudaSuccess ||
       cudaMemcpy(h->items, h->plan.items.data(), h->plan.items.size() * sizeof(DecodeWorkItem),

@@ -83,7 +83,7 @@ __global__ void __launch_bounds__(PrefillCfg<D, V>::kThreads) prefill_kernel(con
   const int logU = __ffs(q.U) - 1;
 
   const int list = (it.chunk * a.n_layers + a.layer) * a.n_kv_heads + kvh;
-  const int eb = a.indptr[list + 1];
+  const int eb = a.list_end ? a.list_end[list] : a.indptr[list + 1];
   int ce = a.indptr[list], cso = 0;  // search cursor
   bool exhausted = false;
 

@@ -4,8 +4,9 @@
 // starts at pool + p * 2*B*D elements and holds the K rows of its B slots ([B][D]) followed by the
 // V rows ([B][D]); slot s of a page is token position (block * B + s).
 //
-// Page lists are KvStepMeta's flat lists: list l = (chunk * n_layers + layer) * n_kv_heads + kv_head
-// holds entries [indptr[l], indptr[l+1]), blocks ascending, with pages[e] the page of blocks[e].
+// Page lists: list l = (chunk * n_layers + layer) * n_kv_heads + kv_head holds entries
+// [indptr[l], list_end[l]) of blocks and pages, blocks ascending, with pages[e] the page of
+// blocks[e]; without list_end, lists are KvStepMeta's flat ones and list l ends at indptr[l + 1].
 // A list may hold blocks some queries no longer attend; the kernels apply the HCS rule
 //     s <= t  and  (j < sink  or  i - j < local  or  (stride > 0 and (j + offset) % stride == 0))
 // (t, s token positions, i = t / B, j = s / B) and the model window (window == 0 or t - s < window)
@@ -42,7 +43,8 @@ struct PagedAttentionArgs {
   int64_t out_row_stride = 0;
   const void* kv_pool = nullptr;  // bf16 pages, see above
   int64_t kv_pool_pages = 0;      // pages in the pool (0: unknown; decode then uses its cp.async kernel)
-  const int32_t* indptr = nullptr;
+  const int32_t* indptr = nullptr;    // where each list begins
+  const int32_t* list_end = nullptr;  // where each list ends (null: at the next list's indptr)
   const int32_t* blocks = nullptr;
   const int32_t* pages = nullptr;
   const int32_t* chunk_pos0 = nullptr;  // [n_chunks]
@@ -82,10 +84,11 @@ struct DecodePlanOptions {
 int32_t decode_slots(int32_t head_dim);
 
 // Plans the decode of `decode_chunks` (chunk ids whose lists are read; one query token each) for
-// layers [0, n_layers) from the host copy of indptr. Work items are ordered largest first.
-void plan_decode(const int32_t* indptr_host, const int32_t* decode_chunks, int32_t n_decode_chunks,
-                 int32_t n_layers, int32_t n_kv_heads, int32_t block_size, const DecodePlanOptions& options,
-                 DecodePlan& plan);
+// layers [0, n_layers) from the host copies of indptr and list_end (null: flat lists). Work items
+// are ordered largest first.
+void plan_decode(const int32_t* indptr_host, const int32_t* list_end_host, const int32_t* decode_chunks,
+                 int32_t n_decode_chunks, int32_t n_layers, int32_t n_kv_heads, int32_t block_size,
+                 const DecodePlanOptions& options, DecodePlan& plan);
 
 // Workspace for one decode launch: partial outputs and LSEs, then merge counters. The counters
 // must be zero before the first launch (cudaMemset once); launches leave them zero.

@@ -9,8 +9,8 @@
 #             models, and the engine on both)
 #   memcheck  compute-sanitizer memcheck on a subset of test_device_sampling and test_cuda_backend
 #   bench     with synthetic Llama-3.1-8B weights: bench-4k (decode at 4k, batch 1 and 8, linear
-#             layers on the streaming kernel and on cuBLAS, with and without programmatic launch;
-#             then bench_gemv, the single-row linear layers alone),
+#             layers on the streaming kernel and on cuBLAS, decode attention on the copy-engine
+#             and the cp.async kernel; then bench_gemv, the single-row linear layers alone),
 #             bench-32k (dense and strided plans at 32k), bench-throughput (decode at 64 and 256
 #             sequences, 1k prompt, 1k output), bench-kv-step (the host's KV bookkeeping per decode
 #             step) and kv-report (32k-token sequences in a 64 GiB KV budget, dense and strided).
@@ -83,7 +83,7 @@ while [ $i -lt ${#STAGES[@]} ]; do  # a stage may append stages
     bench) STAGES+=(bench-4k bench-32k bench-throughput bench-kv-step kv-report) ;;
     bench-4k)
       run bench_decode_4k 400 "$PKG/bench_generate" --model $M8B --device cuda --attention "${ATTENTION_4K:-sharded}" \
-        --gemv on,off --pdl on,off --plan dense --prompt 4096 --context 4096 --batch 1,8 --gen 64 --reps 3 \
+        --gemv on,off --decode tma,cp.async --plan dense --prompt 4096 --context 4096 --batch 1,8 --gen 64 --reps 3 \
         --json "$OUT/bench_decode_4k.json"
       TAIL=45 run bench_gemv 60 "$PKG/bench_gemv" --json "$OUT/bench_gemv.json"
       ;;

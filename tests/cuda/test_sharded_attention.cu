@@ -127,9 +127,13 @@ struct Fixture {
   int n_q = 0, n_tokens = 0, n_pages = 0;
   std::vector<HeadShard> shards;  // [layer][kv]
   std::vector<int32_t> indptr, blocks, pages, pos0, tok0;
+  // The same lists apart, as the CUDA backend's arena holds them: list l at [begin[l], end[l]) of
+  // a_blocks / a_pages, behind a gap of entries that name block 0 on a page of NaN.
+  std::vector<int32_t> begin, end, a_blocks, a_pages;
   std::vector<float> pool_f, q_f;
   std::vector<uint16_t> pool_h, q_h;
-  DevBuf d_pool, d_q, d_out, d_indptr, d_blocks, d_pages, d_pos0, d_tok0, d_shards;
+  DevBuf d_pool, d_q, d_out, d_indptr, d_blocks, d_pages, d_pos0, d_tok0, d_shards, d_begin, d_end, d_ablocks,
+      d_apages;
 
   void build(const Problem& p) {
     pr = p;
@@ -173,6 +177,18 @@ struct Fixture {
     std::iota(perm.begin(), perm.end(), 0);
     std::shuffle(perm.begin(), perm.end(), rng);
     pages.assign(perm.begin(), perm.begin() + blocks.size());
+    const int32_t nan_page = perm[blocks.size()];  // listed nowhere: never written
+    begin.clear();
+    end.clear();
+    a_blocks.clear();
+    a_pages.clear();
+    for (size_t l = 0; l + 1 < indptr.size(); ++l) {
+      for (size_t g = 0; g < 1 + l % 3; ++g) a_blocks.push_back(0), a_pages.push_back(nan_page);
+      begin.push_back(int32_t(a_blocks.size()));
+      a_blocks.insert(a_blocks.end(), blocks.begin() + indptr[l], blocks.begin() + indptr[l + 1]);
+      a_pages.insert(a_pages.end(), pages.begin() + indptr[l], pages.begin() + indptr[l + 1]);
+      end.push_back(int32_t(a_blocks.size()));
+    }
     // Page data: NaN everywhere, then the written slots (positions < pos0 + n_new) of listed pages.
     const int64_t pf = 2LL * B * D;
     pool_f.assign(size_t(n_pages) * pf, kNaN);
@@ -230,9 +246,14 @@ struct Fixture {
     CK(d_pos0.upload(pos0));
     CK(d_tok0.upload(tok0));
     CK(d_shards.upload(sp));
+    CK(d_begin.upload(begin));
+    CK(d_end.upload(end));
+    CK(d_ablocks.upload(a_blocks));
+    CK(d_apages.upload(a_pages));
   }
 
-  K::PagedAttentionArgs args() const {
+  // apart: the lists as begin / end over a_blocks / a_pages.
+  K::PagedAttentionArgs args(bool apart = false) const {
     K::PagedAttentionArgs a;
     a.q = d_q.p;
     a.out = d_out.p;
@@ -244,6 +265,12 @@ struct Fixture {
     a.chunk_pos0 = d_pos0.as<int32_t>();
     a.chunk_tok0 = d_tok0.as<int32_t>();
     a.shards = d_shards.as<K::ShardParams>();
+    if (apart) {
+      a.indptr = d_begin.as<int32_t>();
+      a.list_end = d_end.as<int32_t>();
+      a.blocks = d_ablocks.as<int32_t>();
+      a.pages = d_apages.as<int32_t>();
+    }
     a.n_layers = pr.n_layers;
     a.layer = pr.layer;
     a.n_kv_heads = pr.n_kv;
@@ -324,18 +351,19 @@ std::string describe(const Problem& p) {
 }
 
 // Runs prefill on every chunk and decode on the one-token chunks; compares both with the CPU.
-// Both decode kernels (set_kernel_variant) run, and at head dim 128 both prefill variants.
-void check_variant(const Problem& p, K::DecodePlanOptions dopt, bool run_prefill);
+// Both decode kernels (set_kernel_variant) run, and at head dim 128 both prefill variants; the
+// default kernels (variant 0) read the lists apart, as the CUDA backend lays them out.
+void check_variant(const Problem& p, K::DecodePlanOptions dopt, bool run_prefill, bool apart);
 void check_problem(const Problem& p, K::DecodePlanOptions dopt = {}, bool run_prefill = true) {
   for (int v = 0; v < 2; ++v) {
-    SCOPED_TRACE("kernel variant " + std::to_string(v));
+    SCOPED_TRACE("kernel variant " + std::to_string(v) + (v == 0 ? ", lists apart" : ", flat lists"));
     K::set_kernel_variant(v, p.D == 128 ? v : 0);
-    check_variant(p, dopt, run_prefill && (v == 0 || p.D == 128));
+    check_variant(p, dopt, run_prefill && (v == 0 || p.D == 128), v == 0);
   }
   K::set_kernel_variant(0, 0);
 }
 
-void check_variant(const Problem& p, K::DecodePlanOptions dopt, bool run_prefill) {
+void check_variant(const Problem& p, K::DecodePlanOptions dopt, bool run_prefill, bool apart) {
   SCOPED_TRACE(describe(p));
   Fixture f;
   f.build(p);
@@ -352,7 +380,7 @@ void check_variant(const Problem& p, K::DecodePlanOptions dopt, bool run_prefill
     DevBuf d_items;
     CK(d_items.upload(items));
     K::PrefillParams pp;
-    pp.a = f.args();
+    pp.a = f.args(apart);
     pp.items = d_items.as<K::PrefillWorkItem>();
     pp.n_items = int(items.size());
     f.poison_out();
@@ -365,7 +393,8 @@ void check_variant(const Problem& p, K::DecodePlanOptions dopt, bool run_prefill
   if (!dec.empty()) {
     K::DecodePlan plan;
     if (dopt.slots <= 0) dopt.slots = K::decode_slots(p.D);
-    K::plan_decode(f.indptr.data(), dec.data(), int(dec.size()), p.n_layers, p.n_kv, p.B, dopt, plan);
+    K::plan_decode(apart ? f.begin.data() : f.indptr.data(), apart ? f.end.data() : nullptr, dec.data(),
+                   int(dec.size()), p.n_layers, p.n_kv, p.B, dopt, plan);
     const int b = plan.layer_begin[p.layer], e = plan.layer_begin[p.layer + 1];
     std::vector<K::DecodeWorkItem> items(plan.items.begin() + b, plan.items.begin() + e);
     DevBuf d_items, d_ws;
@@ -374,7 +403,7 @@ void check_variant(const Problem& p, K::DecodePlanOptions dopt, bool run_prefill
     CK(cudaMalloc(&d_ws.p, ws));
     CK(cudaMemset(d_ws.p, 0, ws));
     K::DecodeParams dp;
-    dp.a = f.args();
+    dp.a = f.args(apart);
     dp.items = d_items.as<K::DecodeWorkItem>();
     dp.n_items = int(items.size());
     dp.workspace = d_ws.p;
@@ -610,6 +639,12 @@ TEST(DecodePlan, CoversEveryListOnce) {
       for (int layer = 0; layer < n_layers; ++layer)
         for (int h = 0; h < n_kv; ++h)
           indptr.push_back(indptr.back() + (same_lengths ? lens[c * n_kv + h] : uni(rng, 1, uni(rng, 1, 3000))));
+    // Every other trial, the lists lie apart (as in the CUDA backend's arena): list l at
+    // [begin[l], end[l]) with a gap before it.
+    const bool apart = trial % 4 >= 2;
+    std::vector<int32_t> begin(indptr.begin(), indptr.end() - 1), end(indptr.begin() + 1, indptr.end());
+    if (apart)
+      for (size_t l = 0; l < begin.size(); ++l) begin[l] += 3 * int(l) + 1, end[l] += 3 * int(l) + 1;
     std::vector<int32_t> dec;
     for (int c = 0; c < n_chunks; ++c)
       if (uni(rng, 0, 3) != 0) dec.push_back(c);
@@ -618,16 +653,17 @@ TEST(DecodePlan, CoversEveryListOnce) {
     o.slots = uni(rng, 1, 600);
     o.min_split_tokens = uni(rng, 1, 1024);
     K::DecodePlan plan;
-    K::plan_decode(indptr.data(), dec.data(), int(dec.size()), n_layers, n_kv, B, o, plan);
+    K::plan_decode(apart ? begin.data() : indptr.data(), apart ? end.data() : nullptr, dec.data(), int(dec.size()),
+                   n_layers, n_kv, B, o, plan);
     ASSERT_EQ(plan.layer_begin.size(), size_t(n_layers + 1));
     ASSERT_EQ(plan.n_groups, int(dec.size()) * n_kv);
     for (int layer = 0; layer < n_layers; ++layer) {
-      std::vector<int> covered(indptr.back(), 0), slot_used(plan.max_partials, 0);
+      std::vector<int> covered(end.back(), 0), slot_used(plan.max_partials, 0);
       for (int i = plan.layer_begin[layer]; i < plan.layer_begin[layer + 1]; ++i) {
         const K::DecodeWorkItem& it = plan.items[i];
         const int li = (it.chunk * n_layers + layer) * n_kv + it.kv_head;
-        ASSERT_GE(it.e_begin, indptr[li]);
-        ASSERT_LE(it.e_end, indptr[li + 1]);
+        ASSERT_GE(it.e_begin, begin[li]);
+        ASSERT_LE(it.e_end, end[li]);
         ASSERT_LE(it.n_splits, std::max(o.max_splits, 1));
         for (int x = it.e_begin; x < it.e_end; ++x) covered[x]++;
         if (it.n_splits > 1) {
@@ -639,7 +675,7 @@ TEST(DecodePlan, CoversEveryListOnce) {
       for (int c : dec)
         for (int h = 0; h < n_kv; ++h) {
           const int li = (c * n_layers + layer) * n_kv + h;
-          for (int x = indptr[li]; x < indptr[li + 1]; ++x) ASSERT_EQ(covered[x], 1) << "entry " << x;
+          for (int x = begin[li]; x < end[li]; ++x) ASSERT_EQ(covered[x], 1) << "entry " << x;
         }
       for (int u : slot_used) ASSERT_LE(u, 1);
     }
@@ -648,7 +684,7 @@ TEST(DecodePlan, CoversEveryListOnce) {
     std::vector<int32_t> one(1, 0);
     for (int32_t n : lens) one.push_back(one.back() + n);
     K::DecodePlan alone;
-    K::plan_decode(one.data(), dec.data(), int(dec.size()), 1, n_kv, B, o, alone);
+    K::plan_decode(one.data(), nullptr, dec.data(), int(dec.size()), 1, n_kv, B, o, alone);
     const int n_items = alone.layer_begin[1];
     for (int layer = 0; layer < n_layers; ++layer) {
       ASSERT_EQ(plan.layer_begin[layer + 1] - plan.layer_begin[layer], n_items) << "layer " << layer;
@@ -658,7 +694,7 @@ TEST(DecodePlan, CoversEveryListOnce) {
         const int la = a.chunk * n_kv + a.kv_head, lb = (b.chunk * n_layers + layer) * n_kv + b.kv_head;
         ASSERT_EQ(std::make_tuple(a.chunk, a.kv_head, a.e_begin - one[la], a.e_end - one[la], a.split, a.n_splits,
                                   a.partial0, a.group_id),
-                  std::make_tuple(b.chunk, b.kv_head, b.e_begin - indptr[lb], b.e_end - indptr[lb], b.split,
+                  std::make_tuple(b.chunk, b.kv_head, b.e_begin - begin[lb], b.e_end - begin[lb], b.split,
                                   b.n_splits, b.partial0, b.group_id))
             << "layer " << layer << " item " << i;
       }

@@ -454,7 +454,8 @@ void CudaBackend::attention(int layer, const cuda::StepShape& s) {
   p.pages = pages_.get();
   p.pos = inputs_.tok_pos();
   p.chunk = inputs_.tok_chunk();
-  p.indptr = inputs_.indptr();
+  p.list_begin = inputs_.list_begin();
+  p.list_end = inputs_.list_end();
   p.blocks = inputs_.blocks();
   p.page_ids = inputs_.pages();
   p.shards = shards;

@@ -215,6 +215,13 @@ __global__ void gated_kernel(const float* gu, int64_t n, int d_ff, bool gelu, T*
   }
 }
 
+__global__ void scatter_kernel(const int32_t* c, int n, int32_t* blocks, int32_t* pages) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  blocks[c[3 * i]] = c[3 * i + 1];
+  pages[c[3 * i]] = c[3 * i + 2];
+}
+
 // Grid for a grid-stride loop over n elements: enough blocks to fill the device, no more.
 unsigned grid_for(int64_t n, int threads) {
   const int64_t blocks = (n + threads - 1) / threads;
@@ -273,6 +280,12 @@ void qkv_prep(const QkvPrepParams& p, cudaStream_t s) {
   if (p.n_tokens == 0) return;
   const dim3 grid(p.n_tokens, p.n_heads + p.n_kv_heads);
   HS_CUDA_CHECK(launch(qkv_prep_kernel, grid, kHeadThreads, 0, s, p));
+}
+
+void scatter_list_entries(const int32_t* c, int n, int32_t* blocks, int32_t* pages, cudaStream_t s) {
+  if (n == 0) return;
+  scatter_kernel<<<(n + 255) / 256, 256, 0, s>>>(c, n, blocks, pages);
+  HS_CUDA_CHECK(cudaGetLastError());
 }
 
 void gated_activation(const float* gu, int n_tokens, int d_ff, bool gelu, half16* out, GemmType ot, cudaStream_t s) {

@@ -73,6 +73,10 @@ struct QkvPrepParams {
 };
 void qkv_prep(const QkvPrepParams& p, cudaStream_t s);
 
+// blocks[c[3i]] = c[3i + 1] and pages[c[3i]] = c[3i + 2] for i < n: a step's changed page-list
+// entries into the device's list arena (StepInputs).
+void scatter_list_entries(const int32_t* c, int n, int32_t* blocks, int32_t* pages, cudaStream_t s);
+
 // out[t][i] = ot(act(gu[t][i]) * gu[t][d_ff + i]) with act = gelu_tanh (Gemma) or silu (llama):
 // the gated MLP over the fused gate/up projection gu [T][2 * d_ff].
 void gated_activation(const float* gu, int n_tokens, int d_ff, bool gelu, half16* out, GemmType ot, cudaStream_t s);

@@ -36,9 +36,9 @@ __global__ void paged_attention_kernel(PagedAttentionParams p) {
   const int pos = p.pos[t], c = pos / B;
   const int first_key = p.window > 0 ? max(pos - p.window + 1, 0) : 0;
   const int list = (p.chunk[t] * p.n_layers + p.layer) * p.n_kv_heads + kv;
-  const int e1 = p.indptr[list + 1];
+  const int e1 = p.list_end[list];
   const int4 shard = p.shards[kv];
-  for (int e = p.indptr[list]; e < e1; ++e) {
+  for (int e = p.list_begin[list]; e < e1; ++e) {
     const int j = p.blocks[e];
     const int block_first = j * B, block_last = block_first + B - 1;
     if (block_first > pos) break;  // ascending: the rest of the list is in the future

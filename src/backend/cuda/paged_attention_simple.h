@@ -6,7 +6,7 @@
 //
 // For the token t of the step (its query heads at q + t * q_stride + h * D, float32) in chunk c,
 // at position p = pos[t], KV head h's list is l = (c * n_layers + layer) * n_kv_heads + h, with
-// entries [indptr[l], indptr[l + 1]) of (blocks[e], pages[e]), blocks ascending. A key at
+// entries [list_begin[l], list_end[l]) of (blocks[e], pages[e]), blocks ascending. A key at
 // position s (slot s % B of the entry's page) counts iff s <= p, the head's shard attends it
 // (block j < sink, or (p / B) - j < local, or j on the stride), and, when window > 0, p - s < window.
 // out[t][h * D + d] = softmax over those keys of scale * q.k, times their V (float32 online
@@ -29,7 +29,8 @@ struct PagedAttentionParams {
   const __nv_bfloat16* pages;  // the pool: page p at pages + p * 2 * B * D
   const int32_t* pos;          // [n_tokens]
   const int32_t* chunk;        // [n_tokens]: the token's chunk
-  const int32_t* indptr;
+  const int32_t* list_begin;
+  const int32_t* list_end;
   const int32_t* blocks;
   const int32_t* page_ids;
   const int4* shards;  // this layer's KV heads: {sink, local, stride, offset}

@@ -41,8 +41,9 @@ bool ShardedAttentionRunner::plan(const StepShape& shape, const StepInputs& in, 
   for (int32_t ch = 0; ch < shape.n_chunks; ++ch)
     (tok0[ch + 1] - tok0[ch] == 1 ? decode_chunks_ : prefill_chunks_).push_back(ch);
 
-  kernels::plan_decode(in.host_indptr(), decode_chunks_.data(), static_cast<int32_t>(decode_chunks_.size()),
-                       c_.n_layers, c_.n_kv_heads, block_size_, options_, decode_);
+  kernels::plan_decode(in.host_list_begin(), in.host_list_end(), decode_chunks_.data(),
+                       static_cast<int32_t>(decode_chunks_.size()), c_.n_layers, c_.n_kv_heads, block_size_, options_,
+                       decode_);
   int32_t widest = 0;
   for (int l = 0; l < c_.n_layers; ++l)
     widest = std::max(widest, decode_.layer_begin[l + 1] - decode_.layer_begin[l]);
@@ -95,7 +96,8 @@ void ShardedAttentionRunner::run(int layer, const __nv_bfloat16* q, __nv_bfloat1
   a.out = out;
   a.kv_pool = pool;
   a.kv_pool_pages = n_pages;
-  a.indptr = in.indptr();
+  a.indptr = in.list_begin();
+  a.list_end = in.list_end();
   a.blocks = in.blocks();
   a.pages = in.pages();
   a.chunk_pos0 = in.chunk_pos0();

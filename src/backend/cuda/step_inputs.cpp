@@ -1,13 +1,12 @@
 #include "backend/cuda/step_inputs.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cstring>
 #include <stdexcept>
 #include <string>
 
 #include "backend/cuda/cuda_check.h"
-#include "util/thread_pool.h"
+#include "backend/cuda/model_kernels.h"
 
 namespace hs::cuda {
 
@@ -35,20 +34,9 @@ void check_batch(const Batch& batch, const KvStepMeta& meta, const ModelConfig& 
     throw std::invalid_argument("KV step metadata arrays have inconsistent sizes");
 }
 
-// Device memory safety: the kernels index the page pool with these without further checks.
-// Also copies the page lists into blocks and pages: one pass over what may be millions of
-// entries, spread over the CPU's threads.
-void check_and_copy_lists(const KvStepMeta& meta, int32_t n_pages, int32_t block_size, int32_t* blocks, int32_t* pages) {
-  std::atomic<int64_t> bad{-1};
-  ThreadPool::global().parallel_for(static_cast<int64_t>(meta.pages.size()), int64_t{1} << 16, [&](int64_t b, int64_t e) {
-    std::memcpy(blocks + b, meta.blocks.data() + b, sizeof(int32_t) * (e - b));
-    std::memcpy(pages + b, meta.pages.data() + b, sizeof(int32_t) * (e - b));
-    for (int64_t i = b; i < e; ++i)
-      if (meta.pages[i] < 0 || meta.pages[i] >= n_pages) bad = i;
-  });
-  if (bad >= 0)
-    throw std::invalid_argument("KV step metadata names page " + std::to_string(meta.pages[bad]) + " of a pool of " +
-                                std::to_string(n_pages));
+// Device memory safety: the kernels index the page pool with these without further checks (the
+// pages of the lists are checked as they are uploaded: only the changed ones).
+void check_indices(const KvStepMeta& meta, int32_t n_pages, int32_t block_size) {
   const int64_t n_slots = static_cast<int64_t>(n_pages) * block_size;
   for (int32_t s : meta.write_slots)
     if (s < 0 || s >= n_slots)
@@ -63,7 +51,7 @@ void check_and_copy_lists(const KvStepMeta& meta, int32_t n_pages, int32_t block
 StepShape StepInputs::stage(const Batch& batch, const KvStepMeta& meta, const ModelConfig& c, int32_t n_pages,
                             int32_t block_size, int pad_to, Logits& out) {
   check_batch(batch, meta, c);
-  check_and_copy_lists(meta, n_pages, block_size, blocks_.fill(meta.blocks.size()), pages_.fill(meta.pages.size()));
+  check_indices(meta, n_pages, block_size);
   const int n_chunks = static_cast<int>(batch.chunks.size());
   const int T = static_cast<int>(meta.n_tokens);
   if (pad_to > 0 && (pad_to < n_chunks || T != n_chunks))
@@ -113,11 +101,40 @@ StepShape StepInputs::stage(const Batch& batch, const KvStepMeta& meta, const Mo
     std::memcpy(ws + lh * shape.n_tokens, meta.write_slots.data() + lh * T, sizeof(int32_t) * T);
     std::fill(ws + lh * shape.n_tokens + T, ws + (lh + 1) * shape.n_tokens, -1);
   }
-  const size_t n_lists = static_cast<size_t>(shape.n_chunks) * per_layer_head;
-  int32_t* ip = indptr_.fill(n_lists + 1);
-  std::memcpy(ip, meta.indptr.data(), sizeof(int32_t) * meta.indptr.size());
-  std::fill(ip + meta.indptr.size(), ip + n_lists + 1, meta.indptr.back());  // padding: empty lists
+  place_lists(batch, meta, n_pages, per_layer_head * shape.n_chunks);
   return shape;
+}
+
+void StepInputs::place_lists(const Batch& batch, const KvStepMeta& meta, int32_t n_pages, size_t n_lists) {
+  // The device holds what the arena's last placement describes only once upload() has enqueued
+  // its changes: a step staged and never uploaded leaves it unknown.
+  if (staged_) arena_.clear();
+  seqs_.clear();
+  for (const SeqChunk& ch : batch.chunks) seqs_.push_back(ch.seq_id);
+  arena_.place(meta, seqs_, placed_);
+  if (static_cast<size_t>(arena_.size()) > d_blocks_.size()) {  // the device arena must move: lay out anew
+    arena_.clear();
+    arena_.place(meta, seqs_, placed_);
+  }
+  int32_t* ch = changes_.fill(3 * placed_.changes.size());
+  for (const ListArena::Entry& e : placed_.changes) {
+    if (e.page < 0 || e.page >= n_pages) {
+      arena_.clear();  // it now records an entry the device will never hold
+      throw std::invalid_argument("KV step metadata names page " + std::to_string(e.page) + " of a pool of " +
+                                  std::to_string(n_pages));
+    }
+    *ch++ = e.index;
+    *ch++ = e.block;
+    *ch++ = e.page;
+  }
+  const size_t real = placed_.begin.size();
+  int32_t* lb = list_begin_.fill(n_lists);
+  int32_t* le = list_end_.fill(n_lists);
+  std::copy(placed_.begin.begin(), placed_.begin.end(), lb);
+  std::copy(placed_.end.begin(), placed_.end.end(), le);
+  std::fill(lb + real, lb + n_lists, 0);  // padding chunks: empty lists
+  std::fill(le + real, le + n_lists, 0);
+  staged_ = true;
 }
 
 bool StepInputs::reserve(size_t n_tokens, size_t lists_per_chunk, size_t n_entries) {
@@ -125,10 +142,11 @@ bool StepInputs::reserve(size_t n_tokens, size_t lists_per_chunk, size_t n_entri
   for (auto* d : {&d_tok_id_, &d_tok_pos_, &d_tok_chunk_, &d_row_tok_, &d_chunk_pos0_}) moved |= d->grow_to(n_tokens);
   moved |= d_chunk_tok0_.grow_to(n_tokens + 1);
   moved |= d_write_slots_.grow_to(n_tokens * lists_per_chunk);
-  moved |= d_indptr_.grow_to(n_tokens * lists_per_chunk + 1);
-  moved |= d_blocks_.grow_to(n_entries);
-  moved |= d_pages_.grow_to(n_entries);
-  return moved;
+  moved |= d_list_begin_.grow_to(n_tokens * lists_per_chunk);
+  moved |= d_list_end_.grow_to(n_tokens * lists_per_chunk);
+  const bool arena_moved = d_blocks_.grow_to(2 * n_entries) | d_pages_.grow_to(2 * n_entries);
+  if (arena_moved) arena_.clear();  // what the device held is gone
+  return moved || arena_moved;
 }
 
 bool StepInputs::upload(cudaStream_t s) {
@@ -142,11 +160,20 @@ bool StepInputs::upload(cudaStream_t s) {
   put(tok_chunk_, d_tok_chunk_);
   put(row_tok_, d_row_tok_);
   put(write_slots_, d_write_slots_);
-  put(indptr_, d_indptr_);
-  put(blocks_, d_blocks_);
-  put(pages_, d_pages_);
+  put(list_begin_, d_list_begin_);
+  put(list_end_, d_list_end_);
   put(chunk_pos0_, d_chunk_pos0_);
   put(chunk_tok0_, d_chunk_tok0_);
+  // The arena grows only when it was laid out anew (stage()), so that nothing it held is lost.
+  moved |= d_blocks_.grow_to(std::max<size_t>(arena_.size(), 1));
+  moved |= d_pages_.grow_to(std::max<size_t>(arena_.size(), 1));
+  if (changes_.n) {  // (the changes are read only here, outside any graph: moving them is harmless)
+    d_changes_.grow_to(changes_.n);
+    HS_CUDA_CHECK(cudaMemcpyAsync(d_changes_.get(), changes_.host.get(), changes_.n * sizeof(int32_t),
+                                  cudaMemcpyHostToDevice, s));
+    scatter_list_entries(d_changes_.get(), static_cast<int>(changes_.n / 3), d_blocks_.get(), d_pages_.get(), s);
+  }
+  staged_ = false;
   return moved;
 }
 

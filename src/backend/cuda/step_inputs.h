@@ -4,6 +4,11 @@
 // (they only grow), so CUDA graphs that captured them stay valid until a reallocation, which
 // upload() reports.
 //
+// The page lists live on the device in a ListArena's layout: each (sequence, layer, KV head) list
+// keeps its place from step to step, and a step uploads only the entries that changed (a scatter
+// kernel writes them) and where each of its lists begins and ends: O(lists + changes) bytes a step,
+// not O(pages). (The host still compares every entry with its copy of the arena, in parallel.)
+//
 // Padding (decode graphs): a step of n one-token chunks can be padded to P >= n chunks. Padding
 // tokens have id 0 and position 0, write no K/V (slot -1), have empty page lists, and their
 // logits rows follow the real ones (computed, never copied back).
@@ -14,6 +19,7 @@
 
 #include "backend/backend.h"
 #include "backend/cuda/device_buffer.h"
+#include "kv/list_arena.h"
 
 namespace hs::cuda {
 
@@ -33,8 +39,8 @@ class StepInputs {
   StepShape stage(const Batch& batch, const KvStepMeta& meta, const ModelConfig& c, int32_t n_pages,
                   int32_t block_size, int pad_to, Logits& out);
   // Sizes the device buffers for steps of up to n_tokens tokens (as many chunks) and n_entries
-  // page-list entries ahead of time, so that they need not move later (graphs stay valid).
-  // Returns true when a buffer was reallocated.
+  // page-list entries ahead of time (the arena gets room for twice that), so that they need not
+  // move later (graphs stay valid). Returns true when a buffer was reallocated.
   bool reserve(size_t n_tokens, size_t lists_per_chunk, size_t n_entries);
   // Copies what stage() laid out to the device, in stream order on s. Returns true when a device
   // buffer was reallocated (its address changed).
@@ -46,7 +52,10 @@ class StepInputs {
   const int32_t* row_tok() const { return d_row_tok_.get(); }  // logits row -> token
   // [(layer * n_kv_heads + kv_head) * n_tokens + token], n_tokens including padding
   const int32_t* write_slots() const { return d_write_slots_.get(); }
-  const int32_t* indptr() const { return d_indptr_.get(); }
+  // List l of the step ((chunk * n_layers + layer) * n_kv_heads + kv_head; padding chunks' lists
+  // are empty) is entries [list_begin[l], list_end[l]) of blocks and pages.
+  const int32_t* list_begin() const { return d_list_begin_.get(); }
+  const int32_t* list_end() const { return d_list_end_.get(); }
   const int32_t* blocks() const { return d_blocks_.get(); }
   const int32_t* pages() const { return d_pages_.get(); }
   // Chunk c's tokens are rows [chunk_tok0[c], chunk_tok0[c + 1]) at positions chunk_pos0[c] + i
@@ -54,11 +63,19 @@ class StepInputs {
   const int32_t* chunk_pos0() const { return d_chunk_pos0_.get(); }
   const int32_t* chunk_tok0() const { return d_chunk_tok0_.get(); }
   // The staged host copies, for planning the step's attention.
-  const int32_t* host_indptr() const { return indptr_.host.get(); }
+  const int32_t* host_list_begin() const { return list_begin_.host.get(); }
+  const int32_t* host_list_end() const { return list_end_.host.get(); }
+  // Page-list entries the last stage() uploads (changed entries), and the arena's size.
+  size_t staged_changes() const { return changes_.n / 3; }
+  int32_t arena_entries() const { return arena_.size(); }
   const int32_t* host_chunk_pos0() const { return chunk_pos0_.host.get(); }
   const int32_t* host_chunk_tok0() const { return chunk_tok0_.host.get(); }
 
  private:
+  // Places the step's lists in the arena and stages their begins and ends (n_lists, padding
+  // included) and the changed entries.
+  void place_lists(const Batch& batch, const KvStepMeta& meta, int32_t n_pages, size_t n_lists);
+
   struct Array {
     PinnedBuffer<int32_t> host;
     size_t n = 0;  // staged elements
@@ -68,9 +85,14 @@ class StepInputs {
       return host.get();
     }
   };
-  Array tok_id_, tok_pos_, tok_chunk_, row_tok_, write_slots_, indptr_, blocks_, pages_, chunk_pos0_, chunk_tok0_;
-  DeviceBuffer<int32_t> d_tok_id_, d_tok_pos_, d_tok_chunk_, d_row_tok_, d_write_slots_, d_indptr_, d_blocks_,
-      d_pages_, d_chunk_pos0_, d_chunk_tok0_;
+  Array tok_id_, tok_pos_, tok_chunk_, row_tok_, write_slots_, list_begin_, list_end_, changes_, chunk_pos0_,
+      chunk_tok0_;
+  DeviceBuffer<int32_t> d_tok_id_, d_tok_pos_, d_tok_chunk_, d_row_tok_, d_write_slots_, d_list_begin_, d_list_end_,
+      d_changes_, d_blocks_, d_pages_, d_chunk_pos0_, d_chunk_tok0_;
+  ListArena arena_;
+  ListArena::Placement placed_;
+  std::vector<int64_t> seqs_;
+  bool staged_ = false;  // a stage() whose changes upload() has not enqueued yet
 };
 
 }  // namespace hs::cuda
