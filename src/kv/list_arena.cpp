@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 
@@ -62,8 +63,9 @@ void ListArena::place(const KvStepMeta& meta, const std::vector<int64_t>& seqs, 
                                 std::to_string(meta.n_chunks) + " chunks");
   const int32_t L = meta.n_layers * meta.n_kv_heads;
   const int32_t n_lists = meta.n_chunks * L;
-  if (static_cast<int32_t>(meta.indptr.size()) != n_lists + 1)
-    throw std::invalid_argument("ListArena: indptr does not describe the step's lists");
+  if (static_cast<int32_t>(meta.indptr.size()) != n_lists + 1 ||
+      (!meta.list_stamp.empty() && static_cast<int32_t>(meta.list_stamp.size()) != n_lists))
+    throw std::invalid_argument("ListArena: indptr or list_stamp does not describe the step's lists");
   out.fresh = L != lists_per_seq_ || top_ == 0;
   if (L != lists_per_seq_) clear();
   lists_per_seq_ = L;
@@ -87,9 +89,18 @@ void ListArena::place(const KvStepMeta& meta, const std::vector<int64_t>& seqs, 
     for (int64_t l = l0; l < l1; ++l) {
       Region& r = *regions[l];
       const int32_t e = meta.indptr[l], n = meta.indptr[l + 1] - e;
-      int32_t d = 0;
+      const uint64_t stamp = meta.list_stamp.empty() ? 0 : meta.list_stamp[l];
       const int32_t same = std::min(r.length, n);
-      while (d < same && blocks_[r.offset + d] == meta.blocks[e + d] && pages_[r.offset + d] == meta.pages[e + d]) ++d;
+      int32_t d = same;
+      const size_t bytes = sizeof(int32_t) * same;
+      if (stamp == 0 || stamp != r.stamp || n != r.length) {
+        if (std::memcmp(&blocks_[r.offset], &meta.blocks[e], bytes) != 0 ||
+            std::memcmp(&pages_[r.offset], &meta.pages[e], bytes) != 0) {
+          d = 0;
+          while (blocks_[r.offset + d] == meta.blocks[e + d] && pages_[r.offset + d] == meta.pages[e + d]) ++d;
+        }
+      }
+      r.stamp = stamp;
       std::copy(meta.blocks.begin() + e + d, meta.blocks.begin() + e + n, blocks_.begin() + r.offset + d);
       std::copy(meta.pages.begin() + e + d, meta.pages.begin() + e + n, pages_.begin() + r.offset + d);
       r.length = n;
@@ -101,6 +112,7 @@ void ListArena::place(const KvStepMeta& meta, const std::vector<int64_t>& seqs, 
   });
   for (int32_t l = 0; l < n_lists; ++l) count[l + 1] += count[l];
   out.changes.resize(count[n_lists]);
+  if (out.changes.empty()) return;
   ThreadPool::global().parallel_for(n_lists, 1024, [&](int64_t l0, int64_t l1) {
     for (int64_t l = l0; l < l1; ++l) {
       const int32_t e = meta.indptr[l];

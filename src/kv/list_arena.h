@@ -4,9 +4,10 @@
 // changed since the last step -- a block appended, the blocks behind a freed one -- instead of
 // uploading every list of every step. Between two blocks of a decode, a step changes nothing.
 //
-// Host-only bookkeeping (the backend owns the device copy). place() checks every list against
-// its own copy of the arena rather than trusting the cache to report changes, so whatever a step's
-// lists are, the entries it returns bring a faithful copy up to date.
+// Host-only bookkeeping (the backend owns the device copy). place() compares each list with its
+// own copy of the arena, except a list it saw last time under the same KvStepMeta::list_stamp
+// (the cache changes a list's stamp whenever it changes the list), so a step whose lists mostly
+// did not change costs O(lists), and without stamps every list is checked.
 #pragma once
 #include <cstdint>
 #include <unordered_map>
@@ -43,6 +44,7 @@ class ListArena {
  private:
   struct Region {
     int32_t offset = 0, capacity = 0, length = 0;
+    uint64_t stamp = 0;  // the list's stamp when it was placed (0: none)
   };
   struct SeqLists {
     std::vector<Region> lists;  // [layer * n_kv_heads + head]

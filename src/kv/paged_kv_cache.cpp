@@ -146,32 +146,37 @@ bool PagedKvCache::reserve(int64_t seq, int32_t n_new) {
   if (n_new < 0) throw std::invalid_argument("PagedKvCache::reserve: negative token count");
   if (pages_needed(seq, n_new) > pool_.free_pages()) return false;
   SeqState& s = seqs_[seq];
-  if (s.lists.empty()) s.lists.resize(static_cast<size_t>(n_layers_) * n_kv_heads_);
+  if (s.lists.empty()) {
+    s.lists.resize(static_cast<size_t>(n_layers_) * n_kv_heads_);
+    s.stamps.resize(s.lists.size());
+    for (uint64_t& st : s.stamps) st = ++edits_;
+  }
   const int64_t first = ceil_div(s.reserved, block_size_);
   const int64_t end = ceil_div(static_cast<int64_t>(s.reserved) + n_new, block_size_);
-  for (int32_t l = 0; l < n_layers_; ++l)
+  for (int32_t l = 0; l < n_layers_ && end > first; ++l)
     for (int32_t h = 0; h < n_kv_heads_; ++h) {
       auto& list = s.lists[l * n_kv_heads_ + h];
       for (int64_t j = first; j < end; ++j) list.push_back({static_cast<int32_t>(j), allocate_page(l, h)});
+      s.stamps[l * n_kv_heads_ + h] = ++edits_;
     }
   s.reserved += n_new;
   return true;
 }
 
-void PagedKvCache::free_dead(int32_t layer, int32_t head, std::vector<BlockPage>& list, int64_t t_prev, int64_t t) {
+bool PagedKvCache::free_dead(int32_t layer, int32_t head, std::vector<BlockPage>& list, int64_t t_prev, int64_t t) {
   const HeadShard& h = plan_.at(layer, head);
   // The model's window: the blocks it has left are a prefix of the list.
   const int64_t lo = first_window_block(t, window_of(layer), block_size_);
   size_t n_out = 0;
   while (n_out < list.size() && list[n_out].block < lo) free_page(layer, head, list[n_out++].page);
   list.erase(list.begin(), list.begin() + static_cast<std::ptrdiff_t>(n_out));
-  if (h.stride == 1) return;  // every block is on a dense head's stride
+  if (h.stride == 1) return n_out > 0;  // every block is on a dense head's stride
   // HCS: only blocks that left the recent window since the previous commit can have died; those
   // that left before were judged then (the rule is monotone). Sinks never leave.
   const int64_t prev_edge = t_prev < 0 ? 0 : t_prev / block_size_ - h.local + 1;
   const int64_t from = std::max<int64_t>(prev_edge, h.sink);
   const int64_t to = t / block_size_ - h.local + 1;  // exclusive: the recent window starts here
-  if (from >= to) return;
+  if (from >= to) return n_out > 0;
   auto by_block = [](const BlockPage& e, int64_t b) { return e.block < b; };
   auto first = std::lower_bound(list.begin(), list.end(), from, by_block);
   auto last = std::lower_bound(first, list.end(), to, by_block);
@@ -180,7 +185,9 @@ void PagedKvCache::free_dead(int32_t layer, int32_t head, std::vector<BlockPage>
     if (needed(layer, head, it->block, t)) *out++ = *it;  // here: on the stride
     else free_page(layer, head, it->page);
   }
+  const bool dropped = n_out > 0 || out != last;
   list.erase(out, last);
+  return dropped;
 }
 
 void PagedKvCache::commit(int64_t seq, int32_t n_new) {
@@ -200,7 +207,8 @@ void PagedKvCache::commit(int64_t seq, int32_t n_new) {
       first_window_block(t_prev, window_, block_size_) == first_window_block(t, window_, block_size_))
     return;
   for (int32_t l = 0; l < n_layers_; ++l)
-    for (int32_t h = 0; h < n_kv_heads_; ++h) free_dead(l, h, s.lists[l * n_kv_heads_ + h], t_prev, t);
+    for (int32_t h = 0; h < n_kv_heads_; ++h)
+      if (free_dead(l, h, s.lists[l * n_kv_heads_ + h], t_prev, t)) s.stamps[l * n_kv_heads_ + h] = ++edits_;
 }
 
 void PagedKvCache::release(int64_t seq) {
@@ -249,6 +257,9 @@ void PagedKvCache::build_step(const std::vector<std::pair<int64_t, int32_t>>& ch
       meta.indptr[l + 1] = meta.indptr[l] + static_cast<int32_t>(states[c]->lists[i].size());
   meta.blocks.resize(meta.indptr.back());
   meta.pages.resize(meta.indptr.back());
+  meta.list_stamp.resize(static_cast<size_t>(n_chunks) * per_chunk);
+  for (int32_t c = 0; c < n_chunks; ++c)
+    std::copy(states[c]->stamps.begin(), states[c]->stamps.end(), meta.list_stamp.begin() + c * per_chunk);
   // O(pages held) per step, so spread over the CPU's threads (chunks fill disjoint ranges).
   ThreadPool::global().parallel_for(n_chunks, 4, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c)

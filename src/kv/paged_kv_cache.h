@@ -56,6 +56,9 @@ struct KvStepMeta {
   std::vector<int32_t> indptr;  // n_lists + 1: entries [indptr[l], indptr[l+1]) belong to list l
   std::vector<int32_t> blocks;  // logical block of each entry, ascending within a list
   std::vector<int32_t> pages;   // page of each entry
+  // Per list: a number the cache changes whenever it changes the list (0: not known), so that a
+  // consumer that saw a list under the same number may skip comparing it (ListArena).
+  std::vector<uint64_t> list_stamp;
   // Where each new token's K/V go, as page * block_size + slot, indexed
   // [(layer * n_kv_heads + kv_head) * n_tokens + token] over the step's tokens in batch order.
   std::vector<int32_t> write_slots;
@@ -118,12 +121,14 @@ class PagedKvCache {
     int32_t length = 0;    // committed tokens
     int32_t reserved = 0;  // tokens with pages, >= length
     std::vector<std::vector<BlockPage>> lists;  // [layer * n_kv_heads + head]
+    std::vector<uint64_t> stamps;               // per list: edits_ when it last changed
   };
   bool needed(int32_t layer, int32_t head, int64_t block, int64_t newest_token) const;
   int32_t window_of(int32_t layer) const { return local_layer_[layer] ? window_ : 0; }
   const SeqState* find(int64_t seq) const;
-  // Drops the entries of one list that died between newest tokens t_prev (-1: none) and t.
-  void free_dead(int32_t layer, int32_t head, std::vector<BlockPage>& list, int64_t t_prev, int64_t t);
+  // Drops the entries of one list that died between newest tokens t_prev (-1: none) and t;
+  // true when it dropped any.
+  bool free_dead(int32_t layer, int32_t head, std::vector<BlockPage>& list, int64_t t_prev, int64_t t);
   void free_page(int32_t layer, int32_t head, int32_t page);
   int32_t allocate_page(int32_t layer, int32_t head);
 
@@ -133,6 +138,7 @@ class PagedKvCache {
   PagePool pool_;
   std::unordered_map<int64_t, SeqState> seqs_;
   std::vector<int64_t> used_by_kind_;  // indexed by HeadKind
+  uint64_t edits_ = 0;                 // list changes so far: the source of list stamps
 };
 
 }  // namespace hs

@@ -1,11 +1,13 @@
 // ListArena: the changes it reports bring an independent copy of the arena (a plain array that
 // only ever receives those changes) to hold every list of every step, exactly as build_step
-// describes them, over random sessions of a real PagedKvCache; a decode step inside a block
-// changes nothing and one that opens a block appends one entry per list; abandoned places are
-// reclaimed.
+// describes them, over random sessions of a real PagedKvCache, with and without the cache's list
+// stamps; the cache changes a list's stamp exactly when it changes the list; a decode step inside
+// a block changes nothing and one that opens a block appends one entry per list; abandoned places
+// are reclaimed.
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
 #include <random>
 #include <stdexcept>
 #include <vector>
@@ -95,6 +97,7 @@ TEST(ListArena, ChangesKeepACopyEqualToEveryStepsLists) {
       if (chunks.empty()) continue;
       KvStepMeta meta;
       cache.build_step(chunks, meta);
+      if (step % 3 == 0) meta.list_stamp.clear();  // every list compared
       ListArena::Placement p;
       arena.place(meta, seqs, p);
       copy.apply(arena, p);
@@ -109,6 +112,48 @@ TEST(ListArena, ChangesKeepACopyEqualToEveryStepsLists) {
     // block it drops moves the rest.)
     if (kind == PlanKind::Dense || kind == PlanKind::Strided)
       EXPECT_LT(changed * 5, entries) << changed << " changed of " << entries;
+  }
+}
+
+TEST(ListArena, TheCacheStampsAListExactlyWhenItChangesIt) {
+  std::mt19937_64 rng(9);
+  for (PlanKind kind : {PlanKind::Dense, PlanKind::Strided, PlanKind::Mixed, PlanKind::Streaming}) {
+    SCOPED_TRACE(test::plan_kind_name(kind));
+    const int32_t B = 4;
+    const ModelConfig c = test::kv_config(2, 2, 1, 8, kind == PlanKind::Mixed ? 10 : 0, {true, false});
+    PagedKvCache cache(c, test::random_plan(kind, 2, 2, B, kind != PlanKind::Streaming, rng), 20000);
+    std::map<std::pair<int64_t, int32_t>, std::pair<std::vector<int32_t>, uint64_t>> seen;  // (seq, list)
+    for (int step = 0; step < 300; ++step) {
+      std::vector<std::pair<int64_t, int32_t>> chunks;
+      for (int64_t s = 1; s <= 4; ++s) {
+        if (test::uniform(rng, 0, 3) == 0) continue;
+        const int32_t n = cache.length(s) == 0 ? test::uniform(rng, 1, 20) : test::uniform(rng, 1, 3);
+        ASSERT_TRUE(cache.reserve(s, n));
+        chunks.push_back({s, n});
+      }
+      if (chunks.empty()) continue;
+      KvStepMeta meta;
+      cache.build_step(chunks, meta);
+      ASSERT_EQ(meta.list_stamp.size(), meta.indptr.size() - 1);
+      for (size_t ci = 0; ci < chunks.size(); ++ci)
+        for (int32_t i = 0; i < 4; ++i) {
+          const size_t l = ci * 4 + i;
+          std::vector<int32_t> content(meta.blocks.begin() + meta.indptr[l], meta.blocks.begin() + meta.indptr[l + 1]);
+          content.insert(content.end(), meta.pages.begin() + meta.indptr[l], meta.pages.begin() + meta.indptr[l + 1]);
+          ASSERT_NE(meta.list_stamp[l], 0u);
+          auto it = seen.find({chunks[ci].first, i});
+          if (it != seen.end())
+            ASSERT_EQ(it->second.first == content, it->second.second == meta.list_stamp[l])
+                << "step " << step << " sequence " << chunks[ci].first << " list " << i;
+          seen[{chunks[ci].first, i}] = {content, meta.list_stamp[l]};
+        }
+      for (auto [s, n] : chunks) cache.commit(s, n);
+      if (test::uniform(rng, 0, 40) == 0) {  // a sequence leaves; its id comes back as a new one
+        const int64_t s = test::uniform(rng, 1, 4);
+        cache.release(s);
+        for (int32_t i = 0; i < 4; ++i) seen.erase({s, i});
+      }
+    }
   }
 }
 
