@@ -29,32 +29,55 @@ void ListArena::clear() {
   top_ = 0;
 }
 
-int64_t ListArena::assign(const KvStepMeta& meta, const std::vector<int64_t>& seqs, std::vector<Region*>& regions) {
-  const int32_t L = lists_per_seq_;
-  int64_t live = 0;
+// The step's sequences' lists, one per chunk (created for new sequences). Serial: O(chunks).
+void ListArena::find_sequences(const std::vector<int64_t>& seqs) {
   ++step_;
-  for (int32_t c = 0; c < meta.n_chunks; ++c) {
+  chunk_lists_.resize(seqs.size());
+  for (size_t c = 0; c < seqs.size(); ++c) {
     SeqLists& s = seqs_[seqs[c]];
     if (s.stamp == step_)
       throw std::invalid_argument("ListArena: sequence " + std::to_string(seqs[c]) + " appears twice in a step");
     s.stamp = step_;
-    s.lists.resize(L);
-    for (int32_t i = 0; i < L; ++i) {
-      const int32_t l = c * L + i;
-      const int32_t n = meta.indptr[l + 1] - meta.indptr[l];
-      Region& r = s.lists[i];
-      if (r.capacity < n) {
+    s.lists.resize(lists_per_seq_);
+    chunk_lists_[c] = s.lists.data();
+  }
+}
+
+int64_t ListArena::assign(const KvStepMeta& meta) {
+  const int32_t L = lists_per_seq_;
+  const int32_t n_chunks = meta.n_chunks;
+  // In parallel: the capacity the step's lists take and which outgrew their regions ...
+  std::vector<int64_t> live(n_chunks);
+  grown_.assign(n_chunks, 0);
+  ThreadPool::global().parallel_for(n_chunks, 4, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c)
+      for (int32_t i = 0; i < L; ++i) {
+        const int64_t l = c * L + i;
+        const Region& r = chunk_lists_[c][i];
+        live[c] += r.capacity;
+        if (r.capacity < meta.indptr[l + 1] - meta.indptr[l]) grown_[c] = 1;
+      }
+  });
+  // ... then, serially, new regions at the end of the arena for those.
+  int64_t total = 0;
+  for (int32_t c = 0; c < n_chunks; ++c) {
+    if (grown_[c])
+      for (int32_t i = 0; i < L; ++i) {
+        const int32_t l = c * L + i;
+        const int32_t n = meta.indptr[l + 1] - meta.indptr[l];
+        Region& r = chunk_lists_[c][i];
+        if (r.capacity >= n) continue;
+        live[c] -= r.capacity;
         r.capacity = capacity_for(n);
         if (static_cast<int64_t>(top_) + r.capacity > INT32_MAX) throw std::length_error("ListArena: over 2^31 entries");
         r.offset = top_;
         r.length = 0;  // nothing of it is in place yet
         top_ += r.capacity;
+        live[c] += r.capacity;
       }
-      live += r.capacity;
-      regions[l] = &r;
-    }
+    total += live[c];
   }
-  return live;
+  return total;
 }
 
 void ListArena::place(const KvStepMeta& meta, const std::vector<int64_t>& seqs, Placement& out) {
@@ -70,54 +93,57 @@ void ListArena::place(const KvStepMeta& meta, const std::vector<int64_t>& seqs, 
   if (L != lists_per_seq_) clear();
   lists_per_seq_ = L;
 
-  std::vector<Region*> regions(n_lists);
-  const int64_t live = assign(meta, seqs, regions);
-  if (top_ > 2 * live + kSlack) {  // mostly abandoned: start over with this step's lists alone
+  find_sequences(seqs);
+  if (top_ > 2 * assign(meta) + kSlack) {  // mostly abandoned: start over with this step's lists alone
     clear();
-    assign(meta, seqs, regions);
+    find_sequences(seqs);
+    assign(meta);
     out.fresh = true;
   }
   blocks_.resize(top_);
   pages_.resize(top_);
 
-  // Each list against the arena: the first entry that differs onwards is written (into the
-  // arena here, and into `changes` for the device's copy).
-  std::vector<int32_t> first(n_lists), count(n_lists + 1, 0);
+  // Each list against the arena (unless its stamp says it is as placed): the first entry that
+  // differs onwards is written, into the arena here and into `changes` for the device's copy.
+  first_.resize(n_lists);
+  count_.assign(n_lists + 1, 0);
   out.begin.resize(n_lists);
   out.end.resize(n_lists);
-  ThreadPool::global().parallel_for(n_lists, 256, [&](int64_t l0, int64_t l1) {
-    for (int64_t l = l0; l < l1; ++l) {
-      Region& r = *regions[l];
-      const int32_t e = meta.indptr[l], n = meta.indptr[l + 1] - e;
-      const uint64_t stamp = meta.list_stamp.empty() ? 0 : meta.list_stamp[l];
-      const int32_t same = std::min(r.length, n);
-      int32_t d = same;
-      const size_t bytes = sizeof(int32_t) * same;
-      if (stamp == 0 || stamp != r.stamp || n != r.length) {
-        if (std::memcmp(&blocks_[r.offset], &meta.blocks[e], bytes) != 0 ||
-            std::memcmp(&pages_[r.offset], &meta.pages[e], bytes) != 0) {
-          d = 0;
-          while (blocks_[r.offset + d] == meta.blocks[e + d] && pages_[r.offset + d] == meta.pages[e + d]) ++d;
+  ThreadPool::global().parallel_for(meta.n_chunks, 4, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c)
+      for (int32_t i = 0; i < L; ++i) {
+        const int64_t l = c * L + i;
+        Region& r = chunk_lists_[c][i];
+        const int32_t e = meta.indptr[l], n = meta.indptr[l + 1] - e;
+        const uint64_t stamp = meta.list_stamp.empty() ? 0 : meta.list_stamp[l];
+        const int32_t same = std::min(r.length, n);
+        int32_t d = same;
+        if (stamp == 0 || stamp != r.stamp || n != r.length) {
+          const size_t bytes = sizeof(int32_t) * same;
+          if (std::memcmp(&blocks_[r.offset], &meta.blocks[e], bytes) != 0 ||
+              std::memcmp(&pages_[r.offset], &meta.pages[e], bytes) != 0) {
+            d = 0;
+            while (blocks_[r.offset + d] == meta.blocks[e + d] && pages_[r.offset + d] == meta.pages[e + d]) ++d;
+          }
+          std::copy(meta.blocks.begin() + e + d, meta.blocks.begin() + e + n, blocks_.begin() + r.offset + d);
+          std::copy(meta.pages.begin() + e + d, meta.pages.begin() + e + n, pages_.begin() + r.offset + d);
         }
+        r.length = n;
+        r.stamp = stamp;
+        first_[l] = d;
+        count_[l + 1] = n - d;
+        out.begin[l] = r.offset;
+        out.end[l] = r.offset + n;
       }
-      r.stamp = stamp;
-      std::copy(meta.blocks.begin() + e + d, meta.blocks.begin() + e + n, blocks_.begin() + r.offset + d);
-      std::copy(meta.pages.begin() + e + d, meta.pages.begin() + e + n, pages_.begin() + r.offset + d);
-      r.length = n;
-      first[l] = d;
-      count[l + 1] = n - d;
-      out.begin[l] = r.offset;
-      out.end[l] = r.offset + n;
-    }
   });
-  for (int32_t l = 0; l < n_lists; ++l) count[l + 1] += count[l];
-  out.changes.resize(count[n_lists]);
+  for (int32_t l = 0; l < n_lists; ++l) count_[l + 1] += count_[l];
+  out.changes.resize(count_[n_lists]);
   if (out.changes.empty()) return;
   ThreadPool::global().parallel_for(n_lists, 1024, [&](int64_t l0, int64_t l1) {
     for (int64_t l = l0; l < l1; ++l) {
       const int32_t e = meta.indptr[l];
-      Entry* w = out.changes.data() + count[l];
-      for (int32_t i = first[l]; i < out.end[l] - out.begin[l]; ++i)
+      Entry* w = out.changes.data() + count_[l];
+      for (int32_t i = first_[l]; i < out.end[l] - out.begin[l]; ++i)
         *w++ = Entry{out.begin[l] + i, meta.blocks[e + i], meta.pages[e + i]};
     }
   });

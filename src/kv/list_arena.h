@@ -50,15 +50,22 @@ class ListArena {
     std::vector<Region> lists;  // [layer * n_kv_heads + head]
     uint64_t stamp = 0;         // the last step that placed them
   };
-  // Assigns regions to the step's lists, moving those that outgrew theirs to the end of the arena.
-  // Returns the capacity the step's lists occupy.
-  int64_t assign(const KvStepMeta& meta, const std::vector<int64_t>& seqs, std::vector<Region*>& regions);
+  // Finds (or makes) the lists of the step's sequences: chunk_lists_.
+  void find_sequences(const std::vector<int64_t>& seqs);
+  // Gives the step's lists that outgrew their regions new ones at the end of the arena. Returns
+  // the capacity the step's lists occupy.
+  int64_t assign(const KvStepMeta& meta);
 
   int32_t lists_per_seq_ = 0;
   std::unordered_map<int64_t, SeqLists> seqs_;
   std::vector<int32_t> blocks_, pages_;  // the arena, as the last place() left it
   int32_t top_ = 0;                      // entries in use
   uint64_t step_ = 0;
+  // Scratch of place(), kept to spare the allocations: per chunk its sequence's lists and whether
+  // one outgrew its region; per list the first entry that changed and the running change count.
+  std::vector<Region*> chunk_lists_;
+  std::vector<uint8_t> grown_;
+  std::vector<int32_t> first_, count_;
 };
 
 }  // namespace hs

@@ -285,8 +285,14 @@ void PagedKvCache::build_step(const std::vector<std::pair<int64_t, int32_t>>& ch
         const auto& list = states[c]->lists[i];
         const int32_t pos0 = meta.chunk_pos0[c];
         int32_t* out = &meta.write_slots[static_cast<size_t>(i) * meta.n_tokens + meta.chunk_tok0[c]];
-        auto it = std::lower_bound(list.begin(), list.end(), pos0 / block_size_,
-                                   [](const BlockPage& e, int32_t block) { return e.block < block; });
+        // The first entry at or past the chunk's first block: a decode token's block is the
+        // list's last or nearly so, so look from the back before searching.
+        const int32_t first_block = pos0 / block_size_;
+        auto it = list.end();
+        for (int back = 0; back < 4 && it != list.begin() && (it - 1)->block >= first_block; ++back) --it;
+        if (it != list.begin() && (it - 1)->block >= first_block)
+          it = std::lower_bound(list.begin(), it, first_block,
+                                [](const BlockPage& e, int32_t block) { return e.block < block; });
         for (int32_t k = 0; k < chunks[c].second; ++k) {
           const int32_t pos = pos0 + k;
           const int32_t block = pos / block_size_;
