@@ -295,8 +295,8 @@ __device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
 // swizzled layout), completing `bytes` on bar.
 __device__ __forceinline__ void tma_load_2d(void* dst, const CUtensorMap* map, int col, int row, uint64_t* bar) {
   asm volatile(
-      "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(
-          smem_addr(dst)),
+      "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
+      " [%0], [%1, {%2, %3}], [%4];\n" ::"r"(smem_addr(dst)),
       "l"(map), "r"(col), "r"(row), "r"(smem_addr(bar))
       : "memory");
 }
@@ -402,7 +402,8 @@ __global__ void __launch_bounds__(kDecodeThreads + 32) decode_tma_kernel(const _
         waited = true;
       }
       const int lo = blk * B + slot0;  // position of the box's first row
-      const bool copy = lane < n_sub && blk >= 0 && lo <= t && lo + rows - 1 >= first_key && attends_block(sh, qblock, blk);
+      const bool copy =
+          lane < n_sub && blk >= 0 && lo <= t && lo + rows - 1 >= first_key && attends_block(sh, qblock, blk);
       uint32_t vis[2];
 #pragma unroll
       for (int h = 0; h < 2; ++h) {  // token r = lane + 32 h of the tile: row r % rows of entry r / rows
@@ -449,7 +450,7 @@ __global__ void __launch_bounds__(kDecodeThreads + 32) decode_tma_kernel(const _
           for (int x = lane; x < 16 * Cfg::kBoxes * 8; x += 32) {
             const int r = x / (Cfg::kBoxes * 8), b = (x / 8) % Cfg::kBoxes, c = x % 8;
             if (!((vis >> r) & 1u))
-              *reinterpret_cast<uint4*>(Vt + b * Cfg::kBoxBytes + (warp * 16 + r) * 128 + c * 16) = make_uint4(0, 0, 0, 0);
+              *reinterpret_cast<uint4*>(Vt + b * Cfg::kBoxBytes + (warp * 16 + r) * 128 + c * 16) = uint4{0, 0, 0, 0};
           }
           asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");  // before the copy engine refills it
           __syncwarp();

@@ -295,8 +295,8 @@ def decode_shape(lib, args, peers, rows, copy_bw, batch, ctx, stream, scale):
             info = np.zeros(4, dtype=np.int32)
             lib.hs_decode_plan_info(h, np_ptr(info))
             a = AttnArgs(q.data_ptr(), out.data_ptr(), ppool.data_ptr(), d_indptr.data_ptr(), d_blocks.data_ptr(),
-                         d_pages.data_ptr(), d_pos0.data_ptr(), d_tok0.data_ptr(), d_sh.data_ptr(), 0, 0, ppool.shape[0], 1, 0, HKV,
-                         GROUP, D, BLK, 0, scale)
+                         d_pages.data_ptr(), d_pos0.data_ptr(), d_tok0.data_ptr(), d_sh.data_ptr(), 0, 0,
+                         ppool.shape[0], 1, 0, HKV, GROUP, D, BLK, 0, scale)
 
             def ours(h=h, a=a):
                 rc = lib.hs_decode_run(h, ctypes.byref(a), ctypes.c_void_p(stream))
@@ -500,8 +500,8 @@ def print_tables(results):
     if dec:
         print("\n== decode: 32 q / 8 kv heads, D=128, B=64, bf16; times in us; BW = bytes that must be read / time")
         w = [6, 7, 8, 9, 7, 7, 6, 4, 15, 9, 9, 9, 9, 8, 9]
-        print(fmt_row(["batch", "ctx", "plan", "ours_us", "TB/s", "TFLOP/s", "items", "var", "us by variant", "cudnn", "flash",
-                       "effic", "flex", "best_TBs", "rel_err"], w))
+        print(fmt_row(["batch", "ctx", "plan", "ours_us", "TB/s", "TFLOP/s", "items", "var", "us by variant", "cudnn",
+                       "flash", "effic", "flex", "best_TBs", "rel_err"], w))
         for r in dec:
             if "skipped" in r:
                 print(fmt_row([r["batch"], r["ctx"], "-", "skipped: " + r["skipped"]], w[:4]))

@@ -69,7 +69,8 @@ int64_t ListArena::assign(const KvStepMeta& meta) {
         if (r.capacity >= n) continue;
         live[c] -= r.capacity;
         r.capacity = capacity_for(n);
-        if (static_cast<int64_t>(top_) + r.capacity > INT32_MAX) throw std::length_error("ListArena: over 2^31 entries");
+        if (static_cast<int64_t>(top_) + r.capacity > INT32_MAX)
+          throw std::length_error("ListArena: over 2^31 entries");
         r.offset = top_;
         r.length = 0;  // nothing of it is in place yet
         top_ += r.capacity;

@@ -149,8 +149,8 @@ int main(int argc, char** argv) try {
         }
         const double med = median(tps);
         row("prompt processing pp" + std::to_string(n), med, 1000.0 * n / med);
-        out["prefill"].push_back({{"attention", attention}, {"gemv", gemv}, {"pdl", pdl}, {"decode", decode}, {"plan", plan.name()},
-                                  {"prompt_tokens", n},
+        out["prefill"].push_back({{"attention", attention}, {"gemv", gemv}, {"pdl", pdl}, {"decode", decode},
+                                  {"plan", plan.name()}, {"prompt_tokens", n},
                                   {"tokens_per_s", tps}, {"median_tokens_per_s", med}});
       }
       for (int context : contexts)
@@ -184,8 +184,8 @@ int main(int argc, char** argv) try {
           const double med = median(tps);
           row("tg" + std::to_string(gen) + " @" + std::to_string(context) + " batch " + std::to_string(bsz), med,
               1000.0 * bsz / med);
-          out["decode"].push_back({{"attention", attention}, {"gemv", gemv}, {"pdl", pdl}, {"decode", decode}, {"plan", plan.name()},
-                                   {"context", context},
+          out["decode"].push_back({{"attention", attention}, {"gemv", gemv}, {"pdl", pdl}, {"decode", decode},
+                                   {"plan", plan.name()}, {"context", context},
                                    {"batch", bsz}, {"sampling", sample_on_backend ? "backend" : "host"},
                                    {"tokens_per_s", tps}, {"median_tokens_per_s", med}});
         }
