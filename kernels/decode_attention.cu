@@ -252,6 +252,17 @@ __device__ __forceinline__ void decode_tile(const __nv_bfloat16* Qs, KAddr key_r
   }
 }
 
+// This thread block's work item; false when the block has none (past item_range's end).
+__device__ __forceinline__ bool block_item(const DecodeParams& p, DecodeWorkItem& it) {
+  int item = blockIdx.x;
+  if (p.item_range) {
+    item += p.item_range[0];
+    if (item >= p.item_range[1]) return false;
+  }
+  it = p.items[item];
+  return true;
+}
+
 // The group's query rows into Qs (swz<D> layout; rows >= G are zero) with cp.async, by `threads`
 // threads; the caller commits and waits.
 template <int D>
@@ -351,12 +362,8 @@ __global__ void __launch_bounds__(kDecodeThreads + 32) decode_tma_kernel(const _
   // page of the query's own block; the consumers wait before loading the queries.
   const DecodeParams& p = args.p;
   const PagedAttentionArgs& a = p.a;
-  int item = blockIdx.x;
-  if (p.item_range) {
-    item += p.item_range[0];
-    if (item >= p.item_range[1]) return;
-  }
-  const DecodeWorkItem it = p.items[item];
+  DecodeWorkItem it;
+  if (!block_item(p, it)) return;
   const int B = a.block_size;
   const int logB = __ffs(B) - 1;
   const int t = a.chunk_pos0[it.chunk];
@@ -497,12 +504,8 @@ __global__ void __launch_bounds__(kDecodeThreads) decode_kernel(const DecodePara
 
   pdl_begin();
   const PagedAttentionArgs& a = p.a;
-  int item = blockIdx.x;
-  if (p.item_range) {
-    item += p.item_range[0];
-    if (item >= p.item_range[1]) return;
-  }
-  const DecodeWorkItem it = p.items[item];
+  DecodeWorkItem it;
+  if (!block_item(p, it)) return;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int B = a.block_size;
   const int logB = __ffs(B) - 1;
