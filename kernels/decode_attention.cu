@@ -472,6 +472,8 @@ __global__ void __launch_bounds__(kDecodeThreads + 32) decode_tma_kernel(const _
   }
   __syncthreads();  // every copy has landed and been used: the stages become merge scratch
   decode_finish<D>(p, it, o, m, l, smem);
+#else
+  __trap();  // built for an older GPU: launch_decode picks the cp.async kernel there
 #endif
 }
 
@@ -616,9 +618,14 @@ const void* cp_async_kernel_ptr() {
   return k;
 }
 
-// cuTensorMapEncodeTiled, from the driver (null when it has none).
+// cuTensorMapEncodeTiled, from the driver; null when it has none or the GPU predates the copy
+// engine's tensor copies (compute capability 9).
 PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
   static const PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
+    int dev = 0, major = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess || major < 9)
+      return PFN_cuTensorMapEncodeTiled_v12000{};
     void* f = nullptr;
     cudaDriverEntryPointQueryResult q{};
     if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q) != cudaSuccess ||
@@ -630,7 +637,7 @@ PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
 }
 
 // The pool as a [pages * 2B][D] bf16 tensor for the copy engine. False when the copy engine cannot
-// take it (pool size unknown, more rows than an int32 coordinate reaches, no driver entry point).
+// take it (pool size unknown, more rows than an int32 coordinate reaches, no tensor copies).
 template <int D>
 bool pool_tensor_map(const PagedAttentionArgs& a, CUtensorMap& map) {
   const int64_t rows = a.kv_pool_pages * 2LL * a.block_size;
