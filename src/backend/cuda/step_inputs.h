@@ -7,7 +7,7 @@
 // The page lists live on the device in a ListArena's layout: each (sequence, layer, KV head) list
 // keeps its place from step to step, and a step uploads only the entries that changed (a scatter
 // kernel writes them) and where each of its lists begins and ends: O(lists + changes) bytes a step,
-// not O(pages). (The host still compares every entry with its copy of the arena, in parallel.)
+// not O(pages).
 //
 // Padding (decode graphs): a step of n one-token chunks can be padded to P >= n chunks. Padding
 // tokens have id 0 and position 0, write no K/V (slot -1), have empty page lists, and their
@@ -65,9 +65,6 @@ class StepInputs {
   // The staged host copies, for planning the step's attention.
   const int32_t* host_list_begin() const { return list_begin_.host.get(); }
   const int32_t* host_list_end() const { return list_end_.host.get(); }
-  // Page-list entries the last stage() uploads (changed entries), and the arena's size.
-  size_t staged_changes() const { return changes_.n / 3; }
-  int32_t arena_entries() const { return arena_.size(); }
   const int32_t* host_chunk_pos0() const { return chunk_pos0_.host.get(); }
   const int32_t* host_chunk_tok0() const { return chunk_tok0_.host.get(); }
 
