@@ -639,7 +639,7 @@ TEST(DecodePlan, CoversEveryListOnce) {
       for (int layer = 0; layer < n_layers; ++layer)
         for (int h = 0; h < n_kv; ++h)
           indptr.push_back(indptr.back() + (same_lengths ? lens[c * n_kv + h] : uni(rng, 1, uni(rng, 1, 3000))));
-    // Every other trial, the lists lie apart (as in the CUDA backend's arena): list l at
+    // In half the trials the lists lie apart (as in the CUDA backend's arena): list l at
     // [begin[l], end[l]) with a gap before it.
     const bool apart = trial % 4 >= 2;
     std::vector<int32_t> begin(indptr.begin(), indptr.end() - 1), end(indptr.begin() + 1, indptr.end());
