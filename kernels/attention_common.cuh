@@ -63,20 +63,14 @@ __device__ __forceinline__ int swz(int row, int chunk) {
 // Tuning variants (set_kernel_variant): which = 0 decode, 1 prefill.
 int kernel_variant(int which);
 
-// Calls f(D, V) with D the head dim and V the tuning variant of kernel `which` as
-// std::integral_constant values (the instantiations the kernels provide); `unsupported` for any
-// other head dim.
+// Calls f(D) with D the head dim as a std::integral_constant (the instantiations the kernels
+// provide); `unsupported` for any other head dim.
 template <typename R, typename F>
-R with_head_dim(int head_dim, int which, R unsupported, F&& f) {
-  using D64 = std::integral_constant<int, 64>;
-  using D128 = std::integral_constant<int, 128>;
-  using D256 = std::integral_constant<int, 256>;
-  using V0 = std::integral_constant<int, 0>;
-  using V1 = std::integral_constant<int, 1>;
+R with_head_dim(int head_dim, R unsupported, F&& f) {
   switch (head_dim) {
-    case 64: return f(D64{}, V0{});
-    case 128: return kernel_variant(which) == 1 ? f(D128{}, V1{}) : f(D128{}, V0{});
-    case 256: return f(D256{}, V0{});
+    case 64: return f(std::integral_constant<int, 64>{});
+    case 128: return f(std::integral_constant<int, 128>{});
+    case 256: return f(std::integral_constant<int, 256>{});
     default: return unsupported;
   }
 }

@@ -682,29 +682,18 @@ int32_t slots_for() {
   return sms * std::max(per_sm, 1);
 }
 
-// Calls f(D) with the head dim as a std::integral_constant; `unsupported` for any other.
-template <typename R, typename F>
-R with_decode_dim(int head_dim, R unsupported, F&& f) {
-  switch (head_dim) {
-    case 64: return f(std::integral_constant<int, 64>{});
-    case 128: return f(std::integral_constant<int, 128>{});
-    case 256: return f(std::integral_constant<int, 256>{});
-    default: return unsupported;
-  }
-}
-
 }  // namespace detail
 
 int32_t decode_slots(int32_t head_dim) {
-  return detail::with_decode_dim(head_dim, int32_t{0}, [](auto D) { return detail::slots_for<D>(); });
+  return detail::with_head_dim(head_dim, int32_t{0}, [](auto D) { return detail::slots_for<D>(); });
 }
 
 cudaError_t decode_attention(const DecodeParams& p, cudaStream_t stream) {
   const int B = p.a.block_size;
   if (p.a.group < 1 || p.a.group > 16 || B < 16 || B > 128 || (B & (B - 1)) != 0) return cudaErrorInvalidValue;
   if (p.n_items == 0) return cudaSuccess;
-  return detail::with_decode_dim(p.a.head_dim, cudaErrorInvalidValue,
-                                 [&](auto D) { return detail::launch_decode<D>(p, stream); });
+  return detail::with_head_dim(p.a.head_dim, cudaErrorInvalidValue,
+                               [&](auto D) { return detail::launch_decode<D>(p, stream); });
 }
 
 }  // namespace hs::kernels

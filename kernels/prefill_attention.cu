@@ -354,8 +354,12 @@ cudaError_t prefill_attention(const PrefillParams& p, cudaStream_t stream) {
   const int B = p.a.block_size;
   if (p.a.group < 1 || B < 16 || B > 128 || (B & (B - 1)) != 0 || p.n_items > 65535) return cudaErrorInvalidValue;
   if (p.n_items == 0) return cudaSuccess;
-  return detail::with_head_dim(p.a.head_dim, 1, cudaErrorInvalidValue,
-                               [&](auto D, auto V) { return detail::launch_prefill<D, V>(p, stream); });
+  return detail::with_head_dim(p.a.head_dim, cudaErrorInvalidValue, [&](auto D) {
+    // The 32-key variant exists at head dim 128 only.
+    if constexpr (D == 128)
+      if (detail::kernel_variant(1) == 1) return detail::launch_prefill<D, 1>(p, stream);
+    return detail::launch_prefill<D, 0>(p, stream);
+  });
 }
 
 }  // namespace hs::kernels
