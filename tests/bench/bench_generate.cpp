@@ -59,18 +59,18 @@ int main(int argc, char** argv) try {
   const int reps = static_cast<int>(a.integer("reps", 3));
   const std::string json_path = a.str("json", "bench_generate.json");
   const auto plan_specs = split(a.str("plan", "dense"), '|');
-  const auto attentions = split(a.str("attention", "sharded"), ',');
-  const auto gemvs = split(a.str("gemv", "on"), ',');
-  const auto pdls = split(a.str("pdl", "on"), ',');
-  const auto decodes = split(a.str("decode", "tma"), ',');
-  for (const std::string& item : attentions)
-    if (item != "sharded" && item != "simple") throw std::invalid_argument("--attention takes sharded and/or simple");
-  for (const std::string& item : gemvs)
-    if (item != "on" && item != "off") throw std::invalid_argument("--gemv takes on and/or off");
-  for (const std::string& item : pdls)
-    if (item != "on" && item != "off") throw std::invalid_argument("--pdl takes on and/or off");
-  for (const std::string& item : decodes)
-    if (item != "tma" && item != "cp.async") throw std::invalid_argument("--decode takes tma and/or cp.async");
+  // Option `name`'s comma list, each item `first` or `second` (the first by default).
+  auto choices = [&](const std::string& name, const std::string& first, const std::string& second) {
+    const auto items = split(a.str(name, first), ',');
+    for (const std::string& item : items)
+      if (item != first && item != second)
+        throw std::invalid_argument("--" + name + " takes " + first + " and/or " + second);
+    return items;
+  };
+  const auto attentions = choices("attention", "sharded", "simple");
+  const auto gemvs = choices("gemv", "on", "off");
+  const auto pdls = choices("pdl", "on", "off");
+  const auto decodes = choices("decode", "tma", "cp.async");
 
   hs::Model m = hs::load_model(path);
   const std::string device = hs::cli::resolve_device(a.str("device", "auto"));

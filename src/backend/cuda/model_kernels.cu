@@ -285,7 +285,7 @@ void qkv_prep(const QkvPrepParams& p, cudaStream_t s) {
 void scatter_list_entries(const int32_t* c, int n, int32_t* blocks, int32_t* pages, cudaStream_t s) {
   if (n == 0) return;
   scatter_kernel<<<(n + 255) / 256, 256, 0, s>>>(c, n, blocks, pages);
-  HS_CUDA_CHECK(cudaGetLastError());
+  HS_CUDA_CHECK_LAUNCH();
 }
 
 void gated_activation(const float* gu, int n_tokens, int d_ff, bool gelu, half16* out, GemmType ot, cudaStream_t s) {
