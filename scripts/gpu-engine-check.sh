@@ -83,7 +83,7 @@ while [ $i -lt ${#STAGES[@]} ]; do  # a stage may append stages
     bench) STAGES+=(bench-4k bench-32k bench-throughput bench-kv-step kv-report) ;;
     bench-4k)
       run bench_decode_4k 400 "$PKG/bench_generate" --model $M8B --device cuda --attention "${ATTENTION_4K:-sharded}" \
-        --gemv on,off --decode tma,cp.async --plan dense --prompt 4096 --context 4096 --batch 1,8 --gen 64 --reps 3 \
+        --gemv on,off --fuse on,off --decode tma --plan dense --prompt 4096 --context 4096 --batch 1,8 --gen 64 --reps 3 \
         --json "$OUT/bench_decode_4k.json"
       TAIL=45 run bench_gemv 60 "$PKG/bench_gemv" --json "$OUT/bench_gemv.json"
       ;;

@@ -2,12 +2,14 @@
 // synthetic:<preset>, e.g. synthetic:llama-3.1-8b on a GPU).
 //   bench_generate [--model PATH] [--device cpu|cuda|auto] [--plan SPEC[|SPEC...]] [--prompt N[,N...]]
 //                  [--gen N] [--batch B[,B...]] [--context N[,N...]] [--reps R] [--json FILE]
-//                  [--attention sharded[,simple]] [--gemv on[,off]] [--pdl on[,off]] [--decode tma[,cp.async]]
+//                  [--attention sharded[,simple]] [--gemv on[,off]] [--pdl on[,off]]
+//                  [--decode tma[,cp.async]] [--fuse on[,off]]
 // Every combination runs in one process, side by side (the weights are made or loaded once):
 // for each attention kernel (CUDA: `simple` is HEADSHARD_ATTENTION=simple), each choice of the
 // single-row GEMM kernel (CUDA: `off` is HEADSHARD_CUDA_GEMV=0, cuBLAS only), of programmatic
 // dependent launch (CUDA: `off` is HEADSHARD_CUDA_PDL=0), of the sharded decode kernel (CUDA:
-// `cp.async` is HEADSHARD_CUDA_DECODE=cp.async) and each plan,
+// `cp.async` is HEADSHARD_CUDA_DECODE=cp.async), of the single-row kernel converting the
+// attention output itself (CUDA: `off` is HEADSHARD_CUDA_FUSE=0) and each plan,
 // prompt processing of each --prompt length, then decoding: each of `batch` sequences starts
 // from --context tokens of random prompt (default 64), then all decode --gen tokens together,
 // greedily (sampled on the backend when it can, as the engine does).
@@ -49,7 +51,7 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
 int main(int argc, char** argv) try {
   hs::cli::Args a(argc, argv, 1,
                   {"model", "device", "plan", "prompt", "gen", "batch", "context", "reps", "json", "attention", "gemv",
-                   "pdl", "decode"},
+                   "pdl", "decode", "fuse"},
                   {});
   const std::string path = a.str("model", hs::cli::kDefaultModelPath);
   const auto prompts = a.str("prompt", "128,512") == "0" ? std::vector<int>{} : int_list(a.str("prompt", "128,512"));
@@ -59,18 +61,26 @@ int main(int argc, char** argv) try {
   const int reps = static_cast<int>(a.integer("reps", 3));
   const std::string json_path = a.str("json", "bench_generate.json");
   const auto plan_specs = split(a.str("plan", "dense"), '|');
-  // Option `name`'s comma list, each item `first` or `second` (the first by default).
-  auto choices = [&](const std::string& name, const std::string& first, const std::string& second) {
-    const auto items = split(a.str(name, first), ',');
-    for (const std::string& item : items)
-      if (item != first && item != second)
-        throw std::invalid_argument("--" + name + " takes " + first + " and/or " + second);
-    return items;
+  // The variant options, each a comma list of its values (the first by default), and the
+  // environment variable the CUDA backend reads for it (on/off as 1/0, else the value itself).
+  struct Switch {
+    std::string name, env;
+    std::vector<std::string> values, chosen;
   };
-  const auto attentions = choices("attention", "sharded", "simple");
-  const auto gemvs = choices("gemv", "on", "off");
-  const auto pdls = choices("pdl", "on", "off");
-  const auto decodes = choices("decode", "tma", "cp.async");
+  std::vector<Switch> switches = {{"attention", "HEADSHARD_ATTENTION", {"sharded", "simple"}},
+                                  {"gemv", "HEADSHARD_CUDA_GEMV", {"on", "off"}},
+                                  {"pdl", "HEADSHARD_CUDA_PDL", {"on", "off"}},
+                                  {"decode", "HEADSHARD_CUDA_DECODE", {"tma", "cp.async"}},
+                                  {"fuse", "HEADSHARD_CUDA_FUSE", {"on", "off"}}};
+  for (Switch& w : switches) {
+    w.chosen = split(a.str(w.name, w.values[0]), ',');
+    for (const std::string& item : w.chosen)
+      if (std::find(w.values.begin(), w.values.end(), item) == w.values.end()) {
+        std::string known;
+        for (const std::string& v : w.values) known += (known.empty() ? "" : ", ") + v;
+        throw std::invalid_argument("--" + w.name + " takes " + known);
+      }
+  }
 
   hs::Model m = hs::load_model(path);
   const std::string device = hs::cli::resolve_device(a.str("device", "auto"));
@@ -85,23 +95,27 @@ int main(int argc, char** argv) try {
                         {"decode", nlohmann::json::array()}};
   std::printf("model %s on %s, %d CPU threads, median of %d runs\n\n", path.c_str(), device.c_str(),
               hs::ThreadPool::global().size(), reps);
-  std::printf("%-9s %-5s %-5s %-8s %-34s %-30s %12s %12s\n", "attention", "gemv", "pdl", "decode", "plan", "test",
-              "tokens/s", "ms/step");
+  for (const Switch& w : switches) std::printf("%-9s ", w.name.c_str());
+  std::printf("%-34s %-30s %12s %12s\n", "plan", "test", "tokens/s", "ms/step");
   int64_t seq = 1;
-  struct Variant {
-    std::string attention, gemv, pdl, decode;
-  };
-  std::vector<Variant> variants;
-  for (const std::string& at : attentions)
-    for (const std::string& g : gemvs)
-      for (const std::string& p : pdls)
-        for (const std::string& d : decodes) variants.push_back({at, g, p, d});
-  for (const auto& [attention, gemv, pdl, decode] : variants) {
-    // The CUDA backend reads these when built.
-    setenv("HEADSHARD_ATTENTION", attention.c_str(), 1);
-    setenv("HEADSHARD_CUDA_GEMV", gemv == "on" ? "1" : "0", 1);
-    setenv("HEADSHARD_CUDA_PDL", pdl == "on" ? "1" : "0", 1);
-    setenv("HEADSHARD_CUDA_DECODE", decode.c_str(), 1);
+  // Every combination of the switches' values, one per variant.
+  std::vector<std::vector<std::string>> variants = {{}};
+  for (const Switch& w : switches) {
+    std::vector<std::vector<std::string>> longer;
+    for (const auto& v : variants)
+      for (const std::string& item : w.chosen) {
+        longer.push_back(v);
+        longer.back().push_back(item);
+      }
+    variants = std::move(longer);
+  }
+  for (const auto& variant : variants) {
+    nlohmann::json tags;  // the variant, as each result's JSON records it
+    for (size_t i = 0; i < switches.size(); ++i) {
+      const std::string& v = variant[i];
+      setenv(switches[i].env.c_str(), v == "on" ? "1" : v == "off" ? "0" : v.c_str(), 1);  // read by CUDA builds
+      tags[switches[i].name] = v;
+    }
     auto be = hs::cli::make_backend(device, m.weights);
     // Decoding picks tokens greedily where the engine would: on the backend when it samples.
     const bool sample_on_backend = be->samples_tokens();
@@ -133,9 +147,8 @@ int main(int argc, char** argv) try {
       };
       auto row = [&](const std::string& test, double tps, double ms) {
         const bool cpu = be->name() == "cpu";
-        std::printf("%-9s %-5s %-5s %-8s %-34s %-30s %12.1f %12.2f\n", cpu ? "-" : attention.c_str(),
-                    cpu ? "-" : gemv.c_str(), cpu ? "-" : pdl.c_str(), cpu ? "-" : decode.c_str(),
-                    plan.name().c_str(), test.c_str(), tps, ms);
+        for (const std::string& v : variant) std::printf("%-9s ", cpu ? "-" : v.c_str());
+        std::printf("%-34s %-30s %12.1f %12.2f\n", plan.name().c_str(), test.c_str(), tps, ms);
         std::fflush(stdout);
       };
       for (int n : prompts) {
@@ -149,9 +162,9 @@ int main(int argc, char** argv) try {
         }
         const double med = median(tps);
         row("prompt processing pp" + std::to_string(n), med, 1000.0 * n / med);
-        out["prefill"].push_back({{"attention", attention}, {"gemv", gemv}, {"pdl", pdl}, {"decode", decode},
-                                  {"plan", plan.name()}, {"prompt_tokens", n},
-                                  {"tokens_per_s", tps}, {"median_tokens_per_s", med}});
+        nlohmann::json r = tags;
+        r.update({{"plan", plan.name()}, {"prompt_tokens", n}, {"tokens_per_s", tps}, {"median_tokens_per_s", med}});
+        out["prefill"].push_back(r);
       }
       for (int context : contexts)
         for (int bsz : batches) {
@@ -184,10 +197,11 @@ int main(int argc, char** argv) try {
           const double med = median(tps);
           row("tg" + std::to_string(gen) + " @" + std::to_string(context) + " batch " + std::to_string(bsz), med,
               1000.0 * bsz / med);
-          out["decode"].push_back({{"attention", attention}, {"gemv", gemv}, {"pdl", pdl}, {"decode", decode},
-                                   {"plan", plan.name()}, {"context", context},
-                                   {"batch", bsz}, {"sampling", sample_on_backend ? "backend" : "host"},
-                                   {"tokens_per_s", tps}, {"median_tokens_per_s", med}});
+          nlohmann::json r = tags;
+          r.update({{"plan", plan.name()}, {"context", context}, {"batch", bsz},
+                    {"sampling", sample_on_backend ? "backend" : "host"}, {"tokens_per_s", tps},
+                    {"median_tokens_per_s", med}});
+          out["decode"].push_back(r);
         }
     }
   }

@@ -10,6 +10,7 @@
 #include <cuda_runtime.h>
 
 #include <cstring>
+#include <optional>
 #include <random>
 #include <stdexcept>
 #include <vector>
@@ -38,8 +39,9 @@ struct Shape {
 };
 
 // Runs Y = X W^T on the device: through Gemm::linear, or straight through gemv() in the given
-// configuration.
-void expect_exact(const Shape& sh, cuda::GemmType t, const cuda::GemvConfig* config = nullptr) {
+// configuration with X of type xt (the weights' type t unless given).
+void expect_exact(const Shape& sh, cuda::GemmType t, const cuda::GemvConfig* config = nullptr,
+                  std::optional<cuda::GemmType> xt = std::nullopt) {
   const auto [m, k, n, beta] = sh;
   const int ldx = k + 8;  // a padded row stride, as the backend's buffers may have
   std::mt19937 rng(m * 31 + k * 7 + n);
@@ -50,7 +52,7 @@ void expect_exact(const Shape& sh, cuda::GemmType t, const cuda::GemvConfig* con
   for (float& v : w) v = value();
   for (float& v : y0) v = value();
   std::vector<uint16_t> xh(x.size()), wh(w.size());
-  for (size_t i = 0; i < x.size(); ++i) xh[i] = encode(x[i], t);
+  for (size_t i = 0; i < x.size(); ++i) xh[i] = encode(x[i], xt.value_or(t));
   for (size_t i = 0; i < w.size(); ++i) wh[i] = encode(w[i], t);
 
   uint16_t *dx, *dw;
@@ -62,7 +64,7 @@ void expect_exact(const Shape& sh, cuda::GemmType t, const cuda::GemvConfig* con
   check_cuda(cudaMemcpy(dw, wh.data(), wh.size() * 2, cudaMemcpyHostToDevice));
   check_cuda(cudaMemcpy(dy, y0.data(), y0.size() * 4, cudaMemcpyHostToDevice));
   if (config) {
-    cuda::gemv(dx, dw, t, m, k, dy, beta, nullptr, *config);
+    cuda::gemv(dx, xt.value_or(t), dw, t, m, k, dy, beta, nullptr, *config);
   } else {
     cuda::Gemm gemm(nullptr);
     gemm.linear(dx, ldx, dw, t, m, k, n, dy, m, beta);
@@ -106,6 +108,8 @@ TEST(Gemm, EveryStreamingConfigurationIsExact) {
     SCOPED_TRACE(testing::Message() << c.rows_per_warp << " rows per warp, " << c.loads_per_lane << " loads");
     expect_exact(Shape{1001, 4104, 1, 1.0f}, cuda::GemmType::FP16, &c);
     expect_exact(Shape{64, 1032, 1, 0.0f}, cuda::GemmType::BF16, &c);
+    // A bf16 row with fp16 weights (the attention output into the output projection).
+    expect_exact(Shape{1001, 4104, 1, 1.0f}, cuda::GemmType::FP16, &c, cuda::GemmType::BF16);
   }
   kernels::set_programmatic_launch(false);
   EXPECT_THROW(cuda::gemv(nullptr, nullptr, cuda::GemmType::FP16, 8, 8, nullptr, 0.0f, nullptr, {2, 16}),

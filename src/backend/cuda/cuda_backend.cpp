@@ -21,6 +21,7 @@
 #include "backend/cuda/device_sampler.h"
 #include "backend/cuda/device_weights.h"
 #include "backend/cuda/gemm.h"
+#include "backend/cuda/gemv.h"
 #include "backend/cuda/model_kernels.h"
 #include "backend/cuda/paged_attention_simple.h"
 #include "backend/cuda/sharded_attention_runner.h"
@@ -237,6 +238,7 @@ class CudaBackend final : public Backend {
   // HEADSHARD_ATTENTION=simple keeps the simple kernel (for comparisons); otherwise the sharded
   // kernels run wherever they support the shape.
   bool simple_attention_ = env_is("HEADSHARD_ATTENTION", "simple");
+  bool fuse_row_ = !env_is("HEADSHARD_CUDA_FUSE", "0");  // see record_step
   uint64_t generation_ = 1;  // changes whenever a buffer a graph captured moves
 };
 
@@ -404,19 +406,26 @@ void CudaBackend::record_step(const cuda::StepShape& s) {
     cuda::qkv_prep(prep, st);
 
     attention(l, s);
-    // The attention kernels write bf16; FP16 GEMMs take a converted copy (exact in fp16's range).
+    // The attention kernels write bf16. FP16 GEMMs take a converted copy (exact in fp16's range),
+    // except that the streaming kernel converts a single row as it reads it (HEADSHARD_CUDA_FUSE=0:
+    // a copy there too, for comparisons).
     const half16* att = reinterpret_cast<const half16*>(att_.get());
-    if (gt == cuda::GemmType::FP16) {
+    const bool bf16_row = fuse_row_ && gemm_->single_row_kernel() && cuda::gemv_supports(att, L.wo.get(), qd, T);
+    if (gt == cuda::GemmType::FP16 && !bf16_row) {
       cuda::convert_bf16(att_.get(), att16_.get(), gt, static_cast<size_t>(T) * qd, st);
       att = att16_.get();
     }
+    auto project = [&](float* y, float beta) {  // y (+)= att wo^T
+      if (bf16_row) gemm_->linear_row(att, cuda::GemmType::BF16, L.wo.get(), gt, d, qd, y, beta);
+      else gemm_->linear(att, qd, L.wo.get(), gt, d, qd, T, y, d, beta);
+    };
 
     // Output projection and residual: llama adds straight into x (beta = 1); Gemma norms first.
     if (gemma) {
-      gemm_->linear(att, qd, L.wo.get(), gt, d, qd, T, o_.get(), d);
+      project(o_.get(), 0.0f);
       cuda::residual_norm(x_.get(), o_.get(), L.post_attn_norm.get(), L.ffn_norm.get(), h_.get(), gt, T, d, eps, st);
     } else {
-      gemm_->linear(att, qd, L.wo.get(), gt, d, qd, T, x_.get(), d, 1.0f);
+      project(x_.get(), 1.0f);
       cuda::residual_norm(x_.get(), nullptr, nullptr, L.ffn_norm.get(), h_.get(), gt, T, d, eps, st);
     }
 

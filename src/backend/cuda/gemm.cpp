@@ -39,4 +39,9 @@ void Gemm::linear(const half16* X, int64_t ldx, const half16* W, GemmType t, int
                                CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
+void Gemm::linear_row(const half16* x, GemmType xt, const half16* W, GemmType t, int m, int k, float* Y,
+                      float beta) {
+  gemv(x, xt, W, t, m, k, Y, beta, stream_, kGemvConfig);
+}
+
 }  // namespace hs::cuda

@@ -28,6 +28,11 @@ class Gemm {
   // strides ldx, ldy (elements). Throws std::runtime_error on a cuBLAS error.
   void linear(const half16* X, int64_t ldx, const half16* W, GemmType t, int m, int k, int n, float* Y, int64_t ldy,
               float beta = 0.0f);
+  // The same for one row x of type xt (bf16 with fp16 weights), on the streaming kernel: only
+  // when single_row_kernel() and gemv_supports().
+  void linear_row(const half16* x, GemmType xt, const half16* W, GemmType t, int m, int k, float* Y,
+                  float beta = 0.0f);
+  bool single_row_kernel() const { return gemv_; }
 
  private:
   cudaStream_t stream_;

@@ -31,33 +31,37 @@ __device__ void unpack(const uint4& v, __nv_bfloat16, float2 (&f)[4]) {
 // One warp per R consecutive weight rows; lane l takes elements [8 l, 8 l + 8) of each
 // 256-element stretch, and issues the loads of U stretches of every row before it uses any, so
 // that U * R 16-byte loads per lane are in flight. The weights stream through without L1
-// allocation; x stays cached.
-template <typename T, int R, int U>
+// allocation; x stays cached. No kernel writes the weights, so the first U stretches are loaded
+// before the block waits for the kernel before it (programmatic launch): they are in flight
+// during that kernel's tail.
+template <typename T, int R, int U, typename X>
 __global__ void __launch_bounds__(kWarps * 32)
     gemv_kernel(const uint4* __restrict__ x, const uint4* __restrict__ W, int m, int k_vec, float* __restrict__ y,
                 float beta) {
-  kernels::pdl_begin();
   const int lane = threadIdx.x & 31;
   const int row0 = (blockIdx.x * kWarps + (threadIdx.x >> 5)) * R;
-  if (row0 >= m) return;
-  float acc[R] = {};
   const uint4* w[R];
 #pragma unroll
   for (int r = 0; r < R; ++r) w[r] = W + static_cast<int64_t>(min(row0 + r, m - 1)) * k_vec;
-  for (int i0 = lane; i0 < k_vec; i0 += 32 * U) {
-    uint4 xv[U], wv[U][R];
+  uint4 wv[U][R];
+  auto load_weights = [&](int i0) {
 #pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int i = i0 + 32 * u;
-      const bool in = i < k_vec;
-      xv[u] = in ? __ldg(x + i) : make_uint4(0, 0, 0, 0);
+    for (int u = 0; u < U; ++u)
 #pragma unroll
-      for (int r = 0; r < R; ++r) wv[u][r] = in ? __ldcs(w[r] + i) : make_uint4(0, 0, 0, 0);
-    }
+      for (int r = 0; r < R; ++r) wv[u][r] = i0 + 32 * u < k_vec ? __ldcs(w[r] + i0 + 32 * u) : make_uint4(0, 0, 0, 0);
+  };
+  if (row0 < m) load_weights(lane);
+  kernels::pdl_begin();
+  if (row0 >= m) return;
+  float acc[R] = {};
+  for (int i0 = lane; i0 < k_vec;) {
+    uint4 xv[U];
+#pragma unroll
+    for (int u = 0; u < U; ++u) xv[u] = i0 + 32 * u < k_vec ? __ldg(x + i0 + 32 * u) : make_uint4(0, 0, 0, 0);
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       float2 xf[4];
-      unpack(xv[u], T{}, xf);
+      unpack(xv[u], X{}, xf);
 #pragma unroll
       for (int r = 0; r < R; ++r) {
         float2 wf[4];
@@ -66,6 +70,8 @@ __global__ void __launch_bounds__(kWarps * 32)
         for (int j = 0; j < 4; ++j) acc[r] += wf[j].x * xf[j].x + wf[j].y * xf[j].y;
       }
     }
+    i0 += 32 * U;
+    if (i0 < k_vec) load_weights(i0);
   }
 #pragma unroll
   for (int r = 0; r < R; ++r) {
@@ -76,16 +82,17 @@ __global__ void __launch_bounds__(kWarps * 32)
 }
 
 template <typename T, int R, int U>
-void launch(const half16* x, const half16* W, int m, int k, float* y, float beta, cudaStream_t s) {
+void launch(const half16* x, GemmType xt, const half16* W, int m, int k, float* y, float beta, cudaStream_t s) {
   constexpr int per_block = kWarps * R;
-  HS_CUDA_CHECK(kernels::launch(gemv_kernel<T, R, U>, (m + per_block - 1) / per_block, kWarps * 32, 0, s,
+  auto* kernel = xt == GemmType::FP16 ? gemv_kernel<T, R, U, __half> : gemv_kernel<T, R, U, __nv_bfloat16>;
+  HS_CUDA_CHECK(kernels::launch(kernel, (m + per_block - 1) / per_block, kWarps * 32, 0, s,
                                 reinterpret_cast<const uint4*>(x), reinterpret_cast<const uint4*>(W), m, k / kVec,
                                 y, beta));
 }
 
 // The kernel for a configuration, as a launcher of one 16-bit type.
 template <typename T>
-using Launcher = void (*)(const half16*, const half16*, int, int, float*, float, cudaStream_t);
+using Launcher = void (*)(const half16*, GemmType, const half16*, int, int, float*, float, cudaStream_t);
 
 template <typename T>
 Launcher<T> launcher(const GemvConfig& c) {
@@ -110,10 +117,10 @@ bool gemv_supports(const half16* X, const half16* W, int k, int n) {
   return n == 1 && k % kVec == 0 && aligned(X) && aligned(W);
 }
 
-void gemv(const half16* x, const half16* W, GemmType t, int m, int k, float* y, float beta, cudaStream_t s,
-          const GemvConfig& config) {
-  if (t == GemmType::FP16) launcher<__half>(config)(x, W, m, k, y, beta, s);
-  else launcher<__nv_bfloat16>(config)(x, W, m, k, y, beta, s);
+void gemv(const half16* x, GemmType xt, const half16* W, GemmType t, int m, int k, float* y, float beta,
+          cudaStream_t s, const GemvConfig& config) {
+  if (t == GemmType::FP16) launcher<__half>(config)(x, xt, W, m, k, y, beta, s);
+  else launcher<__nv_bfloat16>(config)(x, xt, W, m, k, y, beta, s);
 }
 
 }  // namespace hs::cuda

@@ -27,9 +27,14 @@ struct GemvConfig {
 // fastest gate/up and LM head in both; the 4096-row matrices varied by up to 18% between runs.
 inline constexpr GemvConfig kGemvConfig{1, 2};
 
-// y[c] = sum_i x[i] * W[c][i] (+ y[c] when beta is 1), c < m, i < k, enqueued on s. Throws
+// y[c] = sum_i x[i] * W[c][i] (+ y[c] when beta is 1), c < m, i < k, enqueued on s. x is of
+// type xt (bf16 x with fp16 weights: the attention output, converted as it is read). Throws
 // std::invalid_argument for a configuration that has no kernel.
-void gemv(const half16* x, const half16* W, GemmType t, int m, int k, float* y, float beta, cudaStream_t s,
-          const GemvConfig& config);
+void gemv(const half16* x, GemmType xt, const half16* W, GemmType t, int m, int k, float* y, float beta,
+          cudaStream_t s, const GemvConfig& config);
+inline void gemv(const half16* x, const half16* W, GemmType t, int m, int k, float* y, float beta, cudaStream_t s,
+                 const GemvConfig& config) {
+  gemv(x, t, W, t, m, k, y, beta, s, config);
+}
 
 }  // namespace hs::cuda
