@@ -3,7 +3,7 @@
 # (or a CUDA devel image) outside a container:
 #
 #   docker/build-stage.sh [--flavour cpu|cuda] [--skip-apt] [--deps-only] [--src DIR]
-#                         [--build-dir DIR] [--prefix DIR] [--cuda-arch 90] [--server on|auto]
+#                         [--build-dir DIR] [--prefix DIR] [--cuda-arch 90a] [--server on|auto]
 #                         [--jobs N]
 #
 # Installs the build dependencies with apt-get (unless --skip-apt, for a machine that has them),
@@ -24,7 +24,7 @@ DEPS_ONLY=0
 SRC=""
 BUILD_DIR=""
 PREFIX=""
-CUDA_ARCH=90
+CUDA_ARCH=90a
 SERVER=on
 JOBS=$(nproc)
 

@@ -63,6 +63,11 @@ __device__ __forceinline__ int swz(int row, int chunk) {
 // Tuning variants (set_kernel_variant): which = 0 decode, 1 prefill.
 int kernel_variant(int which);
 
+// The warpgroup-MMA prefill kernel (prefill_wgmma.cu): launches it and sets err when it can take p
+// (head dim 128, the pool known to the copy engine, built for sm_90a and running on compute
+// capability 9); false otherwise.
+bool launch_prefill_wgmma(const PrefillParams& p, cudaStream_t stream, cudaError_t& err);
+
 // Calls f(D) with D the head dim as a std::integral_constant (the instantiations the kernels
 // provide); `unsupported` for any other head dim.
 template <typename R, typename F>

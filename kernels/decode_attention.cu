@@ -19,7 +19,6 @@
 // A list cut into several items (split-K / flash-decoding) writes normalized partial outputs and
 // their log-sum-exp to the workspace; the last item of the group to finish (an atomic counter)
 // merges them and resets the counter, so one launch does the whole layer.
-#include <cuda.h>
 #include <cudaTypedefs.h>
 
 #include <algorithm>
@@ -28,6 +27,7 @@
 
 #include "attention_common.cuh"
 #include "pdl.cuh"
+#include "tma.cuh"
 
 namespace hs::kernels {
 namespace detail {
@@ -281,37 +281,6 @@ __device__ __forceinline__ void load_q(const PagedAttentionArgs& a, const Decode
 }
 
 // ---- variant 0: bulk tensor copies ------------------------------------------------------------
-__device__ __forceinline__ uint32_t smem_addr(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-__device__ __forceinline__ void mbar_init(uint64_t* bar, int count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(count) : "memory");
-}
-__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
-  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_addr(bar)) : "memory");
-}
-__device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
-  uint32_t done = 0;
-  while (!done)
-    asm volatile(
-        "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}\n"
-        : "=r"(done)
-        : "r"(smem_addr(bar)), "r"(parity)
-        : "memory");
-}
-// Rows [row, row + box rows) and columns [col, col + 64) of the tensor map, into dst (the box's
-// swizzled layout), completing `bytes` on bar.
-__device__ __forceinline__ void tma_load_2d(void* dst, const CUtensorMap* map, int col, int row, uint64_t* bar) {
-  asm volatile(
-      "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
-      " [%0], [%1, {%2, %3}], [%4];\n" ::"r"(smem_addr(dst)),
-      "l"(map), "r"(col), "r"(row), "r"(smem_addr(bar))
-      : "memory");
-}
-
 struct TmaDecodeArgs {
   CUtensorMap kv;  // the pool as rows of D bf16 (2B rows a page), boxes of min(B, 64) rows x 64 columns
   DecodeParams p;
@@ -636,16 +605,13 @@ PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
   return fn;
 }
 
-// The pool as a [pages * 2B][D] bf16 tensor for the copy engine. False when the copy engine cannot
-// take it (pool size unknown, more rows than an int32 coordinate reaches, no tensor copies).
-template <int D>
 bool pool_tensor_map(const PagedAttentionArgs& a, CUtensorMap& map) {
   const int64_t rows = a.kv_pool_pages * 2LL * a.block_size;
   const auto encode = tensor_map_encoder();
   if (!encode || rows <= 0 || rows >= (int64_t(1) << 31) || reinterpret_cast<uintptr_t>(a.kv_pool) % 16 != 0)
     return false;
-  const cuuint64_t dims[2] = {cuuint64_t(D), cuuint64_t(rows)};
-  const cuuint64_t strides[1] = {cuuint64_t(D) * sizeof(__nv_bfloat16)};
+  const cuuint64_t dims[2] = {cuuint64_t(a.head_dim), cuuint64_t(rows)};
+  const cuuint64_t strides[1] = {cuuint64_t(a.head_dim) * sizeof(__nv_bfloat16)};
   const cuuint32_t box[2] = {64, cuuint32_t(std::min(a.block_size, kDecodeTile))};
   const cuuint32_t element_strides[2] = {1, 1};
   return encode(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<void*>(a.kv_pool), dims, strides, box,
@@ -658,7 +624,7 @@ cudaError_t launch_decode(const DecodeParams& p, cudaStream_t stream) {
   if (kernel_variant(0) == 0) {
     TmaDecodeArgs args;
     args.p = p;
-    if (pool_tensor_map<D>(p.a, args.kv)) {
+    if (pool_tensor_map(p.a, args.kv)) {
       tma_kernel_ptr<D>();
       return launch(decode_tma_kernel<D>, p.n_items, kDecodeThreads + 32, TmaDecodeCfg<D>::kSmem, stream, args);
     }

@@ -355,9 +355,14 @@ cudaError_t prefill_attention(const PrefillParams& p, cudaStream_t stream) {
   if (p.a.group < 1 || B < 16 || B > 128 || (B & (B - 1)) != 0 || p.n_items > 65535) return cudaErrorInvalidValue;
   if (p.n_items == 0) return cudaSuccess;
   return detail::with_head_dim(p.a.head_dim, cudaErrorInvalidValue, [&](auto D) {
-    // The 32-key variant exists at head dim 128 only.
-    if constexpr (D == 128)
+    // At head dim 128: variant 0 is the warpgroup-MMA kernel where it runs (an sm_90a build on a
+    // GPU of compute capability 9, the pool known to the copy engine), 1 the 32-key mma.sync
+    // kernel, 2 the 64-key one (variant 0 elsewhere).
+    if constexpr (D == 128) {
       if (detail::kernel_variant(1) == 1) return detail::launch_prefill<D, 1>(p, stream);
+      cudaError_t err = cudaSuccess;
+      if (detail::kernel_variant(1) == 0 && detail::launch_prefill_wgmma(p, stream, err)) return err;
+    }
     return detail::launch_prefill<D, 0>(p, stream);
   });
 }

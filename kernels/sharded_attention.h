@@ -148,9 +148,14 @@ cudaError_t write_kv(const KvWriteParams& p, cudaStream_t stream);
 // ---- tuning ---------------------------------------------------------------------------------
 // Benchmark knob (not thread-safe; process-wide): kernel variants. Decode (every head_dim) 0: pages
 // streamed by the copy engine (bulk tensor copies, needs kv_pool_pages; default); 1: cp.async by
-// every thread. Prefill (head_dim 128) 0: 64 keys per tile (default); 1: 32. Plan decode after
-// changing it (decode_slots() depends on it).
+// every thread. Prefill (head_dim 128) 0: warpgroup MMA (wgmma) with pages streamed by the copy
+// engine where it runs (default; else as 2), 1: mma.sync with 32 keys per tile, 2: mma.sync with
+// 64. Plan decode after changing it (decode_slots() depends on it).
 void set_kernel_variant(int32_t decode, int32_t prefill);
+
+// Whether this build and GPU run the warpgroup-MMA prefill kernel (device code built for sm_90a,
+// a GPU of compute capability 9).
+bool wgmma_prefill_available();
 
 // Process-wide (not thread-safe): whether the decode kernels here and the model's kernels
 // (src/backend/cuda) are launched as programmatic dependent launches (pdl.cuh), so that each is

@@ -564,7 +564,7 @@ def main():
     ap.add_argument("--no-flex-prefill", dest="flex_prefill", action="store_false")
     ap.add_argument("--skip-decode", action="store_true")
     ap.add_argument("--ours-only", action="store_true", help="no torch peers (references still computed)")
-    ap.add_argument("--variants", nargs="*", default=["0,0", "1,1"],
+    ap.add_argument("--variants", nargs="*", default=["0,0", "1,2"],
                     help="kernel variants to time, 'decode,prefill' each; the best is reported")
     ap.add_argument("--skip-prefill", action="store_true")
     args = ap.parse_args()

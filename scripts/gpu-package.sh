@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${BUILD_DIR:-build-cuda}
-cmake -S . -B "$B" -DHEADSHARD_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake -S . -B "$B" -DHEADSHARD_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=90a -DCMAKE_BUILD_TYPE=Release >/dev/null
 BINS=(headshard test_cuda_backend test_device_sampling test_gemm test_sharded_attention bench_generate bench_kv_step
       bench_gemv)
 cmake --build "$B" -j"$(nproc)" --target "${BINS[@]}"

@@ -351,19 +351,22 @@ std::string describe(const Problem& p) {
 }
 
 // Runs prefill on every chunk and decode on the one-token chunks; compares both with the CPU.
-// Both decode kernels (set_kernel_variant) run, and at head dim 128 both prefill variants; the
-// default kernels (variant 0) read the lists apart, as the CUDA backend lays them out.
-void check_variant(const Problem& p, K::DecodePlanOptions dopt, bool run_prefill, bool apart);
+// Both decode kernels (set_kernel_variant) run, and at head dim 128 the three prefill variants
+// (warpgroup MMA, and mma.sync with 32 and 64 keys per tile; the third with prefill alone); the
+// default kernels (variant 0) and the third read the lists apart, as the CUDA backend lays them
+// out.
+void check_variant(const Problem& p, K::DecodePlanOptions dopt, bool run_prefill, bool run_decode, bool apart);
 void check_problem(const Problem& p, K::DecodePlanOptions dopt = {}, bool run_prefill = true) {
-  for (int v = 0; v < 2; ++v) {
-    SCOPED_TRACE("kernel variant " + std::to_string(v) + (v == 0 ? ", lists apart" : ", flat lists"));
-    K::set_kernel_variant(v, p.D == 128 ? v : 0);
-    check_variant(p, dopt, run_prefill && (v == 0 || p.D == 128), v == 0);
+  for (int v = 0; v < 3; ++v) {
+    if (v == 2 && (p.D != 128 || !run_prefill)) break;
+    SCOPED_TRACE("kernel variant " + std::to_string(v) + (v != 1 ? ", lists apart" : ", flat lists"));
+    K::set_kernel_variant(v % 2, p.D == 128 ? v : 0);
+    check_variant(p, dopt, run_prefill && (v == 0 || p.D == 128), v < 2, v != 1);
   }
   K::set_kernel_variant(0, 0);
 }
 
-void check_variant(const Problem& p, K::DecodePlanOptions dopt, bool run_prefill, bool apart) {
+void check_variant(const Problem& p, K::DecodePlanOptions dopt, bool run_prefill, bool run_decode, bool apart) {
   SCOPED_TRACE(describe(p));
   Fixture f;
   f.build(p);
@@ -390,7 +393,7 @@ void check_variant(const Problem& p, K::DecodePlanOptions dopt, bool run_prefill
     const std::string err = compare(f, out, ref, all);
     EXPECT_EQ(err, "") << "prefill";
   }
-  if (!dec.empty()) {
+  if (run_decode && !dec.empty()) {
     K::DecodePlan plan;
     if (dopt.slots <= 0) dopt.slots = K::decode_slots(p.D);
     K::plan_decode(apart ? f.begin.data() : f.indptr.data(), apart ? f.end.data() : nullptr, dec.data(),
@@ -479,6 +482,17 @@ INSTANTIATE_TEST_SUITE_P(All, ShardedAttention,
 
 // The model's own sliding window on top of the shard rule, and block sizes 32 and 128 (a page
 // spans half a tile / two tiles).
+// The builds target sm_90a, so on compute capability 9 the prefill runs above were the
+// warpgroup-MMA kernel's (variant 0), not the fallback it leaves to elsewhere.
+TEST(ShardedAttentionBuild, WarpgroupPrefillRunsOnComputeCapability9) {
+  REQUIRE_GPU();
+  int dev = 0, major = 0;
+  CK(cudaGetDevice(&dev));
+  CK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+  if (major != 9) GTEST_SKIP() << "compute capability " << major << ": the mma.sync kernels run";
+  EXPECT_TRUE(K::wgmma_prefill_available());
+}
+
 TEST(ShardedAttentionWindow, MatchesCpuReference) {
   REQUIRE_GPU();
   std::mt19937_64 rng(std::random_device{}());

@@ -1,0 +1,415 @@
+// Prefill / chunked-prefill attention at head dim 128 on Hopper's warpgroup MMA (the default
+// prefill kernel there; set_kernel_variant). Same work split and results as the mma.sync kernels
+// of prefill_attention.cu:
+// one block per (query head, tile of 128 query rows), walking only the units of its KV head's
+// list that some query of the tile may attend (tile_search.cuh).
+//
+// The block is two consumer warpgroups of 64 query rows each and a producer warp:
+// - the producer finds each 64-key tile's units and has the copy engine bring their K and V rows
+//   (one 64-column box per half of a unit's rows, 128-byte swizzle) into a ring of stages, each
+//   with a "full" and an "empty" mbarrier; it publishes each key's position and whether the rule
+//   always keeps its block;
+// - each consumer warpgroup computes S = Q K^T with wgmma (Q and K from shared memory), masks and
+//   runs the online softmax on the fragments, and accumulates O += P V with wgmma (P from
+//   registers, V from shared memory read N-major). Slots no query may see (past the chunk's last
+//   query, or units the list ran out of) can hold anything, NaN included: their V rows are zeroed
+//   before P V, as the decode kernel does.
+#include "attention_common.cuh"
+#include "tile_search.cuh"
+#include "tma.cuh"
+
+namespace hs::kernels::detail {
+
+namespace {
+
+constexpr int kD = 128, kBM = 128;
+[[maybe_unused]] constexpr int kBN = 64, kStages = 4;
+constexpr int kConsumers = 256;  // two warpgroups
+constexpr int kThreads = kConsumers + 32;
+constexpr int kBoxBytes = 64 * 128;        // 64 rows of 64 bf16 columns
+constexpr int kTileBytes = 2 * kBoxBytes;  // K (or V) of 64 keys: the two column halves
+constexpr int kQBoxBytes = kBM * 128;      // 128 query rows of 64 columns
+constexpr size_t kSmem = 1024 + 2 * kQBoxBytes + size_t(kStages) * 2 * kTileBytes;
+
+struct TmaPrefillArgs {
+  CUtensorMap kv;  // pool_tensor_map
+  PrefillParams p;
+};
+
+// A shared-memory matrix descriptor with the 128-byte swizzle (tiles 1024-byte aligned).
+__device__ __forceinline__ uint64_t sw128_desc(const void* p, uint32_t lbo, uint32_t sbo) {
+  return uint64_t((smem_addr(p) & 0x3FFFF) >> 4) | (uint64_t(lbo >> 4) << 16) | (uint64_t(sbo >> 4) << 32) |
+         (uint64_t(1) << 62);
+}
+
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_wait() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
+// Keeps the compiler from moving uses of accumulator registers across the wait above.
+template <int N>
+__device__ __forceinline__ void fence_regs(float (&d)[N][4]) {
+#pragma unroll
+  for (int j = 0; j < N; ++j)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) asm volatile("" : "+f"(d[j][i])::"memory");
+}
+
+// D (64 x 64 fp32: the warpgroup's accumulator fragments, mma.sync's C layout per warp and n8
+// block) = A (64 x 16) B (16 x 64) + (first ? 0 : D), A and B in shared memory (K-major).
+__device__ __forceinline__ void wgmma_ss_64x64(float (&d)[8][4], uint64_t da, uint64_t db, bool first) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.eq.u32 p, %34, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {"
+      "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
+      "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31"
+      "}, %32, %33, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]),
+        "+f"(d[1][2]), "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]),
+        "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]),
+        "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]),
+        "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]),
+        "+f"(d[7][2]), "+f"(d[7][3])
+      : "l"(da), "l"(db), "r"(uint32_t(first)));
+}
+
+// D (64 x 128 fp32) += A (64 x 16 in registers: mma.sync's A fragments) B (16 x 128 in shared
+// memory, N-major: the transpose bit).
+__device__ __forceinline__ void wgmma_rs_64x128(float (&d)[16][4], const uint32_t (&a)[4], uint64_t db) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.u32 p, %69, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {"
+      "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
+      "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,"
+      "%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,"
+      "%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63"
+      "}, {%64,%65,%66,%67}, %68, p, 1, 1, 1;\n}\n"
+      : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]),
+        "+f"(d[1][2]), "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]),
+        "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]),
+        "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]),
+        "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]),
+        "+f"(d[7][2]), "+f"(d[7][3]), "+f"(d[8][0]), "+f"(d[8][1]), "+f"(d[8][2]), "+f"(d[8][3]),
+        "+f"(d[9][0]), "+f"(d[9][1]), "+f"(d[9][2]), "+f"(d[9][3]), "+f"(d[10][0]), "+f"(d[10][1]),
+        "+f"(d[10][2]), "+f"(d[10][3]), "+f"(d[11][0]), "+f"(d[11][1]), "+f"(d[11][2]), "+f"(d[11][3]),
+        "+f"(d[12][0]), "+f"(d[12][1]), "+f"(d[12][2]), "+f"(d[12][3]), "+f"(d[13][0]), "+f"(d[13][1]),
+        "+f"(d[13][2]), "+f"(d[13][3]), "+f"(d[14][0]), "+f"(d[14][1]), "+f"(d[14][2]), "+f"(d[14][3]),
+        "+f"(d[15][0]), "+f"(d[15][1]), "+f"(d[15][2]), "+f"(d[15][3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "n"(1));
+}
+
+// wgmma needs the arch-specific target (sm_90a: CMAKE_CUDA_ARCHITECTURES=90a); this says whether
+// the device code was built for it.
+__device__ const int kBuiltForWgmma =
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    1;
+#else
+    0;
+#endif
+
+__global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const __grid_constant__ TmaPrefillArgs args) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  constexpr int S = kStages;
+  constexpr int MAXU = kBN / 16;  // units per tile at most (B = 16)
+  extern __shared__ unsigned char smem_raw[];
+  unsigned char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
+  unsigned char* Qs = smem;                    // [2 column halves][128 rows][128 B], swizzled
+  unsigned char* Kbuf = Qs + 2 * kQBoxBytes;   // stage st: [2 halves][64 keys][128 B]
+  unsigned char* Vbuf = Kbuf + S * kTileBytes;
+  __shared__ __align__(8) uint64_t full[S], empty[S];
+  __shared__ int keys[S][kBN];  // (position << 1 | block always kept), or -1: no query sees it
+  __shared__ int info[S][4];    // units (0: the list is done), interior, first key, some key is -1
+
+  const PrefillParams& p = args.p;
+  const PagedAttentionArgs& a = p.a;
+  const PrefillWorkItem it = p.items[blockIdx.y];
+  const int h = blockIdx.x;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int kvh = h / a.group;
+  const int pos0 = a.chunk_pos0[it.chunk];
+  const int tok0 = a.chunk_tok0[it.chunk];
+  const int n_tok = a.chunk_tok0[it.chunk + 1] - tok0;
+  const int n_rows = min(kBM, n_tok - it.q_start);
+
+  TileQuery q;
+  q.B = a.block_size;
+  q.logB = __ffs(q.B) - 1;
+  q.U = min(q.B, kBN);
+  q.window = a.window;
+  q.sh = a.shards[kvh];
+  q.t0 = pos0 + it.q_start;
+  q.t1 = q.t0 + n_rows - 1;
+  q.i0 = q.t0 >> q.logB;
+  q.i1 = q.t1 >> q.logB;
+  const int logU = __ffs(q.U) - 1;
+
+  if (tid == 0) {
+    for (int s = 0; s < S; ++s) {
+      mbar_init(&full[s], 1);
+      mbar_init(&empty[s], kConsumers / 32);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncthreads();
+
+  if (warp == kConsumers / 32) {
+    // Producer: every lane runs the (uniform) search; lane 0 issues the copies.
+    const int list = (it.chunk * a.n_layers + a.layer) * a.n_kv_heads + kvh;
+    const int eb = a.list_end ? a.list_end[list] : a.indptr[list + 1];
+    int ce = a.indptr[list], cso = 0;
+    bool exhausted = false;
+    for (int k = 0;; ++k) {
+      const int st = k % S;
+      if (k >= S) mbar_wait(&empty[st], ((k / S) - 1) & 1);
+      int upage[MAXU], urow[MAXU];
+      int n_units = 0, first = 0;
+      bool interior = true;
+      int my_key[2] = {-1, -1};  // rows lane and lane + 32 of the tile
+#pragma unroll
+      for (int u = 0; u < MAXU; ++u) {
+        upage[u] = 0;
+        urow[u] = 0;
+        if (u * q.U >= kBN || exhausted) continue;
+        if (!next_unit(a.blocks, eb, q, ce, cso)) {
+          exhausted = true;
+          continue;
+        }
+        const int j = __ldg(a.blocks + ce);
+        upage[u] = __ldg(a.pages + ce);
+        urow[u] = cso;
+        const int s0 = (j << q.logB) + cso;
+        const bool alw = j < q.sh.sink || on_stride(q.sh, j);
+        interior = interior && s0 + q.U - 1 <= q.t0 && (alw || q.i1 - j < q.sh.local) &&
+                   (q.window == 0 || q.t1 - s0 < q.window);
+        if (u == 0) first = s0;
+#pragma unroll
+        for (int hh = 0; hh < 2; ++hh) {
+          const int r = lane + 32 * hh;
+          if ((r >> logU) == u) {
+            const int s = s0 + (r & (q.U - 1));
+            my_key[hh] = s <= q.t1 ? (s << 1) | int(alw) : -1;
+          }
+        }
+        ++n_units;
+        cso += q.U;
+        if (cso >= q.B) {
+          cso = 0;
+          ++ce;
+        }
+      }
+      const bool invalid = __any_sync(0xffffffffu, my_key[0] < 0 || my_key[1] < 0);
+      keys[st][lane] = my_key[0];
+      keys[st][lane + 32] = my_key[1];
+      if (lane == 0) {
+        info[st][0] = n_units;
+        info[st][1] = interior && n_units * q.U == kBN;
+        info[st][2] = first;
+        info[st][3] = invalid;
+      }
+      __syncwarp();
+      if (lane == 0) {
+        mbar_arrive_expect_tx(&full[st], uint32_t(n_units) * 2u * uint32_t(q.U) * kD * 2u);
+#pragma unroll
+        for (int u = 0; u < MAXU; ++u) {
+          if (u >= n_units) break;
+          const int row = upage[u] * 2 * q.B + urow[u];
+          unsigned char* kd = Kbuf + st * kTileBytes + u * q.U * 128;
+          unsigned char* vd = Vbuf + st * kTileBytes + u * q.U * 128;
+#pragma unroll
+          for (int b = 0; b < 2; ++b) {
+            tma_load_2d(kd + b * kBoxBytes, &args.kv, b * 64, row, &full[st]);
+            tma_load_2d(vd + b * kBoxBytes, &args.kv, b * 64, row + q.B, &full[st]);
+          }
+        }
+      }
+      if (n_units == 0) break;
+    }
+    return;
+  }
+
+  // Consumers. Q tile: 16-byte chunk c of row r at half c / 8, swizzled (rows past the chunk zero).
+  const int n_q_heads = a.n_kv_heads * a.group;
+  const int64_t q_stride = a.q_row_stride ? a.q_row_stride : int64_t(n_q_heads) * kD;
+  const int64_t o_stride = a.out_row_stride ? a.out_row_stride : int64_t(n_q_heads) * kD;
+  {
+    const __nv_bfloat16* qbase =
+        static_cast<const __nv_bfloat16*>(a.q) + int64_t(tok0 + it.q_start) * q_stride + int64_t(h) * kD;
+    for (int c = tid; c < kBM * 16; c += kConsumers) {
+      const int r = c >> 4, ch = c & 15;
+      const bool ok = r < n_rows;
+      cp_async16(Qs + (ch >> 3) * kQBoxBytes + r * 128 + (((ch & 7) ^ (r & 7)) << 4),
+                 ok ? qbase + int64_t(r) * q_stride + ch * 8 : qbase, ok);
+    }
+    cp_async_commit();
+    cp_async_wait<0>();
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");  // the MMA reads it
+    asm volatile("bar.sync 1, %0;\n" ::"n"(kConsumers) : "memory");
+  }
+  const int g = warp >> 2;                  // warpgroup: rows [64 g, 64 g + 64)
+  const int wr0 = 64 * g + 16 * (warp & 3);  // this warp's first row
+  const int wg_last = q.t0 + min(64 * g + 63, n_rows - 1);
+  const bool wg_live = 64 * g < n_rows;
+  const float sl = a.scale * kLog2e;
+  const int tr0 = q.t0 + wr0 + (lane >> 2), tr1 = tr0 + 8;  // this thread's two rows
+  const int qb0 = tr0 >> q.logB, qb1 = tr1 >> q.logB;
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+  float o[kD / 8][4];
+#pragma unroll
+  for (int i = 0; i < kD / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+
+  for (int k = 0;; ++k) {
+    const int st = k % S;
+    mbar_wait(&full[st], (k / S) & 1);
+    if (info[st][0] == 0) break;
+    const bool interior = info[st][1] != 0;
+    const unsigned char* Kt = Kbuf + st * kTileBytes;
+    unsigned char* Vt = Vbuf + st * kTileBytes;
+    if (wg_live && (interior || info[st][2] <= wg_last)) {
+      if (info[st][3]) {  // zero the V rows of keys no query sees (each warpgroup for itself)
+        for (int x = tid & 127; x < kBN * 16; x += 128) {
+          const int r = x >> 4, c = x & 15;
+          if (keys[st][r] < 0)
+            *reinterpret_cast<uint4*>(Vt + (c >> 3) * kBoxBytes + r * 128 + (((c & 7) ^ (r & 7)) << 4)) =
+                uint4{0, 0, 0, 0};
+        }
+        asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+        asm volatile("bar.sync %0, 128;\n" ::"r"(2 + g) : "memory");
+      }
+      float s[kBN / 8][4];
+      wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < kD / 16; ++kk)
+        wgmma_ss_64x64(s, sw128_desc(Qs + (kk >> 2) * kQBoxBytes + 64 * g * 128 + (kk & 3) * 32, 16, 1024),
+                       sw128_desc(Kt + (kk >> 2) * kBoxBytes + (kk & 3) * 32, 16, 1024), kk == 0);
+      wgmma_commit();
+      wgmma_wait();
+      fence_regs(s);
+
+      float mx[2] = {-INFINITY, -INFINITY};
+      if (interior) {
+#pragma unroll
+        for (int nt = 0; nt < kBN / 8; ++nt)
+#pragma unroll
+          for (int i = 0; i < 4; ++i) {
+            s[nt][i] *= sl;
+            mx[i >> 1] = fmaxf(mx[i >> 1], s[nt][i]);
+          }
+      } else {
+        const int* kt = keys[st];
+#pragma unroll
+        for (int nt = 0; nt < kBN / 8; ++nt) {
+          const int2 kv = *reinterpret_cast<const int2*>(kt + nt * 8 + (lane & 3) * 2);
+#pragma unroll
+          for (int i = 0; i < 4; ++i) {
+            const int key = (i & 1) ? kv.y : kv.x;
+            const int tq = (i >> 1) ? tr1 : tr0;
+            const int qb = (i >> 1) ? qb1 : qb0;
+            const int ks = key >> 1;
+            const bool ok = key >= 0 && ks <= tq && ((key & 1) || qb - (ks >> q.logB) < q.sh.local) &&
+                            (q.window == 0 || tq - ks < q.window);
+            const float v = ok ? s[nt][i] * sl : -INFINITY;
+            s[nt][i] = v;
+            mx[i >> 1] = fmaxf(mx[i >> 1], v);
+          }
+        }
+      }
+      float base[2], alpha[2];
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+        const float mn = fmaxf(m[r], mx[r]);
+        base[r] = mn == -INFINITY ? 0.f : mn;
+        alpha[r] = exp2f(m[r] - base[r]);
+        m[r] = mn;
+      }
+      float rs[2] = {0.f, 0.f};
+#pragma unroll
+      for (int nt = 0; nt < kBN / 8; ++nt)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const float pv = exp2f(s[nt][i] - base[i >> 1]);
+          s[nt][i] = pv;
+          rs[i >> 1] += pv;
+        }
+      l[0] = l[0] * alpha[0] + rs[0];
+      l[1] = l[1] * alpha[1] + rs[1];
+#pragma unroll
+      for (int dn = 0; dn < kD / 8; ++dn) {
+        o[dn][0] *= alpha[0];
+        o[dn][1] *= alpha[0];
+        o[dn][2] *= alpha[1];
+        o[dn][3] *= alpha[1];
+      }
+      uint32_t pa[kBN / 16][4];
+#pragma unroll
+      for (int kk = 0; kk < kBN / 16; ++kk) {
+        pa[kk][0] = pack_bf16(s[2 * kk][0], s[2 * kk][1]);
+        pa[kk][1] = pack_bf16(s[2 * kk][2], s[2 * kk][3]);
+        pa[kk][2] = pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+        pa[kk][3] = pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+      }
+      wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < kBN / 16; ++kk) wgmma_rs_64x128(o, pa[kk], sw128_desc(Vt + kk * 16 * 128, kBoxBytes, 1024));
+      wgmma_commit();
+      wgmma_wait();
+      fence_regs(o);
+    }
+    __syncwarp();
+    if (lane == 0) mbar_arrive(&empty[st]);
+  }
+
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+  }
+  const float inv0 = l[0] > 0.f ? 1.f / l[0] : 0.f;
+  const float inv1 = l[1] > 0.f ? 1.f / l[1] : 0.f;
+  const int row0 = wr0 + (lane >> 2), row1 = row0 + 8;
+  __nv_bfloat16* obase = static_cast<__nv_bfloat16*>(a.out) + int64_t(tok0 + it.q_start) * o_stride +
+                         int64_t(h) * kD + (lane & 3) * 2;
+#pragma unroll
+  for (int dn = 0; dn < kD / 8; ++dn) {
+    if (row0 < n_rows)
+      *reinterpret_cast<__nv_bfloat162*>(obase + int64_t(row0) * o_stride + dn * 8) =
+          __floats2bfloat162_rn(o[dn][0] * inv0, o[dn][1] * inv0);
+    if (row1 < n_rows)
+      *reinterpret_cast<__nv_bfloat162*>(obase + int64_t(row1) * o_stride + dn * 8) =
+          __floats2bfloat162_rn(o[dn][2] * inv1, o[dn][3] * inv1);
+  }
+#else
+  __trap();  // built without sm_90a: the launcher never picks this kernel then
+#endif
+}
+
+bool wgmma_built() {
+  static const bool built = [] {
+    int dev = 0, major = 0, v = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess || major != 9 ||
+        cudaMemcpyFromSymbol(&v, kBuiltForWgmma, sizeof v) != cudaSuccess)
+      return false;
+    cudaFuncSetAttribute(prefill_wgmma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSmem));
+    return v == 1;
+  }();
+  return built;
+}
+
+}  // namespace
+
+bool launch_prefill_wgmma(const PrefillParams& p, cudaStream_t stream, cudaError_t& err) {
+  TmaPrefillArgs args;
+  args.p = p;
+  if (!wgmma_built() || p.a.head_dim != kD || !pool_tensor_map(p.a, args.kv)) return false;
+  const dim3 grid(p.a.n_kv_heads * p.a.group, p.n_items);
+  prefill_wgmma_kernel<<<grid, kThreads, kSmem, stream>>>(args);
+  err = cudaGetLastError();
+  return true;
+}
+
+}  // namespace hs::kernels::detail
+
+namespace hs::kernels {
+bool wgmma_prefill_available() { return detail::wgmma_built(); }
+}  // namespace hs::kernels

@@ -1,0 +1,50 @@
+// The copy engine (TMA) and mbarriers, as the copy-engine attention kernels use them: the page
+// pool as one 2D tensor map, bulk tensor copies of 64-column boxes into shared memory (128-byte
+// swizzle), and the barriers that count their bytes.
+#pragma once
+#include <cuda.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "sharded_attention.h"
+
+namespace hs::kernels::detail {
+
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+__device__ __forceinline__ void mbar_init(uint64_t* bar, int count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_addr(bar)) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
+  uint32_t done = 0;
+  while (!done)
+    asm volatile(
+        "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}\n"
+        : "=r"(done)
+        : "r"(smem_addr(bar)), "r"(parity)
+        : "memory");
+}
+// Rows [row, row + box rows) and columns [col, col + 64) of the tensor map, into dst (the box's
+// swizzled layout), completing `bytes` on bar.
+__device__ __forceinline__ void tma_load_2d(void* dst, const CUtensorMap* map, int col, int row, uint64_t* bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
+      " [%0], [%1, {%2, %3}], [%4];\n" ::"r"(smem_addr(dst)),
+      "l"(map), "r"(col), "r"(row), "r"(smem_addr(bar))
+      : "memory");
+}
+
+// The pool as a [pages * 2B][head_dim] bf16 tensor for the copy engine, in boxes of min(B, 64)
+// rows by 64 columns with the 128-byte swizzle. False when the copy engine cannot take it (pool
+// size unknown, more rows than an int32 coordinate reaches, a GPU older than compute capability 9).
+bool pool_tensor_map(const PagedAttentionArgs& a, CUtensorMap& map);
+
+}  // namespace hs::kernels::detail
