@@ -4,16 +4,18 @@
 // one block per (query head, tile of 128 query rows), walking only the units of its KV head's
 // list that some query of the tile may attend (tile_search.cuh).
 //
-// The block is two consumer warpgroups of 64 query rows each and a producer warp:
+// The block is two consumer warpgroups of 64 query rows each and a producer warpgroup, which
+// gives most of its registers to the consumers (setmaxnreg) and of which one warp works:
 // - the producer finds each 64-key tile's units and has the copy engine bring their K and V rows
-//   (one 64-column box per half of a unit's rows, 128-byte swizzle) into a ring of stages, each
-//   with a "full" and an "empty" mbarrier; it publishes each key's position and whether the rule
-//   always keeps its block;
-// - each consumer warpgroup computes S = Q K^T with wgmma (Q and K from shared memory), masks and
-//   runs the online softmax on the fragments, and accumulates O += P V with wgmma (P from
-//   registers, V from shared memory read N-major). Slots no query may see (past the chunk's last
-//   query, or units the list ran out of) can hold anything, NaN included: their V rows are zeroed
-//   before P V, as the decode kernel does.
+//   (one 64-column box per half of a unit's rows, 128-byte swizzle) into a ring of six stages,
+//   each with a "full" and an "empty" mbarrier; it publishes each key's position and whether the
+//   rule always keeps its block;
+// - each consumer warpgroup computes S = Q K^T with wgmma (Q from registers, K from shared
+//   memory), masks and runs the online softmax on the fragments, and accumulates O += P V with
+//   wgmma (P from registers, V from shared memory read N-major). Slots no query may see (past the
+//   chunk's last query, or units the list ran out of) can hold anything, NaN included: their V
+//   rows are zeroed before P V, as the decode kernel does.
+// kernels/NOTES.md (session 6) has what was measured, and the schedules that measured slower.
 #include "attention_common.cuh"
 #include "tile_search.cuh"
 #include "tma.cuh"
@@ -23,12 +25,12 @@ namespace hs::kernels::detail {
 namespace {
 
 constexpr int kD = 128, kBM = 128;
-[[maybe_unused]] constexpr int kBN = 64, kStages = 4;
-constexpr int kConsumers = 256;  // two warpgroups
-constexpr int kThreads = kConsumers + 32;
-constexpr int kBoxBytes = 64 * 128;        // 64 rows of 64 bf16 columns
-constexpr int kTileBytes = 2 * kBoxBytes;  // K (or V) of 64 keys: the two column halves
-constexpr int kQBoxBytes = kBM * 128;      // 128 query rows of 64 columns
+[[maybe_unused]] constexpr int kBN = 64, kStages = 6;
+constexpr int kConsumers = 256;             // two warpgroups
+constexpr int kThreads = kConsumers + 128;  // and the producer warpgroup
+constexpr int kBoxBytes = 64 * 128;         // 64 rows of 64 bf16 columns
+constexpr int kTileBytes = 2 * kBoxBytes;   // K (or V) of 64 keys: the two column halves
+constexpr int kQBoxBytes = kBM * 128;       // 128 query rows of 64 columns
 constexpr size_t kSmem = 1024 + 2 * kQBoxBytes + size_t(kStages) * 2 * kTileBytes;
 
 struct TmaPrefillArgs {
@@ -55,21 +57,22 @@ __device__ __forceinline__ void fence_regs(float (&d)[N][4]) {
 }
 
 // D (64 x 64 fp32: the warpgroup's accumulator fragments, mma.sync's C layout per warp and n8
-// block) = A (64 x 16) B (16 x 64) + (first ? 0 : D), A and B in shared memory (K-major).
-__device__ __forceinline__ void wgmma_ss_64x64(float (&d)[8][4], uint64_t da, uint64_t db, bool first) {
+// block) = A (64 x 16 in registers: mma.sync's A fragments) B (16 x 64 in shared memory, K-major)
+// + (first ? 0 : D).
+__device__ __forceinline__ void wgmma_rs_64x64(float (&d)[8][4], const uint32_t (&a)[4], uint64_t db, bool first) {
   asm volatile(
-      "{\n.reg .pred p;\nsetp.eq.u32 p, %34, 0;\n"
+      "{\n.reg .pred p;\nsetp.eq.u32 p, %37, 0;\n"
       "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {"
       "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
       "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31"
-      "}, %32, %33, p, 1, 1, 0, 0;\n}\n"
+      "}, {%32,%33,%34,%35}, %36, p, 1, 1, 0;\n}\n"
       : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]),
         "+f"(d[1][2]), "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]),
         "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]),
         "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]),
         "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]),
         "+f"(d[7][2]), "+f"(d[7][3])
-      : "l"(da), "l"(db), "r"(uint32_t(first)));
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(uint32_t(first)));
 }
 
 // D (64 x 128 fp32) += A (64 x 16 in registers: mma.sync's A fragments) B (16 x 128 in shared
@@ -151,8 +154,11 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const __grid
   }
   __syncthreads();
 
-  if (warp == kConsumers / 32) {
-    // Producer: every lane runs the (uniform) search; lane 0 issues the copies.
+  if (warp >= kConsumers / 32) {
+    // Producer: its warpgroup hands registers to the consumers; one warp works, every lane running
+    // the (uniform) search, lane 0 issuing the copies.
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
+    if (warp != kConsumers / 32) return;
     const int list = (it.chunk * a.n_layers + a.layer) * a.n_kv_heads + kvh;
     const int eb = a.list_end ? a.list_end[list] : a.indptr[list + 1];
     int ce = a.indptr[list], cso = 0;
@@ -226,7 +232,9 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const __grid
     return;
   }
 
-  // Consumers. Q tile: 16-byte chunk c of row r at half c / 8, swizzled (rows past the chunk zero).
+  // Consumers (232 registers each, the producer warpgroup keeping 40). Q tile: 16-byte chunk c of
+  // row r at half c / 8, swizzled (rows past the chunk zero).
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
   const int n_q_heads = a.n_kv_heads * a.group;
   const int64_t q_stride = a.q_row_stride ? a.q_row_stride : int64_t(n_q_heads) * kD;
   const int64_t o_stride = a.out_row_stride ? a.out_row_stride : int64_t(n_q_heads) * kD;
@@ -256,107 +264,133 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const __grid
 #pragma unroll
   for (int i = 0; i < kD / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
 
-  for (int k = 0;; ++k) {
-    const int st = k % S;
-    mbar_wait(&full[st], (k / S) & 1);
-    if (info[st][0] == 0) break;
-    const bool interior = info[st][1] != 0;
-    const unsigned char* Kt = Kbuf + st * kTileBytes;
+  // Zeroes the V rows of stage st's keys that no query sees (each warpgroup for itself).
+  auto zero_hidden_v = [&](int st) {
     unsigned char* Vt = Vbuf + st * kTileBytes;
-    if (wg_live && (interior || info[st][2] <= wg_last)) {
-      if (info[st][3]) {  // zero the V rows of keys no query sees (each warpgroup for itself)
-        for (int x = tid & 127; x < kBN * 16; x += 128) {
-          const int r = x >> 4, c = x & 15;
-          if (keys[st][r] < 0)
-            *reinterpret_cast<uint4*>(Vt + (c >> 3) * kBoxBytes + r * 128 + (((c & 7) ^ (r & 7)) << 4)) =
-                uint4{0, 0, 0, 0};
-        }
-        asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-        asm volatile("bar.sync %0, 128;\n" ::"r"(2 + g) : "memory");
-      }
-      float s[kBN / 8][4];
-      wgmma_fence();
+    for (int x = tid & 127; x < kBN * 16; x += 128) {
+      const int r = x >> 4, c = x & 15;
+      if (keys[st][r] < 0)
+        *reinterpret_cast<uint4*>(Vt + (c >> 3) * kBoxBytes + r * 128 + (((c & 7) ^ (r & 7)) << 4)) = uint4{0, 0, 0, 0};
+    }
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    asm volatile("bar.sync %0, 128;\n" ::"r"(2 + g) : "memory");
+  };
+  // The warp's Q rows stay in registers as A fragments, so the products read only K from shared
+  // memory (with Q there too, 3-4% slower at 8k to 128k tokens).
+  uint32_t qa[kD / 16][4];
 #pragma unroll
-      for (int kk = 0; kk < kD / 16; ++kk)
-        wgmma_ss_64x64(s, sw128_desc(Qs + (kk >> 2) * kQBoxBytes + 64 * g * 128 + (kk & 3) * 32, 16, 1024),
-                       sw128_desc(Kt + (kk >> 2) * kBoxBytes + (kk & 3) * 32, 16, 1024), kk == 0);
-      wgmma_commit();
-      wgmma_wait();
-      fence_regs(s);
-
-      float mx[2] = {-INFINITY, -INFINITY};
-      if (interior) {
+  for (int kk = 0; kk < kD / 16; ++kk) {
+    const int r = wr0 + ((lane >> 3) & 1) * 8 + (lane & 7), c = kk * 2 + (lane >> 4);
+    ldmatrix_x4(qa[kk], Qs + (c >> 3) * kQBoxBytes + r * 128 + (((c & 7) ^ (r & 7)) << 4));
+  }
+  auto issue_s = [&](float (&s)[kBN / 8][4], int st) {
+    const unsigned char* Kt = Kbuf + st * kTileBytes;
 #pragma unroll
-        for (int nt = 0; nt < kBN / 8; ++nt)
+    for (int kk = 0; kk < kD / 16; ++kk)
+      wgmma_rs_64x64(s, qa[kk], sw128_desc(Kt + (kk >> 2) * kBoxBytes + (kk & 3) * 32, 16, 1024), kk == 0);
+  };
+  auto issue_pv = [&](const uint32_t (&pa)[kBN / 16][4], int st) {
+    const unsigned char* Vt = Vbuf + st * kTileBytes;
 #pragma unroll
-          for (int i = 0; i < 4; ++i) {
-            s[nt][i] *= sl;
-            mx[i >> 1] = fmaxf(mx[i >> 1], s[nt][i]);
-          }
-      } else {
-        const int* kt = keys[st];
-#pragma unroll
-        for (int nt = 0; nt < kBN / 8; ++nt) {
-          const int2 kv = *reinterpret_cast<const int2*>(kt + nt * 8 + (lane & 3) * 2);
-#pragma unroll
-          for (int i = 0; i < 4; ++i) {
-            const int key = (i & 1) ? kv.y : kv.x;
-            const int tq = (i >> 1) ? tr1 : tr0;
-            const int qb = (i >> 1) ? qb1 : qb0;
-            const int ks = key >> 1;
-            const bool ok = key >= 0 && ks <= tq && ((key & 1) || qb - (ks >> q.logB) < q.sh.local) &&
-                            (q.window == 0 || tq - ks < q.window);
-            const float v = ok ? s[nt][i] * sl : -INFINITY;
-            s[nt][i] = v;
-            mx[i >> 1] = fmaxf(mx[i >> 1], v);
-          }
-        }
-      }
-      float base[2], alpha[2];
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-        const float mn = fmaxf(m[r], mx[r]);
-        base[r] = mn == -INFINITY ? 0.f : mn;
-        alpha[r] = exp2f(m[r] - base[r]);
-        m[r] = mn;
-      }
-      float rs[2] = {0.f, 0.f};
+    for (int kk = 0; kk < kBN / 16; ++kk) wgmma_rs_64x128(o, pa[kk], sw128_desc(Vt + kk * 16 * 128, kBoxBytes, 1024));
+  };
+  // Masks stage st's scores (unless every query sees every key), updates the running max and sum,
+  // and leaves P (bf16 A fragments) in pa and the factor for O in alpha.
+  auto softmax = [&](float (&s)[kBN / 8][4], int st, uint32_t (&pa)[kBN / 16][4], float (&alpha)[2]) {
+    float mx[2] = {-INFINITY, -INFINITY};
+    if (info[st][1]) {
 #pragma unroll
       for (int nt = 0; nt < kBN / 8; ++nt)
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
-          const float pv = exp2f(s[nt][i] - base[i >> 1]);
-          s[nt][i] = pv;
-          rs[i >> 1] += pv;
+          s[nt][i] *= sl;
+          mx[i >> 1] = fmaxf(mx[i >> 1], s[nt][i]);
         }
-      l[0] = l[0] * alpha[0] + rs[0];
-      l[1] = l[1] * alpha[1] + rs[1];
+    } else {
+      const int* kt = keys[st];
 #pragma unroll
-      for (int dn = 0; dn < kD / 8; ++dn) {
-        o[dn][0] *= alpha[0];
-        o[dn][1] *= alpha[0];
-        o[dn][2] *= alpha[1];
-        o[dn][3] *= alpha[1];
-      }
-      uint32_t pa[kBN / 16][4];
+      for (int nt = 0; nt < kBN / 8; ++nt) {
+        const int2 kv = *reinterpret_cast<const int2*>(kt + nt * 8 + (lane & 3) * 2);
 #pragma unroll
-      for (int kk = 0; kk < kBN / 16; ++kk) {
-        pa[kk][0] = pack_bf16(s[2 * kk][0], s[2 * kk][1]);
-        pa[kk][1] = pack_bf16(s[2 * kk][2], s[2 * kk][3]);
-        pa[kk][2] = pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-        pa[kk][3] = pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+        for (int i = 0; i < 4; ++i) {
+          const int key = (i & 1) ? kv.y : kv.x;
+          const int tq = (i >> 1) ? tr1 : tr0;
+          const int qb = (i >> 1) ? qb1 : qb0;
+          const int ks = key >> 1;
+          const bool ok = key >= 0 && ks <= tq && ((key & 1) || qb - (ks >> q.logB) < q.sh.local) &&
+                          (q.window == 0 || tq - ks < q.window);
+          const float v = ok ? s[nt][i] * sl : -INFINITY;
+          s[nt][i] = v;
+          mx[i >> 1] = fmaxf(mx[i >> 1], v);
+        }
       }
+    }
+    float base[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+      const float mn = fmaxf(m[r], mx[r]);
+      base[r] = mn == -INFINITY ? 0.f : mn;
+      alpha[r] = exp2f(m[r] - base[r]);
+      m[r] = mn;
+    }
+    float rs[2] = {0.f, 0.f};
+#pragma unroll
+    for (int nt = 0; nt < kBN / 8; ++nt)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const float pv = exp2f(s[nt][i] - base[i >> 1]);
+        s[nt][i] = pv;
+        rs[i >> 1] += pv;
+      }
+    l[0] = l[0] * alpha[0] + rs[0];
+    l[1] = l[1] * alpha[1] + rs[1];
+#pragma unroll
+    for (int kk = 0; kk < kBN / 16; ++kk) {
+      pa[kk][0] = pack_bf16(s[2 * kk][0], s[2 * kk][1]);
+      pa[kk][1] = pack_bf16(s[2 * kk][2], s[2 * kk][3]);
+      pa[kk][2] = pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+      pa[kk][3] = pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+    }
+  };
+  auto rescale = [&](const float (&alpha)[2]) {
+#pragma unroll
+    for (int dn = 0; dn < kD / 8; ++dn) {
+      o[dn][0] *= alpha[0];
+      o[dn][1] *= alpha[0];
+      o[dn][2] *= alpha[1];
+      o[dn][3] *= alpha[1];
+    }
+  };
+  auto release = [&](int st) {
+    __syncwarp();
+    if (lane == 0) mbar_arrive(&empty[st]);
+  };
+
+  for (int k = 0;; ++k) {
+    const int st = k % S;
+    mbar_wait(&full[st], (k / S) & 1);
+    if (info[st][0] == 0) break;
+    if (wg_live && (info[st][1] || info[st][2] <= wg_last)) {  // some query of the warpgroup sees it
+      if (info[st][3]) zero_hidden_v(st);
+      float s[kBN / 8][4];
       wgmma_fence();
-#pragma unroll
-      for (int kk = 0; kk < kBN / 16; ++kk) wgmma_rs_64x128(o, pa[kk], sw128_desc(Vt + kk * 16 * 128, kBoxBytes, 1024));
+      issue_s(s, st);
+      wgmma_commit();
+      wgmma_wait();
+      fence_regs(s);
+      uint32_t pa[kBN / 16][4];
+      float alpha[2];
+      softmax(s, st, pa, alpha);
+      rescale(alpha);
+      wgmma_fence();
+      issue_pv(pa, st);
       wgmma_commit();
       wgmma_wait();
       fence_regs(o);
     }
-    __syncwarp();
-    if (lane == 0) mbar_arrive(&empty[st]);
+    release(st);
   }
 
 #pragma unroll
