@@ -249,7 +249,6 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const __grid
     }
     cp_async_commit();
     cp_async_wait<0>();
-    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");  // the MMA reads it
     asm volatile("bar.sync 1, %0;\n" ::"n"(kConsumers) : "memory");
   }
   const int g = warp >> 2;                  // warpgroup: rows [64 g, 64 g + 64)
