@@ -53,6 +53,56 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
   return *reinterpret_cast<uint32_t*>(&v);
 }
 
+// The online-softmax step of this thread's two rows of an m16 tile (lane / 4 and lane / 4 + 8) over
+// NT n8 blocks of scores s, in log2 units with hidden keys at -inf, mx holding each row's largest
+// score here: updates the running max m and sum l, and leaves P in s and O's factor in alpha.
+template <int NT>
+__device__ __forceinline__ void softmax_step(float (&s)[NT][4], float (&mx)[2], float (&m)[2], float (&l)[2],
+                                             float (&alpha)[2]) {
+  float base[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+    mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+    const float mn = fmaxf(m[r], mx[r]);
+    base[r] = mn == -INFINITY ? 0.f : mn;
+    alpha[r] = exp2f(m[r] - base[r]);
+    m[r] = mn;
+  }
+  float rs[2] = {0.f, 0.f};
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const float pv = exp2f(s[nt][i] - base[i >> 1]);
+      s[nt][i] = pv;
+      rs[i >> 1] += pv;
+    }
+  l[0] = l[0] * alpha[0] + rs[0];
+  l[1] = l[1] * alpha[1] + rs[1];
+}
+
+// Accumulator fragments of the same two rows, times alpha.
+template <int N>
+__device__ __forceinline__ void scale_rows(float (&o)[N][4], const float (&alpha)[2]) {
+#pragma unroll
+  for (int dn = 0; dn < N; ++dn) {
+    o[dn][0] *= alpha[0];
+    o[dn][1] *= alpha[0];
+    o[dn][2] *= alpha[1];
+    o[dn][3] *= alpha[1];
+  }
+}
+
+// P of n8 blocks 2 kk and 2 kk + 1 (after softmax_step) as the bf16 A fragment of k-step kk.
+template <int NT>
+__device__ __forceinline__ void p_fragment(const float (&s)[NT][4], int kk, uint32_t (&pa)[4]) {
+  pa[0] = pack_bf16(s[2 * kk][0], s[2 * kk][1]);
+  pa[1] = pack_bf16(s[2 * kk][2], s[2 * kk][3]);
+  pa[2] = pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+  pa[3] = pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+}
+
 // A tile of rows of D bf16 in shared memory, 16-byte chunks XOR-swizzled by row so that
 // ldmatrix (8 rows, one chunk column) and the row-wise cp.async fills are free of bank conflicts.
 template <int D>

@@ -213,36 +213,11 @@ __device__ __forceinline__ void decode_tile(const __nv_bfloat16* Qs, KAddr key_r
       s[nt][i] = v;
       mx[i >> 1] = fmaxf(mx[i >> 1], v);
     }
-  float base[2], alpha[2];
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    mx[r] = fmaxf(mx[r], __shfl_xor_sync(kFull, mx[r], 1));
-    mx[r] = fmaxf(mx[r], __shfl_xor_sync(kFull, mx[r], 2));
-    const float mn = fmaxf(m[r], mx[r]);
-    base[r] = mn == -INFINITY ? 0.f : mn;
-    alpha[r] = exp2f(m[r] - base[r]);
-    m[r] = mn;
-  }
-  float rs[2] = {0.f, 0.f};
-#pragma unroll
-  for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const float pv = exp2f(s[nt][i] - base[i >> 1]);
-      s[nt][i] = pv;
-      rs[i >> 1] += pv;
-    }
-  l[0] = l[0] * alpha[0] + rs[0];
-  l[1] = l[1] * alpha[1] + rs[1];
-#pragma unroll
-  for (int dn = 0; dn < D / 8; ++dn) {
-    o[dn][0] *= alpha[0];
-    o[dn][1] *= alpha[0];
-    o[dn][2] *= alpha[1];
-    o[dn][3] *= alpha[1];
-  }
-  const uint32_t pa[4] = {pack_bf16(s[0][0], s[0][1]), pack_bf16(s[0][2], s[0][3]), pack_bf16(s[1][0], s[1][1]),
-                          pack_bf16(s[1][2], s[1][3])};
+  float alpha[2];
+  softmax_step(s, mx, m, l, alpha);
+  scale_rows(o, alpha);
+  uint32_t pa[4];
+  p_fragment(s, 0, pa);
 #pragma unroll
   for (int n2 = 0; n2 < D / 16; ++n2) {
     uint32_t vb[4];

@@ -65,21 +65,9 @@ __global__ void __launch_bounds__(PrefillCfg<D, V>::kThreads) prefill_kernel(con
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int G = a.group;
   const int kvh = h / G;
-  const int pos0 = a.chunk_pos0[it.chunk];
   const int tok0 = a.chunk_tok0[it.chunk];
-  const int n_tok = a.chunk_tok0[it.chunk + 1] - tok0;
-  const int n_rows = min(BM, n_tok - it.q_start);  // real query rows of this tile
-
-  TileQuery q;
-  q.B = a.block_size;
-  q.logB = __ffs(q.B) - 1;
-  q.U = min(q.B, BN);
-  q.window = a.window;
-  q.sh = a.shards[kvh];
-  q.t0 = pos0 + it.q_start;
-  q.t1 = q.t0 + n_rows - 1;
-  q.i0 = q.t0 >> q.logB;
-  q.i1 = q.t1 >> q.logB;
+  int n_rows;  // real query rows of this tile
+  const TileQuery q = prefill_tile(a, it, kvh, BM, BN, n_rows);
   const int logU = __ffs(q.U) - 1;
 
   const int list = (it.chunk * a.n_layers + a.layer) * a.n_kv_heads + kvh;
@@ -227,75 +215,16 @@ __global__ void __launch_bounds__(PrefillCfg<D, V>::kThreads) prefill_kernel(con
     }
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt) {
-      float mx[2] = {-INFINITY, -INFINITY};
-      if (interior) {
-#pragma unroll
-        for (int nt = 0; nt < NT8; ++nt)
-#pragma unroll
-          for (int i = 0; i < 4; ++i) {
-            s[mt][nt][i] *= sl;
-            mx[i >> 1] = fmaxf(mx[i >> 1], s[mt][nt][i]);
-          }
-      } else {
-        const int* kt = keys + st * BN;
-        const int tr0 = q.t0 + wr0 + mt * 16 + (lane >> 2), tr1 = tr0 + 8;  // this thread's two rows
-        const int qb0 = tr0 >> q.logB, qb1 = tr1 >> q.logB;
-#pragma unroll
-        for (int nt = 0; nt < NT8; ++nt) {
-          const int2 kv = *reinterpret_cast<const int2*>(kt + nt * 8 + (lane & 3) * 2);
-#pragma unroll
-          for (int i = 0; i < 4; ++i) {
-            const int key = (i & 1) ? kv.y : kv.x;
-            const int tq = (i >> 1) ? tr1 : tr0;
-            const int qb = (i >> 1) ? qb1 : qb0;
-            const int ks = key >> 1;
-            const bool ok = key >= 0 && ks <= tq && ((key & 1) || qb - (ks >> q.logB) < q.sh.local) &&
-                            (q.window == 0 || tq - ks < q.window);
-            const float v = ok ? s[mt][nt][i] * sl : -INFINITY;
-            s[mt][nt][i] = v;
-            mx[i >> 1] = fmaxf(mx[i >> 1], v);
-          }
-        }
-      }
-      float base[2], alpha[2];
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-        const float mn = fmaxf(m[mt][r], mx[r]);
-        base[r] = mn == -INFINITY ? 0.f : mn;
-        alpha[r] = exp2f(m[mt][r] - base[r]);
-        m[mt][r] = mn;
-      }
-      float rs[2] = {0.f, 0.f};
-#pragma unroll
-      for (int nt = 0; nt < NT8; ++nt)
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          const float pv = exp2f(s[mt][nt][i] - base[i >> 1]);
-          s[mt][nt][i] = pv;
-          rs[i >> 1] += pv;
-        }
-      l[mt][0] = l[mt][0] * alpha[0] + rs[0];
-      l[mt][1] = l[mt][1] * alpha[1] + rs[1];
-#pragma unroll
-      for (int dn = 0; dn < D / 8; ++dn) {
-        o[mt][dn][0] *= alpha[0];
-        o[mt][dn][1] *= alpha[0];
-        o[mt][dn][2] *= alpha[1];
-        o[mt][dn][3] *= alpha[1];
-      }
+      float mx[2], alpha[2];
+      mask_scores(s[mt], keys + st * BN, interior, q.t0 + wr0 + mt * 16 + (lane >> 2), q, sl, mx);
+      softmax_step(s[mt], mx, m[mt], l[mt], alpha);
+      scale_rows(o[mt], alpha);
     }
 #pragma unroll
     for (int kk = 0; kk < BN / 16; ++kk) {
       uint32_t pa[MT][4];
 #pragma unroll
-      for (int mt = 0; mt < MT; ++mt) {
-        pa[mt][0] = pack_bf16(s[mt][2 * kk][0], s[mt][2 * kk][1]);
-        pa[mt][1] = pack_bf16(s[mt][2 * kk][2], s[mt][2 * kk][3]);
-        pa[mt][2] = pack_bf16(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
-        pa[mt][3] = pack_bf16(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
-      }
+      for (int mt = 0; mt < MT; ++mt) p_fragment(s[mt], kk, pa[mt]);
 #pragma unroll
       for (int n2 = 0; n2 < D / 16; ++n2) {
         uint32_t vb[4];

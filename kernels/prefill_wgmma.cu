@@ -128,21 +128,9 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const __grid
   const int h = blockIdx.x;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int kvh = h / a.group;
-  const int pos0 = a.chunk_pos0[it.chunk];
   const int tok0 = a.chunk_tok0[it.chunk];
-  const int n_tok = a.chunk_tok0[it.chunk + 1] - tok0;
-  const int n_rows = min(kBM, n_tok - it.q_start);
-
-  TileQuery q;
-  q.B = a.block_size;
-  q.logB = __ffs(q.B) - 1;
-  q.U = min(q.B, kBN);
-  q.window = a.window;
-  q.sh = a.shards[kvh];
-  q.t0 = pos0 + it.q_start;
-  q.t1 = q.t0 + n_rows - 1;
-  q.i0 = q.t0 >> q.logB;
-  q.i1 = q.t1 >> q.logB;
+  int n_rows;
+  const TileQuery q = prefill_tile(a, it, kvh, kBM, kBN, n_rows);
   const int logU = __ffs(q.U) - 1;
 
   if (tid == 0) {
@@ -256,8 +244,7 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const __grid
   const int wg_last = q.t0 + min(64 * g + 63, n_rows - 1);
   const bool wg_live = 64 * g < n_rows;
   const float sl = a.scale * kLog2e;
-  const int tr0 = q.t0 + wr0 + (lane >> 2), tr1 = tr0 + 8;  // this thread's two rows
-  const int qb0 = tr0 >> q.logB, qb1 = tr1 >> q.logB;
+  const int tr0 = q.t0 + wr0 + (lane >> 2);  // this thread's rows: tr0 and tr0 + 8
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
   float o[kD / 8][4];
 #pragma unroll
@@ -293,75 +280,6 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const __grid
 #pragma unroll
     for (int kk = 0; kk < kBN / 16; ++kk) wgmma_rs_64x128(o, pa[kk], sw128_desc(Vt + kk * 16 * 128, kBoxBytes, 1024));
   };
-  // Masks stage st's scores (unless every query sees every key), updates the running max and sum,
-  // and leaves P (bf16 A fragments) in pa and the factor for O in alpha.
-  auto softmax = [&](float (&s)[kBN / 8][4], int st, uint32_t (&pa)[kBN / 16][4], float (&alpha)[2]) {
-    float mx[2] = {-INFINITY, -INFINITY};
-    if (info[st][1]) {
-#pragma unroll
-      for (int nt = 0; nt < kBN / 8; ++nt)
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          s[nt][i] *= sl;
-          mx[i >> 1] = fmaxf(mx[i >> 1], s[nt][i]);
-        }
-    } else {
-      const int* kt = keys[st];
-#pragma unroll
-      for (int nt = 0; nt < kBN / 8; ++nt) {
-        const int2 kv = *reinterpret_cast<const int2*>(kt + nt * 8 + (lane & 3) * 2);
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          const int key = (i & 1) ? kv.y : kv.x;
-          const int tq = (i >> 1) ? tr1 : tr0;
-          const int qb = (i >> 1) ? qb1 : qb0;
-          const int ks = key >> 1;
-          const bool ok = key >= 0 && ks <= tq && ((key & 1) || qb - (ks >> q.logB) < q.sh.local) &&
-                          (q.window == 0 || tq - ks < q.window);
-          const float v = ok ? s[nt][i] * sl : -INFINITY;
-          s[nt][i] = v;
-          mx[i >> 1] = fmaxf(mx[i >> 1], v);
-        }
-      }
-    }
-    float base[2];
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-      const float mn = fmaxf(m[r], mx[r]);
-      base[r] = mn == -INFINITY ? 0.f : mn;
-      alpha[r] = exp2f(m[r] - base[r]);
-      m[r] = mn;
-    }
-    float rs[2] = {0.f, 0.f};
-#pragma unroll
-    for (int nt = 0; nt < kBN / 8; ++nt)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const float pv = exp2f(s[nt][i] - base[i >> 1]);
-        s[nt][i] = pv;
-        rs[i >> 1] += pv;
-      }
-    l[0] = l[0] * alpha[0] + rs[0];
-    l[1] = l[1] * alpha[1] + rs[1];
-#pragma unroll
-    for (int kk = 0; kk < kBN / 16; ++kk) {
-      pa[kk][0] = pack_bf16(s[2 * kk][0], s[2 * kk][1]);
-      pa[kk][1] = pack_bf16(s[2 * kk][2], s[2 * kk][3]);
-      pa[kk][2] = pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-      pa[kk][3] = pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3]);
-    }
-  };
-  auto rescale = [&](const float (&alpha)[2]) {
-#pragma unroll
-    for (int dn = 0; dn < kD / 8; ++dn) {
-      o[dn][0] *= alpha[0];
-      o[dn][1] *= alpha[0];
-      o[dn][2] *= alpha[1];
-      o[dn][3] *= alpha[1];
-    }
-  };
   auto release = [&](int st) {
     __syncwarp();
     if (lane == 0) mbar_arrive(&empty[st]);
@@ -379,10 +297,13 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const __grid
       wgmma_commit();
       wgmma_wait();
       fence_regs(s);
+      float mx[2], alpha[2];
+      mask_scores(s, keys[st], info[st][1], tr0, q, sl, mx);
+      softmax_step(s, mx, m, l, alpha);
+      scale_rows(o, alpha);
       uint32_t pa[kBN / 16][4];
-      float alpha[2];
-      softmax(s, st, pa, alpha);
-      rescale(alpha);
+#pragma unroll
+      for (int kk = 0; kk < kBN / 16; ++kk) p_fragment(s, kk, pa[kk]);
       wgmma_fence();
       issue_pv(pa, st);
       wgmma_commit();

@@ -77,4 +77,63 @@ __host__ __device__ inline bool next_unit(const int* __restrict__ blocks, int eb
   return false;
 }
 
+#ifdef __CUDACC__
+// Item `it`'s tile of at most bm query rows of its chunk (n_rows of them real) against KV head
+// kvh's shard, for units of at most bn keys.
+__device__ inline TileQuery prefill_tile(const PagedAttentionArgs& a, const PrefillWorkItem& it, int kvh, int bm,
+                                         int bn, int& n_rows) {
+  const int pos0 = a.chunk_pos0[it.chunk];
+  n_rows = min(bm, a.chunk_tok0[it.chunk + 1] - a.chunk_tok0[it.chunk] - it.q_start);
+  TileQuery q;
+  q.B = a.block_size;
+  q.logB = __ffs(q.B) - 1;
+  q.U = min(q.B, bn);
+  q.window = a.window;
+  q.sh = a.shards[kvh];
+  q.t0 = pos0 + it.q_start;
+  q.t1 = q.t0 + n_rows - 1;
+  q.i0 = q.t0 >> q.logB;
+  q.i1 = q.t1 >> q.logB;
+  return q;
+}
+
+// A tile's scores for this thread's rows (positions tr0 and tr0 + 8) in the mma fragment layout,
+// scaled by sl (log2 units) and, unless the tile is interior (every query sees every key), set to
+// -inf where the rule hides the key: keys[c] is key c's (position << 1 | block always kept), or
+// -1. mx gets each row's largest.
+template <int NT>
+__device__ __forceinline__ void mask_scores(float (&s)[NT][4], const int* keys, bool interior, int tr0,
+                                            const TileQuery& q, float sl, float (&mx)[2]) {
+  const int lane = threadIdx.x & 31;
+  mx[0] = mx[1] = -INFINITY;
+  if (interior) {
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        s[nt][i] *= sl;
+        mx[i >> 1] = fmaxf(mx[i >> 1], s[nt][i]);
+      }
+    return;
+  }
+  const int tr1 = tr0 + 8, qb0 = tr0 >> q.logB, qb1 = tr1 >> q.logB;
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt) {
+    const int2 kv = *reinterpret_cast<const int2*>(keys + nt * 8 + (lane & 3) * 2);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int key = (i & 1) ? kv.y : kv.x;
+      const int tq = (i >> 1) ? tr1 : tr0;
+      const int qb = (i >> 1) ? qb1 : qb0;
+      const int ks = key >> 1;
+      const bool ok = key >= 0 && ks <= tq && ((key & 1) || qb - (ks >> q.logB) < q.sh.local) &&
+                      (q.window == 0 || tq - ks < q.window);
+      const float v = ok ? s[nt][i] * sl : -INFINITY;
+      s[nt][i] = v;
+      mx[i >> 1] = fmaxf(mx[i >> 1], v);
+    }
+  }
+}
+#endif
+
 }  // namespace hs::kernels::detail
