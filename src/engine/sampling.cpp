@@ -113,6 +113,8 @@ int Sampler::filter(int vocab) {
     while (n < keep && prob_[n] >= floor) ++n;
     keep = n;
   }
+  kept_mass_ = 0.0;
+  for (int i = 0; i < keep; ++i) kept_mass_ += prob_[i];
   return keep;
 }
 
@@ -120,9 +122,7 @@ int32_t Sampler::sample(const float* logits, int vocab, const std::vector<int32_
   penalize(logits, vocab, tokens, n_prompt);
   if (params_.greedy()) return argmax(work_.data(), vocab);
   const int keep = filter(vocab);
-  double mass = 0.0;
-  for (int i = 0; i < keep; ++i) mass += prob_[i];
-  double r = uniform() * mass;
+  double r = uniform() * kept_mass_;
   for (int i = 0; i < keep; ++i) {
     r -= prob_[i];
     if (r < 0.0) return order_[i];
@@ -135,10 +135,8 @@ std::vector<std::pair<int32_t, double>> Sampler::candidates(const float* logits,
   penalize(logits, vocab, tokens, n_prompt);
   if (params_.greedy()) return {{argmax(work_.data(), vocab), 1.0}};
   const int keep = filter(vocab);
-  double mass = 0.0;
-  for (int i = 0; i < keep; ++i) mass += prob_[i];
   std::vector<std::pair<int32_t, double>> out;
-  for (int i = 0; i < keep; ++i) out.emplace_back(order_[i], prob_[i] / mass);
+  for (int i = 0; i < keep; ++i) out.emplace_back(order_[i], prob_[i] / kept_mass_);
   return out;
 }
 

@@ -77,12 +77,15 @@ class Sampler {
  private:
   double uniform();  // in [0, 1)
   void penalize(const float* logits, int vocab, const std::vector<int32_t>& tokens, size_t n_prompt);  // into work_
-  int filter(int vocab);  // order_ and prob_ (unnormalized) after temperature, top-k, top-p, min-p; returns how many
+  // order_ and prob_ after temperature, top-k, top-p, min-p; returns how many are kept, and sets
+  // kept_mass_ to their probability.
+  int filter(int vocab);
   SamplingParams params_;
   std::mt19937_64 rng_;
   std::vector<float> work_;
   std::vector<int32_t> order_;
   std::vector<double> prob_;
+  double kept_mass_ = 0.0;
   std::vector<LogitEdit> edits_;
 };
 
