@@ -234,7 +234,7 @@ class CudaBackend final : public Backend {
   cuda::DeviceSampler sampler_;
   StepTimer timer_{stream_.s};
   cuda::DecodeGraphs graphs_;
-  bool graphs_enabled_ = cuda::DecodeGraphs::enabled_by_env();
+  bool graphs_enabled_ = !env_is("HEADSHARD_CUDA_GRAPHS", "0");
   // HEADSHARD_ATTENTION=simple keeps the simple kernel (for comparisons); otherwise the sharded
   // kernels run wherever they support the shape.
   bool simple_attention_ = env_is("HEADSHARD_ATTENTION", "simple");

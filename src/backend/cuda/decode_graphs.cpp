@@ -1,8 +1,5 @@
 #include "backend/cuda/decode_graphs.h"
 
-#include <cstdlib>
-#include <cstring>
-
 #include "backend/cuda/cuda_check.h"
 
 namespace hs::cuda {
@@ -12,11 +9,6 @@ int DecodeGraphs::bucket_for(int n) {
   int b = 1;
   while (b < n) b *= 2;
   return b;
-}
-
-bool DecodeGraphs::enabled_by_env() {
-  const char* v = std::getenv("HEADSHARD_CUDA_GRAPHS");
-  return !(v && std::strcmp(v, "0") == 0);
 }
 
 DecodeGraphs::~DecodeGraphs() { clear(); }

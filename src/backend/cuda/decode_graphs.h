@@ -20,8 +20,6 @@ class DecodeGraphs {
   static constexpr int kMaxBucket = 256;
   // The bucket for n sequences: the smallest power of two >= n; 0 when n > kMaxBucket.
   static int bucket_for(int n);
-  // False when the environment says HEADSHARD_CUDA_GRAPHS=0.
-  static bool enabled_by_env();
 
   DecodeGraphs() = default;
   ~DecodeGraphs();
