@@ -273,11 +273,6 @@ struct TmaDecodeCfg {
   static_assert(size_t(kStages) * 2 * kTileBytes >= 256 * 16 * sizeof(float), "split weights must fit");
 };
 
-// Byte address of 16-byte chunk c of row r in a tile of kBoxes boxes with the 128-byte swizzle.
-__device__ __forceinline__ const unsigned char* tma_chunk(const unsigned char* tile, int r, int c) {
-  return tile + (c >> 3) * (kDecodeTile * 128) + r * 128 + (((c & 7) ^ (r & 7)) << 4);
-}
-
 template <int D>
 __global__ void __launch_bounds__(kDecodeThreads + 32) decode_tma_kernel(const __grid_constant__ TmaDecodeArgs args) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -407,7 +402,8 @@ __global__ void __launch_bounds__(kDecodeThreads + 32) decode_tma_kernel(const _
           __syncwarp();
         }
         decode_tile<D>(
-            Qs, [&](int r, int c) { return tma_chunk(Kt, r, c); }, [&](int r, int c) { return tma_chunk(Vt, r, c); },
+            Qs, [&](int r, int c) { return sw128_chunk<Cfg::kBoxBytes>(Kt, r, c); },
+            [&](int r, int c) { return sw128_chunk<Cfg::kBoxBytes>(Vt, r, c); },
             vis, sl, m, l, o);
       }
       __syncwarp();
@@ -562,14 +558,19 @@ const void* cp_async_kernel_ptr() {
   return k;
 }
 
+int compute_capability_major() {
+  int dev = 0, major = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess)
+    return 0;
+  return major;
+}
+
 // cuTensorMapEncodeTiled, from the driver; null when it has none or the GPU predates the copy
 // engine's tensor copies (compute capability 9).
 PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
   static const PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
-    int dev = 0, major = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess || major < 9)
-      return PFN_cuTensorMapEncodeTiled_v12000{};
+    if (compute_capability_major() < 9) return PFN_cuTensorMapEncodeTiled_v12000{};
     void* f = nullptr;
     cudaDriverEntryPointQueryResult q{};
     if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q) != cudaSuccess ||

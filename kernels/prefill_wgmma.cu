@@ -232,8 +232,7 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const __grid
     for (int c = tid; c < kBM * 16; c += kConsumers) {
       const int r = c >> 4, ch = c & 15;
       const bool ok = r < n_rows;
-      cp_async16(Qs + (ch >> 3) * kQBoxBytes + r * 128 + (((ch & 7) ^ (r & 7)) << 4),
-                 ok ? qbase + int64_t(r) * q_stride + ch * 8 : qbase, ok);
+      cp_async16(sw128_chunk<kQBoxBytes>(Qs, r, ch), ok ? qbase + int64_t(r) * q_stride + ch * 8 : qbase, ok);
     }
     cp_async_commit();
     cp_async_wait<0>();
@@ -255,7 +254,7 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const __grid
     unsigned char* Vt = Vbuf + st * kTileBytes;
     for (int x = tid & 127; x < kBN * 16; x += 128) {
       const int r = x >> 4, c = x & 15;
-      if (keys[st][r] < 0)
+      if (keys[st][r] < 0)  // sw128_chunk spelled out: through it the compiler branches around the stores
         *reinterpret_cast<uint4*>(Vt + (c >> 3) * kBoxBytes + r * 128 + (((c & 7) ^ (r & 7)) << 4)) = uint4{0, 0, 0, 0};
     }
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
@@ -267,7 +266,7 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const __grid
 #pragma unroll
   for (int kk = 0; kk < kD / 16; ++kk) {
     const int r = wr0 + ((lane >> 3) & 1) * 8 + (lane & 7), c = kk * 2 + (lane >> 4);
-    ldmatrix_x4(qa[kk], Qs + (c >> 3) * kQBoxBytes + r * 128 + (((c & 7) ^ (r & 7)) << 4));
+    ldmatrix_x4(qa[kk], sw128_chunk<kQBoxBytes>(Qs, r, c));
   }
   auto issue_s = [&](float (&s)[kBN / 8][4], int st) {
     const unsigned char* Kt = Kbuf + st * kTileBytes;
@@ -339,10 +338,8 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const __grid
 
 bool wgmma_built() {
   static const bool built = [] {
-    int dev = 0, major = 0, v = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess || major != 9 ||
-        cudaMemcpyFromSymbol(&v, kBuiltForWgmma, sizeof v) != cudaSuccess)
+    int v = 0;
+    if (compute_capability_major() != 9 || cudaMemcpyFromSymbol(&v, kBuiltForWgmma, sizeof v) != cudaSuccess)
       return false;
     cudaFuncSetAttribute(prefill_wgmma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSmem));
     return v == 1;

@@ -42,6 +42,16 @@ __device__ __forceinline__ void tma_load_2d(void* dst, const CUtensorMap* map, i
       : "memory");
 }
 
+// Byte address of 16-byte chunk c of row r in a tile of 64-column boxes of 128-byte rows, each box
+// BoxBytes after the one before and 1024-byte aligned, with the copy engine's 128-byte swizzle.
+template <int BoxBytes, typename Byte>
+__device__ __forceinline__ Byte* sw128_chunk(Byte* tile, int r, int c) {
+  return tile + (c >> 3) * BoxBytes + r * 128 + (((c & 7) ^ (r & 7)) << 4);
+}
+
+// The current device's compute capability (major); 0 when it cannot be read.
+int compute_capability_major();
+
 // The pool as a [pages * 2B][head_dim] bf16 tensor for the copy engine, in boxes of min(B, 64)
 // rows by 64 columns with the 128-byte swizzle. False when the copy engine cannot take it (pool
 // size unknown, more rows than an int32 coordinate reaches, a GPU older than compute capability 9).
