@@ -47,14 +47,14 @@ int64_t ListArena::assign(const KvStepMeta& meta) {
   const int32_t L = lists_per_seq_;
   const int32_t n_chunks = meta.n_chunks;
   // In parallel: the capacity the step's lists take and which outgrew their regions ...
-  std::vector<int64_t> live(n_chunks);
+  live_.assign(n_chunks, 0);
   grown_.assign(n_chunks, 0);
   ThreadPool::global().parallel_for(n_chunks, 4, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c)
       for (int32_t i = 0; i < L; ++i) {
         const int64_t l = c * L + i;
         const Region& r = chunk_lists_[c][i];
-        live[c] += r.capacity;
+        live_[c] += r.capacity;
         if (r.capacity < meta.indptr[l + 1] - meta.indptr[l]) grown_[c] = 1;
       }
   });
@@ -67,16 +67,16 @@ int64_t ListArena::assign(const KvStepMeta& meta) {
         const int32_t n = meta.indptr[l + 1] - meta.indptr[l];
         Region& r = chunk_lists_[c][i];
         if (r.capacity >= n) continue;
-        live[c] -= r.capacity;
+        live_[c] -= r.capacity;
         r.capacity = capacity_for(n);
         if (static_cast<int64_t>(top_) + r.capacity > INT32_MAX)
           throw std::length_error("ListArena: over 2^31 entries");
         r.offset = top_;
         r.length = 0;  // nothing of it is in place yet
         top_ += r.capacity;
-        live[c] += r.capacity;
+        live_[c] += r.capacity;
       }
-    total += live[c];
+    total += live_[c];
   }
   return total;
 }

@@ -61,9 +61,11 @@ class ListArena {
   std::vector<int32_t> blocks_, pages_;  // the arena, as the last place() left it
   int32_t top_ = 0;                      // entries in use
   uint64_t step_ = 0;
-  // Scratch of place(), kept to spare the allocations: per chunk its sequence's lists and whether
-  // one outgrew its region; per list the first entry that changed and the running change count.
+  // Scratch of place(), kept to spare the allocations: per chunk its sequence's lists, the
+  // capacity they take and whether one outgrew its region; per list the first entry that changed
+  // and the running change count.
   std::vector<Region*> chunk_lists_;
+  std::vector<int64_t> live_;
   std::vector<uint8_t> grown_;
   std::vector<int32_t> first_, count_;
 };
