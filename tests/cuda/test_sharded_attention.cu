@@ -479,8 +479,6 @@ INSTANTIATE_TEST_SUITE_P(All, ShardedAttention,
                                   "_G" + std::to_string(std::get<2>(i.param)) + (std::get<4>(i.param) ? "_sinks" : "");
                          });
 
-// The model's own sliding window on top of the shard rule, and block sizes 32 and 128 (a page
-// spans half a tile / two tiles).
 // The builds target sm_90a, so on compute capability 9 the prefill runs above were the
 // warpgroup-MMA kernel's (variant 0), not the fallback it leaves to elsewhere.
 TEST(ShardedAttentionBuild, WarpgroupPrefillRunsOnComputeCapability9) {
@@ -492,6 +490,8 @@ TEST(ShardedAttentionBuild, WarpgroupPrefillRunsOnComputeCapability9) {
   EXPECT_TRUE(K::wgmma_prefill_available());
 }
 
+// The model's own sliding window on top of the shard rule, and block sizes 32 and 128 (a page
+// spans half a tile / two tiles).
 TEST(ShardedAttentionWindow, MatchesCpuReference) {
   REQUIRE_GPU();
   std::mt19937_64 rng(std::random_device{}());
