@@ -53,20 +53,29 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
   return *reinterpret_cast<uint32_t*>(&v);
 }
 
+// 2^x by the special-function unit alone (exp2f adds a range fix-up of three instructions for
+// results below 2^-126, which a softmax can flush to zero).
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
 // The online-softmax step of this thread's two rows of an m16 tile (lane / 4 and lane / 4 + 8) over
-// NT n8 blocks of scores s, in log2 units with hidden keys at -inf, mx holding each row's largest
-// score here: updates the running max m and sum l, and leaves P in s and O's factor in alpha.
+// NT n8 blocks of raw scores s, hidden keys at -inf, mx holding each row's largest score here:
+// with sl the softmax scale in log2 units, updates the running max m (log2 units) and sum l, and
+// leaves P in s and O's factor in alpha.
 template <int NT>
-__device__ __forceinline__ void softmax_step(float (&s)[NT][4], float (&mx)[2], float (&m)[2], float (&l)[2],
-                                             float (&alpha)[2]) {
+__device__ __forceinline__ void softmax_step(float (&s)[NT][4], float (&mx)[2], float sl, float (&m)[2],
+                                             float (&l)[2], float (&alpha)[2]) {
   float base[2];
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
     mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-    const float mn = fmaxf(m[r], mx[r]);
+    const float mn = fmaxf(m[r], mx[r] * sl);
     base[r] = mn == -INFINITY ? 0.f : mn;
-    alpha[r] = exp2f(m[r] - base[r]);
+    alpha[r] = fast_exp2(m[r] - base[r]);
     m[r] = mn;
   }
   float rs[2] = {0.f, 0.f};
@@ -74,7 +83,7 @@ __device__ __forceinline__ void softmax_step(float (&s)[NT][4], float (&mx)[2], 
   for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-      const float pv = exp2f(s[nt][i] - base[i >> 1]);
+      const float pv = fast_exp2(fmaf(s[nt][i], sl, -base[i >> 1]));
       s[nt][i] = pv;
       rs[i >> 1] += pv;
     }

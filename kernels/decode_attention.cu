@@ -209,12 +209,12 @@ __device__ __forceinline__ void decode_tile(const __nv_bfloat16* Qs, KAddr key_r
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       const int col = nt * 8 + (lane & 3) * 2 + (i & 1);
-      const float v = (visible >> col) & 1u ? s[nt][i] * sl : -INFINITY;
+      const float v = (visible >> col) & 1u ? s[nt][i] : -INFINITY;
       s[nt][i] = v;
       mx[i >> 1] = fmaxf(mx[i >> 1], v);
     }
   float alpha[2];
-  softmax_step(s, mx, m, l, alpha);
+  softmax_step(s, mx, sl, m, l, alpha);
   scale_rows(o, alpha);
   uint32_t pa[4];
   p_fragment(s, 0, pa);

@@ -216,8 +216,8 @@ __global__ void __launch_bounds__(PrefillCfg<D, V>::kThreads) prefill_kernel(con
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt) {
       float mx[2], alpha[2];
-      mask_scores(s[mt], keys + st * BN, interior, q.t0 + wr0 + mt * 16 + (lane >> 2), q, sl, mx);
-      softmax_step(s[mt], mx, m[mt], l[mt], alpha);
+      mask_scores(s[mt], keys + st * BN, interior, q.t0 + wr0 + mt * 16 + (lane >> 2), q, mx);
+      softmax_step(s[mt], mx, sl, m[mt], l[mt], alpha);
       scale_rows(o[mt], alpha);
     }
 #pragma unroll

@@ -29,6 +29,14 @@ struct TileQuery {
   ShardParams sh;
 };
 
+// Whether some query of the tile may attend the unit at slot offset so of block j, given that the
+// unit starts at or before the tile's last query (`always`: the shard always keeps block j).
+// next_unit's test without its skipping; the wgmma prefill's producer applies it to 32 units at once.
+__host__ __device__ inline bool unit_attended(const TileQuery& q, int j, int so, bool always) {
+  return (always || hs_max(q.i0, j) - j < q.sh.local) &&
+         (q.window == 0 || (j << q.logB) + so + q.U - 1 > q.t0 - q.window);
+}
+
 // The next unit (entry e, slot offset so) at or after (e, so) that some query of the tile may
 // attend; false when there is none. Uniform across the block (every thread computes it).
 __host__ __device__ inline bool next_unit(const int* __restrict__ blocks, int eb, const TileQuery& q, int& e,
@@ -98,22 +106,18 @@ __device__ inline TileQuery prefill_tile(const PagedAttentionArgs& a, const Pref
 }
 
 // A tile's scores for this thread's rows (positions tr0 and tr0 + 8) in the mma fragment layout,
-// scaled by sl (log2 units) and, unless the tile is interior (every query sees every key), set to
-// -inf where the rule hides the key: keys[c] is key c's (position << 1 | block always kept), or
-// -1. mx gets each row's largest.
+// unless the tile is interior (every query sees every key), set to -inf where the rule hides the
+// key: keys[c] is key c's (position << 1 | block always kept), or -1. mx gets each row's largest.
 template <int NT>
 __device__ __forceinline__ void mask_scores(float (&s)[NT][4], const int* keys, bool interior, int tr0,
-                                            const TileQuery& q, float sl, float (&mx)[2]) {
+                                            const TileQuery& q, float (&mx)[2]) {
   const int lane = threadIdx.x & 31;
   mx[0] = mx[1] = -INFINITY;
   if (interior) {
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        s[nt][i] *= sl;
-        mx[i >> 1] = fmaxf(mx[i >> 1], s[nt][i]);
-      }
+      for (int i = 0; i < 4; ++i) mx[i >> 1] = fmaxf(mx[i >> 1], s[nt][i]);
     return;
   }
   const int tr1 = tr0 + 8, qb0 = tr0 >> q.logB, qb1 = tr1 >> q.logB;
@@ -128,7 +132,7 @@ __device__ __forceinline__ void mask_scores(float (&s)[NT][4], const int* keys, 
       const int ks = key >> 1;
       const bool ok = key >= 0 && ks <= tq && ((key & 1) || qb - (ks >> q.logB) < q.sh.local) &&
                       (q.window == 0 || tq - ks < q.window);
-      const float v = ok ? s[nt][i] * sl : -INFINITY;
+      const float v = ok ? s[nt][i] : -INFINITY;
       s[nt][i] = v;
       mx[i >> 1] = fmaxf(mx[i >> 1], v);
     }

@@ -119,6 +119,7 @@ struct Problem {
   std::vector<Chunk> chunks;
   uint64_t seed = 1;
   float q_scale = 1.5f;
+  float k_rise = 0.f;  // K at position s scaled by 1 + k_rise * s: later keys' scores rise
 };
 
 // Everything a launch reads, on the host and the device.
@@ -207,8 +208,9 @@ struct Fixture {
             for (int s = 0; s < B; ++s) {
               if (int64_t(blocks[e]) * B + s >= end) break;
               float* kr = pool_f.data() + int64_t(pages[e]) * pf + int64_t(s) * D;
+              const float k_scale = 1.f + p.k_rise * float(int64_t(blocks[e]) * B + s);
               for (int d = 0; d < D; ++d) {
-                kr[d] = from_bf16(to_bf16(fast()));
+                kr[d] = from_bf16(to_bf16(k_scale * fast()));
                 kr[int64_t(B) * D + d] = from_bf16(to_bf16(fast()));
               }
             }
@@ -511,6 +513,25 @@ TEST(ShardedAttentionWindow, MatchesCpuReference) {
     }
 }
 
+// Scores that keep rising along the context, so that every kernel's running max moves on most
+// tiles after the first (with K of one scale, it rarely moves after the first few).
+TEST(ShardedAttentionRisingScores, MatchesCpuReference) {
+  REQUIRE_GPU();
+  std::mt19937_64 rng(std::random_device{}());
+  for (int D : {64, 128, 256})
+    for (Kind kind : {Kind::Dense, Kind::Mixed}) {
+      Problem p;
+      p.D = D, p.B = 64, p.G = 4, p.kind = kind, p.sinks = true;
+      p.k_rise = 8.f / 2048.f;  // scores 9x larger at position 2048
+      p.seed = rng();
+      p.chunks = {{0, uni(rng, 1000, 2500)}, {uni(rng, 1, 3000), 1}, {uni(rng, 1, 1500), uni(rng, 200, 900)}};
+      K::DecodePlanOptions o;
+      o.slots = 8, o.min_split_tokens = 64;
+      check_problem(p, o);
+      if (HasFailure()) return;
+    }
+}
+
 // Long decode lists split across many thread blocks (flash-decoding) with the merge pass, dense
 // and sharded heads in one launch, with the device's own slot count and with a tiny one.
 TEST(ShardedAttentionDecode, LongListsSplitAndMerge) {
@@ -622,6 +643,17 @@ TEST(PrefillTileSearch, VisitsEveryAttendedKey) {
     }
     for (size_t i = 1; i < visited.size(); ++i)
       ASSERT_LT(visited[i - 1], visited[i]) << "units out of order";
+    // The wgmma producer's scan: every unit in order, up to the first after t1, through
+    // unit_attended alone, visits the same units.
+    std::vector<std::pair<int, int>> scanned;
+    bool past = false;
+    for (int x = 0; x < eb && !past; ++x)
+      for (int so = 0; so < B && !past; so += U) {
+        past = list[x] * B + so > t1;
+        const bool always = list[x] < h.sink || K::detail::shard_on_stride(q.sh, list[x]);
+        if (!past && K::detail::unit_attended(q, list[x], so, always)) scanned.push_back({x, so});
+      }
+    ASSERT_EQ(scanned, visited);
     for (int x = 0; x < eb; ++x)
       for (int slot = 0; slot < B; ++slot) {
         const int64_t s = int64_t(list[x]) * B + slot;
