@@ -15,7 +15,7 @@
 //   wgmma (P from registers, V from shared memory read N-major). Slots no query may see (past the
 //   chunk's last query, or units the list ran out of) can hold anything, NaN included: their V
 //   rows are zeroed before P V, as the decode kernel does.
-// kernels/NOTES.md (session 6) has what was measured, and the schedules that measured slower.
+// kernels/NOTES.md (sessions 6 and 7) has what was measured, and the schedules that measured slower.
 #include "attention_common.cuh"
 #include "tile_search.cuh"
 #include "tma.cuh"
