@@ -71,8 +71,10 @@ __global__ void __launch_bounds__(PrefillCfg<D, V>::kThreads) prefill_kernel(con
   const int logU = __ffs(q.U) - 1;
 
   const int list = (it.chunk * a.n_layers + a.layer) * a.n_kv_heads + kvh;
-  const int eb = a.list_end ? a.list_end[list] : a.indptr[list + 1];
-  int ce = a.indptr[list], cso = 0;  // search cursor
+  UnitScan scan;  // every warp walks the list alike
+  scan.e0 = a.indptr[list];
+  scan.eb = a.list_end ? a.list_end[list] : a.indptr[list + 1];
+  scan.lognu = q.logB - logU;
   bool exhausted = false;
 
   const __nv_bfloat16* pool = static_cast<const __nv_bfloat16*>(a.kv_pool);
@@ -105,21 +107,14 @@ __global__ void __launch_bounds__(PrefillCfg<D, V>::kThreads) prefill_kernel(con
       uslot[u] = 0;
       ualw[u] = 0;
       if (u * q.U >= BN) continue;  // fewer, larger units
-      if (!exhausted && next_unit(a.blocks, eb, q, ce, cso)) {
-        const int j = __ldg(a.blocks + ce);
-        upage[u] = __ldg(a.pages + ce);
-        uslot[u] = cso;
-        us0[u] = (j << q.logB) + cso;
-        const bool alw = j < q.sh.sink || on_stride(q.sh, j);
+      int j;
+      bool alw;
+      if (!exhausted && scan.next(a, q, j, upage[u], uslot[u], alw)) {
+        us0[u] = (j << q.logB) + uslot[u];
         ualw[u] = alw;
         interior = interior && us0[u] + q.U - 1 <= q.t0 && (alw || q.i1 - j < q.sh.local) &&
                    (q.window == 0 || q.t1 - us0[u] < q.window);
         ++n_units;
-        cso += q.U;
-        if (cso >= q.B) {
-          cso = 0;
-          ++ce;
-        }
       } else {
         exhausted = true;
         interior = false;

@@ -100,49 +100,6 @@ __device__ __forceinline__ void wgmma_rs_64x128(float (&d)[16][4], const uint32_
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "n"(1));
 }
 
-// The producer warp's walk over the units some query of the tile may attend (those next_unit would
-// visit, in order), 32 at a time: for a window of the list, lane l loads unit l (entry
-// e0 + l / nu, slot offset (l % nu) U, with nu = B / U units an entry) and one ballot marks the
-// units to copy. During a prefill a strided head's list still holds every block, so its tiles
-// skip most entries; next_unit's chain of dependent loads per unit made the producer the bound
-// there (kernels/NOTES.md, session 7).
-struct UnitScan {
-  int e0, eb;        // the window's first entry; the list's end
-  int lognu;         // log2 of units per entry
-  uint32_t pend = 0;    // the window's attended units not yet taken
-  uint32_t always = 0;  // the window's units whose block the shard always keeps
-  bool ended = false;   // the window reached the list's end or a unit after the tile's last query
-  int j = 0, page = 0;  // this lane's unit's block and page
-
-  // The next unit (its block, page, slot offset, and whether its block is always kept); false
-  // when there is none. Warp-uniform.
-  __device__ bool next(const PagedAttentionArgs& a, const TileQuery& q, int& uj, int& upage, int& uso, bool& ualw) {
-    const int lane = threadIdx.x & 31;
-    const int nu_mask = (1 << lognu) - 1;
-    while (pend == 0) {
-      if (ended) return false;
-      const int e = e0 + (lane >> lognu), so = (lane & nu_mask) * q.U;
-      bool end = e >= eb;
-      j = end ? 0 : __ldg(a.blocks + e);
-      page = end ? 0 : __ldg(a.pages + e);
-      end = end || (j << q.logB) + so > q.t1;  // blocks ascend: so does every later unit
-      const bool alw = j < q.sh.sink || on_stride(q.sh, j);
-      const uint32_t ends = __ballot_sync(0xffffffffu, end);
-      pend = __ballot_sync(0xffffffffu, !end && unit_attended(q, j, so, alw)) & ((ends & (0u - ends)) - 1u);
-      always = __ballot_sync(0xffffffffu, alw);
-      ended = ends != 0;
-      e0 += 32 >> lognu;
-    }
-    const int l = __ffs(pend) - 1;
-    pend &= pend - 1;
-    uj = __shfl_sync(0xffffffffu, j, l);
-    upage = __shfl_sync(0xffffffffu, page, l);
-    uso = (l & nu_mask) * q.U;
-    ualw = (always >> l) & 1u;
-    return true;
-  }
-};
-
 // wgmma needs the arch-specific target (sm_90a: CMAKE_CUDA_ARCHITECTURES=90a); this says whether
 // the device code was built for it.
 __device__ const int kBuiltForWgmma =

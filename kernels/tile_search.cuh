@@ -1,5 +1,5 @@
-// The prefill kernel's search for the keys a tile of queries may attend (host and device, so
-// that a CPU test can check it against the rule exhaustively).
+// The prefill kernels' search for the keys a tile of queries may attend (its test on the host, so
+// that a CPU test can check it against the rule exhaustively), and their tile setup and mask.
 #pragma once
 #include <cstdint>
 
@@ -8,13 +8,6 @@
 namespace hs::kernels::detail {
 
 __host__ __device__ inline int hs_max(int a, int b) { return a > b ? a : b; }
-__host__ __device__ inline int64_t hs_min(int64_t a, int64_t b) { return a < b ? a : b; }
-
-#ifdef __CUDA_ARCH__
-#define hs_ldg(p) __ldg(p)
-#else
-#define hs_ldg(p) (*(p))
-#endif
 
 __host__ __device__ inline bool shard_on_stride(const ShardParams& h, int j) {
   return h.stride == 1 || (h.stride > 1 && (j + h.offset) % h.stride == 0);
@@ -31,61 +24,57 @@ struct TileQuery {
 
 // Whether some query of the tile may attend the unit at slot offset so of block j, given that the
 // unit starts at or before the tile's last query (`always`: the shard always keeps block j).
-// next_unit's test without its skipping; the wgmma prefill's producer applies it to 32 units at once.
+// UnitScan applies it to 32 units of the list at once.
 __host__ __device__ inline bool unit_attended(const TileQuery& q, int j, int so, bool always) {
   return (always || hs_max(q.i0, j) - j < q.sh.local) &&
          (q.window == 0 || (j << q.logB) + so + q.U - 1 > q.t0 - q.window);
 }
 
-// The next unit (entry e, slot offset so) at or after (e, so) that some query of the tile may
-// attend; false when there is none. Uniform across the block (every thread computes it).
-__host__ __device__ inline bool next_unit(const int* __restrict__ blocks, int eb, const TileQuery& q, int& e,
-                                          int& so) {
-  while (e < eb) {
-    const int j = hs_ldg(blocks + e);
-    const int base = j << q.logB;
-    if (base + so > q.t1) return false;  // blocks ascend: the rest is after every query
-    int jt;                              // a block no needed unit precedes
-    const bool always = j < q.sh.sink || shard_on_stride(q.sh, j);
-    if (always || hs_max(q.i0, j) - j < q.sh.local) {
-      if (q.window == 0 || base + so + q.U - 1 > q.t0 - q.window) return true;
-      const int jw = (q.t0 - q.window + 1) >> q.logB;  // block of the window's first key for t0
-      if (j >= jw) {  // a later unit of this block may be inside the window
-        so += q.U;
-        if (so >= q.B) {
-          so = 0;
-          ++e;
-        }
-        continue;
-      }
-      jt = jw;
-    } else {
-      jt = hs_max(j + 1, q.i0 - q.sh.local + 1);  // the window of the tile's first query block
-      if (q.sh.stride > 1) {
-        int c1 = j + 1;
-        const int r = (c1 + q.sh.offset) % q.sh.stride;
-        if (r) c1 += q.sh.stride - r;
-        jt = int(hs_min(jt, c1));
-      }
-    }
-    // First entry in (e, e + (jt - j)] with block >= jt: blocks ascend strictly, so entry
-    // e + (jt - j) (when it exists) already has block >= jt.
-    so = 0;
-    int lo = e + 1;
-    int hi = int(hs_min(int64_t(e) + (jt - j) + 1, int64_t(eb)));
-    while (lo < hi) {
-      const int mid = (lo + hi) >> 1;
-      if (hs_ldg(blocks + mid) < jt)
-        lo = mid + 1;
-      else
-        hi = mid;
-    }
-    e = lo;
-  }
-  return false;
-}
-
 #ifdef __CUDACC__
+// A warp's walk, in order, over the units of a list that some query of the tile may attend
+// (unit_attended), up to the first unit after the tile's last query; 32 at a time: for a window of
+// the list, lane l loads unit l (entry e0 + l / nu, slot offset (l % nu) U, with nu = B / U units
+// an entry) and one ballot marks the units to take. During a prefill a strided head's list still
+// holds every block, so its tiles skip most entries; a search unit by unit (a chain of dependent
+// loads) bounded the kernels there (kernels/NOTES.md, session 7). Every warp that walks the same
+// list gets the same units.
+struct UnitScan {
+  int e0, eb;        // the window's first entry; the list's end
+  int lognu;         // log2 of units per entry
+  uint32_t pend = 0;    // the window's attended units not yet taken
+  uint32_t always = 0;  // the window's units whose block the shard always keeps
+  bool ended = false;   // the window reached the list's end or a unit after the tile's last query
+  int j = 0, page = 0;  // this lane's unit's block and page
+
+  // The next unit (its block, page, slot offset, and whether its block is always kept); false
+  // when there is none. Warp-uniform.
+  __device__ bool next(const PagedAttentionArgs& a, const TileQuery& q, int& uj, int& upage, int& uso, bool& ualw) {
+    const int lane = threadIdx.x & 31;
+    const int nu_mask = (1 << lognu) - 1;
+    while (pend == 0) {
+      if (ended) return false;
+      const int e = e0 + (lane >> lognu), so = (lane & nu_mask) * q.U;
+      bool end = e >= eb;
+      j = end ? 0 : __ldg(a.blocks + e);
+      page = end ? 0 : __ldg(a.pages + e);
+      end = end || (j << q.logB) + so > q.t1;  // blocks ascend: so does every later unit
+      const bool alw = j < q.sh.sink || shard_on_stride(q.sh, j);
+      const uint32_t ends = __ballot_sync(0xffffffffu, end);
+      pend = __ballot_sync(0xffffffffu, !end && unit_attended(q, j, so, alw)) & ((ends & (0u - ends)) - 1u);
+      always = __ballot_sync(0xffffffffu, alw);
+      ended = ends != 0;
+      e0 += 32 >> lognu;
+    }
+    const int l = __ffs(pend) - 1;
+    pend &= pend - 1;
+    uj = __shfl_sync(0xffffffffu, j, l);
+    upage = __shfl_sync(0xffffffffu, page, l);
+    uso = (l & nu_mask) * q.U;
+    ualw = (always >> l) & 1u;
+    return true;
+  }
+};
+
 // Item `it`'s tile of at most bm query rows of its chunk (n_rows of them real) against KV head
 // kvh's shard, for units of at most bn keys.
 __device__ inline TileQuery prefill_tile(const PagedAttentionArgs& a, const PrefillWorkItem& it, int kvh, int bm,
