@@ -139,8 +139,9 @@ R with_head_dim(int head_dim, R unsupported, F&& f) {
   }
 }
 
-// The HCS block rule for query block i and key block j <= i.
-__device__ __forceinline__ bool on_stride(const ShardParams& h, int j) {
+// The HCS block rule for query block i and key block j <= i (on_stride: host and device, for the
+// tile search's CPU test).
+__host__ __device__ inline bool on_stride(const ShardParams& h, int j) {
   return h.stride == 1 || (h.stride > 1 && (j + h.offset) % h.stride == 0);
 }
 __device__ __forceinline__ bool attends_block(const ShardParams& h, int i, int j) {

@@ -1,17 +1,15 @@
-// The prefill kernels' search for the keys a tile of queries may attend (its test on the host, so
-// that a CPU test can check it against the rule exhaustively), and their tile setup and mask.
+// The prefill kernels' search for the keys a tile of queries may attend (unit_attended, on the host
+// too, so that a CPU test can check it against the rule exhaustively, and a warp's walk of a list
+// with it), and their tile setup and score mask.
 #pragma once
 #include <cstdint>
 
+#include "attention_common.cuh"
 #include "sharded_attention.h"
 
 namespace hs::kernels::detail {
 
 __host__ __device__ inline int hs_max(int a, int b) { return a > b ? a : b; }
-
-__host__ __device__ inline bool shard_on_stride(const ShardParams& h, int j) {
-  return h.stride == 1 || (h.stride > 1 && (j + h.offset) % h.stride == 0);
-}
 
 // The query tile a block works on, and its KV head's shard: everything the tile search needs.
 struct TileQuery {
@@ -58,7 +56,7 @@ struct UnitScan {
       j = end ? 0 : __ldg(a.blocks + e);
       page = end ? 0 : __ldg(a.pages + e);
       end = end || (j << q.logB) + so > q.t1;  // blocks ascend: so does every later unit
-      const bool alw = j < q.sh.sink || shard_on_stride(q.sh, j);
+      const bool alw = j < q.sh.sink || on_stride(q.sh, j);
       const uint32_t ends = __ballot_sync(0xffffffffu, end);
       pend = __ballot_sync(0xffffffffu, !end && unit_attended(q, j, so, alw)) & ((ends & (0u - ends)) - 1u);
       always = __ballot_sync(0xffffffffu, alw);
