@@ -70,11 +70,7 @@ __global__ void __launch_bounds__(PrefillCfg<D, V>::kThreads) prefill_kernel(con
   const TileQuery q = prefill_tile(a, it, kvh, BM, BN, n_rows);
   const int logU = __ffs(q.U) - 1;
 
-  const int list = (it.chunk * a.n_layers + a.layer) * a.n_kv_heads + kvh;
-  UnitScan scan;  // every warp walks the list alike
-  scan.e0 = a.indptr[list];
-  scan.eb = a.list_end ? a.list_end[list] : a.indptr[list + 1];
-  scan.lognu = q.logB - logU;
+  UnitScan scan(a, it.chunk, kvh, q);  // every warp walks the list alike
   bool exhausted = false;
 
   const __nv_bfloat16* pool = static_cast<const __nv_bfloat16*>(a.kv_pool);
@@ -112,8 +108,7 @@ __global__ void __launch_bounds__(PrefillCfg<D, V>::kThreads) prefill_kernel(con
       if (!exhausted && scan.next(a, q, j, upage[u], uslot[u], alw)) {
         us0[u] = (j << q.logB) + uslot[u];
         ualw[u] = alw;
-        interior = interior && us0[u] + q.U - 1 <= q.t0 && (alw || q.i1 - j < q.sh.local) &&
-                   (q.window == 0 || q.t1 - us0[u] < q.window);
+        interior = interior && unit_interior(q, j, us0[u], alw);
         ++n_units;
       } else {
         exhausted = true;

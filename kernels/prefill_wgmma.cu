@@ -147,11 +147,7 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const __grid
     // the (uniform) search, lane 0 issuing the copies.
     asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
     if (warp != kConsumers / 32) return;
-    const int list = (it.chunk * a.n_layers + a.layer) * a.n_kv_heads + kvh;
-    UnitScan scan;
-    scan.e0 = a.indptr[list];
-    scan.eb = a.list_end ? a.list_end[list] : a.indptr[list + 1];
-    scan.lognu = q.logB - logU;
+    UnitScan scan(a, it.chunk, kvh, q);
     bool exhausted = false;
     for (int k = 0;; ++k) {
       const int st = k % S;
@@ -172,8 +168,7 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const __grid
           continue;
         }
         const int s0 = (j << q.logB) + urow[u];
-        interior = interior && s0 + q.U - 1 <= q.t0 && (alw || q.i1 - j < q.sh.local) &&
-                   (q.window == 0 || q.t1 - s0 < q.window);
+        interior = interior && unit_interior(q, j, s0, alw);
         if (u == 0) first = s0;
 #pragma unroll
         for (int hh = 0; hh < 2; ++hh) {

@@ -28,6 +28,11 @@ __host__ __device__ inline bool unit_attended(const TileQuery& q, int j, int so,
          (q.window == 0 || (j << q.logB) + so + q.U - 1 > q.t0 - q.window);
 }
 
+// Whether every query of the tile sees every key of the unit at position s0 of block j: no mask.
+__host__ __device__ inline bool unit_interior(const TileQuery& q, int j, int s0, bool always) {
+  return s0 + q.U - 1 <= q.t0 && (always || q.i1 - j < q.sh.local) && (q.window == 0 || q.t1 - s0 < q.window);
+}
+
 #ifdef __CUDACC__
 // A warp's walk, in order, over the units of a list that some query of the tile may attend
 // (unit_attended), up to the first unit after the tile's last query; 32 at a time: for a window of
@@ -43,6 +48,14 @@ struct UnitScan {
   uint32_t always = 0;  // the window's units whose block the shard always keeps
   bool ended = false;   // the window reached the list's end or a unit after the tile's last query
   int j = 0, page = 0;  // this lane's unit's block and page
+
+  // The list of chunk `chunk`, this launch's layer and KV head kvh, for tile q.
+  __device__ UnitScan(const PagedAttentionArgs& a, int chunk, int kvh, const TileQuery& q) {
+    const int list = (chunk * a.n_layers + a.layer) * a.n_kv_heads + kvh;
+    e0 = a.indptr[list];
+    eb = a.list_end ? a.list_end[list] : a.indptr[list + 1];
+    lognu = q.logB - (__ffs(q.U) - 1);
+  }
 
   // The next unit (its block, page, slot offset, and whether its block is always kept); false
   // when there is none. Warp-uniform.
