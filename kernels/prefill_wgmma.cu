@@ -10,12 +10,12 @@
 //   (one 64-column box per half of a unit's rows, 128-byte swizzle) into a ring of six stages,
 //   each with a "full" and an "empty" mbarrier; it publishes each key's position and whether the
 //   rule always keeps its block;
-// - each consumer warpgroup computes S = Q K^T with wgmma (Q from registers, K from shared
-//   memory), masks and runs the online softmax on the fragments, and accumulates O += P V with
-//   wgmma (P from registers, V from shared memory read N-major). Slots no query may see (past the
+// - each consumer warpgroup takes two stages at a time (128 keys), computes S = Q K^T with wgmma
+//   (Q from registers, K from shared memory), masks and runs the online softmax on the fragments,
+//   and accumulates O += P V with wgmma (P from registers, V from shared memory read N-major). Slots no query may see (past the
 //   chunk's last query, or units the list ran out of) can hold anything, NaN included: their V
 //   rows are zeroed before P V, as the decode kernel does.
-// kernels/NOTES.md (sessions 6 and 7) has what was measured, and the schedules that measured slower.
+// kernels/NOTES.md (sessions 6 to 8) has what was measured, and the schedules that measured slower.
 #include "attention_common.cuh"
 #include "tile_search.cuh"
 #include "tma.cuh"
@@ -239,13 +239,19 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const __grid
 #pragma unroll
   for (int i = 0; i < kD / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
 
-  // Zeroes the V rows of stage st's keys that no query sees (each warpgroup for itself).
-  auto zero_hidden_v = [&](int st) {
-    unsigned char* Vt = Vbuf + st * kTileBytes;
-    for (int x = tid & 127; x < kBN * 16; x += 128) {
-      const int r = x >> 4, c = x & 15;
-      if (keys[st][r] < 0)  // sw128_chunk spelled out: through it the compiler branches around the stores
-        *reinterpret_cast<uint4*>(Vt + (c >> 3) * kBoxBytes + r * 128 + (((c & 7) ^ (r & 7)) << 4)) = uint4{0, 0, 0, 0};
+  // A consumer tile is two stages, 128 keys: with one stage of 64 keys, the costs paid per tile
+  // (barrier waits, waiting on each product, the row reductions' shuffles) took 11-15% more time on
+  // dense prefill at 32k and 128k tokens. The tile's keys are tile_keys(st0)[0, kCN).
+  constexpr int kCN = 2 * kBN;
+  static_assert(S % 2 == 0, "tiles must not wrap around the ring");
+  auto tile_keys = [&](int st0) -> const int* { return &keys[0][0] + st0 * kBN; };
+  // Zeroes the V rows of the tile's keys that no query sees (each warpgroup for itself).
+  auto zero_hidden_v = [&](int st0) {
+    for (int x = tid & 127; x < kCN * 16; x += 128) {
+      const int r = x >> 4, c = x & 15, rr = r & (kBN - 1);
+      unsigned char* Vt = Vbuf + (st0 + r / kBN) * kTileBytes;
+      if (tile_keys(st0)[r] < 0)  // sw128_chunk spelled out: through it the compiler branches around the stores
+        *reinterpret_cast<uint4*>(Vt + (c >> 3) * kBoxBytes + rr * 128 + (((c & 7) ^ (rr & 7)) << 4)) = uint4{0, 0, 0, 0};
     }
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
     asm volatile("bar.sync %0, 128;\n" ::"r"(2 + g) : "memory");
@@ -258,48 +264,58 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const __grid
     const int r = wr0 + ((lane >> 3) & 1) * 8 + (lane & 7), c = kk * 2 + (lane >> 4);
     ldmatrix_x4(qa[kk], sw128_chunk<kQBoxBytes>(Qs, r, c));
   }
-  auto issue_s = [&](float (&s)[kBN / 8][4], int st) {
-    const unsigned char* Kt = Kbuf + st * kTileBytes;
+  // S of the tile as one product per stage: a single 64 x 128 product over both stages' K rows
+  // (laid out consecutively) gave wrong scores, for a reason not found (kernels/NOTES.md, session 8).
+  auto issue_s = [&](float (&s)[kCN / 8][4], int st0) {
 #pragma unroll
-    for (int kk = 0; kk < kD / 16; ++kk)
-      wgmma_rs_64x64(s, qa[kk], sw128_desc(Kt + (kk >> 2) * kBoxBytes + (kk & 3) * 32, 16, 1024), kk == 0);
-  };
-  auto issue_pv = [&](const uint32_t (&pa)[kBN / 16][4], int st) {
-    const unsigned char* Vt = Vbuf + st * kTileBytes;
+    for (int h = 0; h < 2; ++h) {
+      const unsigned char* Kt = Kbuf + (st0 + h) * kTileBytes;
+      float (&sh)[kBN / 8][4] = *reinterpret_cast<float (*)[kBN / 8][4]>(&s[h * kBN / 8][0]);
 #pragma unroll
-    for (int kk = 0; kk < kBN / 16; ++kk) wgmma_rs_64x128(o, pa[kk], sw128_desc(Vt + kk * 16 * 128, kBoxBytes, 1024));
+      for (int kk = 0; kk < kD / 16; ++kk)
+        wgmma_rs_64x64(sh, qa[kk], sw128_desc(Kt + (kk >> 2) * kBoxBytes + (kk & 3) * 32, 16, 1024), kk == 0);
+    }
   };
-  auto release = [&](int st) {
-    __syncwarp();
-    if (lane == 0) mbar_arrive(&empty[st]);
+  auto issue_pv = [&](const uint32_t (&pa)[kCN / 16][4], int st0) {
+#pragma unroll
+    for (int kk = 0; kk < kCN / 16; ++kk)
+      wgmma_rs_64x128(o, pa[kk], sw128_desc(Vbuf + (st0 + (kk >> 2)) * kTileBytes + (kk & 3) * 16 * 128, kBoxBytes, 1024));
   };
 
   for (int k = 0;; ++k) {
-    const int st = k % S;
-    mbar_wait(&full[st], (k / S) & 1);
-    if (info[st][0] == 0) break;
-    if (wg_live && (info[st][1] || info[st][2] <= wg_last)) {  // some query of the warpgroup sees it
-      if (info[st][3]) zero_hidden_v(st);
-      float s[kBN / 8][4];
+    const int st0 = (2 * k) % S;
+    const uint32_t parity = ((2 * k) / S) & 1;
+    mbar_wait(&full[st0], parity);
+    if (info[st0][0] == 0) break;
+    mbar_wait(&full[st0 + 1], parity);  // it may end the list: its keys are all hidden then
+    const bool last = info[st0 + 1][0] == 0;
+    if (wg_live && (info[st0][1] || info[st0][2] <= wg_last)) {  // some query of the warpgroup sees it
+      if (info[st0][3] || info[st0 + 1][3]) zero_hidden_v(st0);
+      float s[kCN / 8][4];
       wgmma_fence();
-      issue_s(s, st);
+      issue_s(s, st0);
       wgmma_commit();
       wgmma_wait();
       fence_regs(s);
       float mx[2], alpha[2];
-      mask_scores(s, keys[st], info[st][1], tr0, q, mx);
+      mask_scores(s, tile_keys(st0), info[st0][1] && info[st0 + 1][1], tr0, q, mx);
       softmax_step(s, mx, sl, m, l, alpha);
       scale_rows(o, alpha);
-      uint32_t pa[kBN / 16][4];
+      uint32_t pa[kCN / 16][4];
 #pragma unroll
-      for (int kk = 0; kk < kBN / 16; ++kk) p_fragment(s, kk, pa[kk]);
+      for (int kk = 0; kk < kCN / 16; ++kk) p_fragment(s, kk, pa[kk]);
       wgmma_fence();
-      issue_pv(pa, st);
+      issue_pv(pa, st0);
       wgmma_commit();
       wgmma_wait();
       fence_regs(o);
     }
-    release(st);
+    __syncwarp();
+    if (lane == 0) {
+      mbar_arrive(&empty[st0]);
+      mbar_arrive(&empty[st0 + 1]);
+    }
+    if (last) break;
   }
 
 #pragma unroll
