@@ -285,10 +285,10 @@ def decode_shape(lib, args, peers, rows, copy_bw, batch, ctx, stream, scale):
                 row["ref_error"] = err_str(ex)
             del allowed
         # Ours, every variant.
-        for dv, pv_ in args.variants:
+        for dv, pv_, slots in args.variants:
             lib.hs_set_variant(dv, pv_)
             t_plan = time.perf_counter()
-            h = lib.hs_decode_plan(np_ptr(indptr), np_ptr(chunks), batch, 1, HKV, BLK, GROUP, D, 0, 0)
+            h = lib.hs_decode_plan(np_ptr(indptr), np_ptr(chunks), batch, 1, HKV, BLK, GROUP, D, slots, 0)
             plan_us = (time.perf_counter() - t_plan) * 1e6
             if not h:
                 raise RuntimeError("hs_decode_plan failed")
@@ -308,7 +308,7 @@ def decode_shape(lib, args, peers, rows, copy_bw, batch, ctx, stream, scale):
             torch.cuda.synchronize()
             if not torch.isfinite(out).all():
                 raise RuntimeError(f"decode output not finite (batch {batch} ctx {ctx} {plan} variant {dv})")
-            vkey = f"v{dv}"
+            vkey = f"v{dv}" + (f"_slots{slots}" if slots else "")
             if ref is not None:
                 row["rel_err_" + vkey] = rel_err(out[:nref], ref)
             ms = median_time_ms(ours)
@@ -317,7 +317,7 @@ def decode_shape(lib, args, peers, rows, copy_bw, batch, ctx, stream, scale):
             row["items_" + vkey] = int(info[0])
             row["plan_us_" + vkey] = plan_us
             if "ours_ms" not in row or ms < row["ours_ms"]:
-                row.update({"ours_ms": ms, "ours_variant": dv, "items": int(info[0]), "largest_item_pages": int(info[2]),
+                row.update({"ours_ms": ms, "ours_variant": vkey[1:], "items": int(info[0]), "largest_item_pages": int(info[2]),
                             "ours_TBps": bytes_ours / (ms * 1e-3) / 1e12, "ours_TFLOPs": flops / (ms * 1e-3) / 1e12})
         row["rel_err"] = max(v for k_, v in row.items() if k_.startswith("rel_err_v")) if ref is not None else None
         if plan == "dense":
@@ -456,7 +456,7 @@ def prefill_shape(lib, args, peers, rows, n, stream, scale):
             del mask
         if sdpa_res and "ms" in sdpa_res.get("sdpa_flash", {}):
             row["sdpa_flash_dense_ms"] = sdpa_res["sdpa_flash"]["ms"]
-        for dv, pv_ in args.variants:
+        for dv, pv_, _ in args.variants:
             lib.hs_set_variant(dv, pv_)
 
             def ours():
@@ -565,10 +565,11 @@ def main():
     ap.add_argument("--skip-decode", action="store_true")
     ap.add_argument("--ours-only", action="store_true", help="no torch peers (references still computed)")
     ap.add_argument("--variants", nargs="*", default=["0,0", "1,2"],
-                    help="kernel variants to time, 'decode,prefill' each; the best is reported")
+                    help="kernel variants to time, 'decode,prefill[,slots]' each (slots: the decode plan's "
+                         "resident-block count, 0 = the kernel's); the best is reported")
     ap.add_argument("--skip-prefill", action="store_true")
     args = ap.parse_args()
-    args.variants = [tuple(int(x) for x in v.split(",")) for v in args.variants]
+    args.variants = [tuple(int(x) for x in (v + ",0").split(",")[:3]) for v in args.variants]
     if args.ours_only:
         args.flex_decode = args.flex_prefill = False
     if args.quick:
