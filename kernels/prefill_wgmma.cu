@@ -12,9 +12,9 @@
 //   rule always keeps its block;
 // - each consumer warpgroup takes two stages at a time (128 keys), computes S = Q K^T with wgmma
 //   (Q from registers, K from shared memory), masks and runs the online softmax on the fragments,
-//   and accumulates O += P V with wgmma (P from registers, V from shared memory read N-major). Slots no query may see (past the
-//   chunk's last query, or units the list ran out of) can hold anything, NaN included: their V
-//   rows are zeroed before P V, as the decode kernel does.
+//   and accumulates O += P V with wgmma (P from registers, V from shared memory read N-major).
+//   Slots no query may see (past the chunk's last query, or units the list ran out of) can hold
+//   anything, NaN included: their V rows are zeroed before P V, as the decode kernel does.
 // kernels/NOTES.md (sessions 6 to 8) has what was measured, and the schedules that measured slower.
 #include "attention_common.cuh"
 #include "tile_search.cuh"
@@ -251,7 +251,8 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const __grid
       const int r = x >> 4, c = x & 15, rr = r & (kBN - 1);
       unsigned char* Vt = Vbuf + (st0 + r / kBN) * kTileBytes;
       if (tile_keys(st0)[r] < 0)  // sw128_chunk spelled out: through it the compiler branches around the stores
-        *reinterpret_cast<uint4*>(Vt + (c >> 3) * kBoxBytes + rr * 128 + (((c & 7) ^ (rr & 7)) << 4)) = uint4{0, 0, 0, 0};
+        *reinterpret_cast<uint4*>(Vt + (c >> 3) * kBoxBytes + rr * 128 + (((c & 7) ^ (rr & 7)) << 4)) =
+            uint4{0, 0, 0, 0};
     }
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
     asm volatile("bar.sync %0, 128;\n" ::"r"(2 + g) : "memory");
@@ -278,8 +279,10 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const __grid
   };
   auto issue_pv = [&](const uint32_t (&pa)[kCN / 16][4], int st0) {
 #pragma unroll
-    for (int kk = 0; kk < kCN / 16; ++kk)
-      wgmma_rs_64x128(o, pa[kk], sw128_desc(Vbuf + (st0 + (kk >> 2)) * kTileBytes + (kk & 3) * 16 * 128, kBoxBytes, 1024));
+    for (int kk = 0; kk < kCN / 16; ++kk) {
+      const unsigned char* Vt = Vbuf + (st0 + (kk >> 2)) * kTileBytes + (kk & 3) * 16 * 128;  // 16 keys
+      wgmma_rs_64x128(o, pa[kk], sw128_desc(Vt, kBoxBytes, 1024));
+    }
   };
 
   for (int k = 0;; ++k) {
