@@ -239,15 +239,15 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const __grid
 #pragma unroll
   for (int i = 0; i < kD / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
 
-  // A consumer tile is two stages, 128 keys: with one stage of 64 keys, the costs paid per tile
+  // A consumer step takes two stages, 128 keys: with one stage of 64 keys, the costs paid per step
   // (barrier waits, waiting on each product, the row reductions' shuffles) took 11-15% more time on
-  // dense prefill at 32k and 128k tokens. The tile's keys are tile_keys(st0)[0, kCN).
-  constexpr int kCN = 2 * kBN;
-  static_assert(S % 2 == 0, "tiles must not wrap around the ring");
+  // dense prefill at 32k and 128k tokens. A list's odd last stage is a step of its own. The step's
+  // keys are tile_keys(st0)[0, 64 * stages).
+  static_assert(S % 2 == 0, "steps must not wrap around the ring");
   auto tile_keys = [&](int st0) -> const int* { return &keys[0][0] + st0 * kBN; };
-  // Zeroes the V rows of the tile's keys that no query sees (each warpgroup for itself).
-  auto zero_hidden_v = [&](int st0) {
-    for (int x = tid & 127; x < kCN * 16; x += 128) {
+  // Zeroes the V rows of the step's keys that no query sees (each warpgroup for itself).
+  auto zero_hidden_v = [&](int st0, int stages) {
+    for (int x = tid & 127; x < stages * kBN * 16; x += 128) {
       const int r = x >> 4, c = x & 15, rr = r & (kBN - 1);
       unsigned char* Vt = Vbuf + (st0 + r / kBN) * kTileBytes;
       if (tile_keys(st0)[r] < 0)  // sw128_chunk spelled out: through it the compiler branches around the stores
@@ -265,24 +265,40 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const __grid
     const int r = wr0 + ((lane >> 3) & 1) * 8 + (lane & 7), c = kk * 2 + (lane >> 4);
     ldmatrix_x4(qa[kk], sw128_chunk<kQBoxBytes>(Qs, r, c));
   }
-  // S of the tile as one product per stage: a single 64 x 128 product over both stages' K rows
-  // (laid out consecutively) gave wrong scores, for a reason not found (kernels/NOTES.md, session 8).
-  auto issue_s = [&](float (&s)[kCN / 8][4], int st0) {
+  // One step over NS stages from st0. S is one product per stage: a single 64 x 128 product over
+  // both stages' K rows (laid out consecutively) gave wrong scores, for a reason not found
+  // (kernels/NOTES.md, session 8).
+  auto step = [&](auto ns, int st0, bool interior) {
+    constexpr int NS = decltype(ns)::value, NT = NS * kBN / 8;
+    float s[NT][4];
+    wgmma_fence();
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
+    for (int h = 0; h < NS; ++h) {
       const unsigned char* Kt = Kbuf + (st0 + h) * kTileBytes;
       float (&sh)[kBN / 8][4] = *reinterpret_cast<float (*)[kBN / 8][4]>(&s[h * kBN / 8][0]);
 #pragma unroll
       for (int kk = 0; kk < kD / 16; ++kk)
         wgmma_rs_64x64(sh, qa[kk], sw128_desc(Kt + (kk >> 2) * kBoxBytes + (kk & 3) * 32, 16, 1024), kk == 0);
     }
-  };
-  auto issue_pv = [&](const uint32_t (&pa)[kCN / 16][4], int st0) {
+    wgmma_commit();
+    wgmma_wait();
+    fence_regs(s);
+    float mx[2], alpha[2];
+    mask_scores(s, tile_keys(st0), interior, tr0, q, mx);
+    softmax_step(s, mx, sl, m, l, alpha);
+    scale_rows(o, alpha);
+    uint32_t pa[NT / 2][4];
 #pragma unroll
-    for (int kk = 0; kk < kCN / 16; ++kk) {
+    for (int kk = 0; kk < NT / 2; ++kk) p_fragment(s, kk, pa[kk]);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < NT / 2; ++kk) {
       const unsigned char* Vt = Vbuf + (st0 + (kk >> 2)) * kTileBytes + (kk & 3) * 16 * 128;  // 16 keys
       wgmma_rs_64x128(o, pa[kk], sw128_desc(Vt, kBoxBytes, 1024));
     }
+    wgmma_commit();
+    wgmma_wait();
+    fence_regs(o);
   };
 
   for (int k = 0;; ++k) {
@@ -290,28 +306,16 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const __grid
     const uint32_t parity = ((2 * k) / S) & 1;
     mbar_wait(&full[st0], parity);
     if (info[st0][0] == 0) break;
-    mbar_wait(&full[st0 + 1], parity);  // it may end the list: its keys are all hidden then
-    const bool last = info[st0 + 1][0] == 0;
+    mbar_wait(&full[st0 + 1], parity);
+    const bool last = info[st0 + 1][0] == 0;  // stage st0 + 1 ends the list
     if (wg_live && (info[st0][1] || info[st0][2] <= wg_last)) {  // some query of the warpgroup sees it
-      if (info[st0][3] || info[st0 + 1][3]) zero_hidden_v(st0);
-      float s[kCN / 8][4];
-      wgmma_fence();
-      issue_s(s, st0);
-      wgmma_commit();
-      wgmma_wait();
-      fence_regs(s);
-      float mx[2], alpha[2];
-      mask_scores(s, tile_keys(st0), info[st0][1] && info[st0 + 1][1], tr0, q, mx);
-      softmax_step(s, mx, sl, m, l, alpha);
-      scale_rows(o, alpha);
-      uint32_t pa[kCN / 16][4];
-#pragma unroll
-      for (int kk = 0; kk < kCN / 16; ++kk) p_fragment(s, kk, pa[kk]);
-      wgmma_fence();
-      issue_pv(pa, st0);
-      wgmma_commit();
-      wgmma_wait();
-      fence_regs(o);
+      if (last) {
+        if (info[st0][3]) zero_hidden_v(st0, 1);
+        step(std::integral_constant<int, 1>{}, st0, info[st0][1]);
+      } else {
+        if (info[st0][3] || info[st0 + 1][3]) zero_hidden_v(st0, 2);
+        step(std::integral_constant<int, 2>{}, st0, info[st0][1] && info[st0 + 1][1]);
+      }
     }
     __syncwarp();
     if (lane == 0) {
