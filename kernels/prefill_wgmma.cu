@@ -10,9 +10,10 @@
 //   (one 64-column box per half of a unit's rows, 128-byte swizzle) into a ring of six stages,
 //   each with a "full" and an "empty" mbarrier; it publishes each key's position and whether the
 //   rule always keeps its block;
-// - each consumer warpgroup takes two stages at a time (128 keys), computes S = Q K^T with wgmma
-//   (Q from registers, K from shared memory), masks and runs the online softmax on the fragments,
-//   and accumulates O += P V with wgmma (P from registers, V from shared memory read N-major).
+// - each consumer warpgroup takes two stages at a time (128 keys; a list's odd last stage alone),
+//   computes S = Q K^T with wgmma (Q from registers, K from shared memory), masks and runs the
+//   online softmax on the fragments, and accumulates O += P V with wgmma (P from registers, V from
+//   shared memory read N-major).
 //   Slots no query may see (past the chunk's last query, or units the list ran out of) can hold
 //   anything, NaN included: their V rows are zeroed before P V, as the decode kernel does.
 // kernels/NOTES.md (sessions 6 to 8) has what was measured, and the schedules that measured slower.
