@@ -139,11 +139,13 @@ R with_head_dim(int head_dim, R unsupported, F&& f) {
   }
 }
 
-// The HCS block rule for query block i and key block j <= i (on_stride: host and device, for the
-// tile search's CPU test).
+// The HCS block rule for query block i and key block j <= i (on_stride and always_kept: host and
+// device, for the tile search's CPU test).
 __host__ __device__ inline bool on_stride(const ShardParams& h, int j) {
   return h.stride == 1 || (h.stride > 1 && (j + h.offset) % h.stride == 0);
 }
+// Whether the shard keeps key block j for every query block (a sink, or on the stride).
+__host__ __device__ inline bool always_kept(const ShardParams& h, int j) { return j < h.sink || on_stride(h, j); }
 __device__ __forceinline__ bool attends_block(const ShardParams& h, int i, int j) {
   return j < h.sink || i - j < h.local || on_stride(h, j);
 }

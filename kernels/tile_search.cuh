@@ -69,7 +69,7 @@ struct UnitScan {
       j = end ? 0 : __ldg(a.blocks + e);
       page = end ? 0 : __ldg(a.pages + e);
       end = end || (j << q.logB) + so > q.t1;  // blocks ascend: so does every later unit
-      const bool alw = j < q.sh.sink || on_stride(q.sh, j);
+      const bool alw = always_kept(q.sh, j);
       const uint32_t ends = __ballot_sync(0xffffffffu, end);
       pend = __ballot_sync(0xffffffffu, !end && unit_attended(q, j, so, alw)) & ((ends & (0u - ends)) - 1u);
       always = __ballot_sync(0xffffffffu, alw);

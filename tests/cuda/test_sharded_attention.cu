@@ -641,7 +641,7 @@ TEST(PrefillTileSearch, VisitsExactlyTheAttendedUnits) {
     for (int x = 0; x < eb && !past; ++x)
       for (int so = 0; so < B && !past; so += U) {
         past = list[x] * B + so > t1;
-        const bool always = list[x] < h.sink || K::detail::on_stride(q.sh, list[x]);
+        const bool always = K::detail::always_kept(q.sh, list[x]);
         if (!past && K::detail::unit_attended(q, list[x], so, always)) visited.push_back({x, so});
       }
     std::vector<std::pair<int, int>> needed_units;  // units holding a key some query of the tile sees
