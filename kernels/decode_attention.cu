@@ -581,7 +581,7 @@ PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
   return fn;
 }
 
-bool pool_tensor_map(const PagedAttentionArgs& a, CUtensorMap& map) {
+bool pool_tensor_map(const PagedAttentionArgs& a, CUtensorMap& map, bool promote) {
   const int64_t rows = a.kv_pool_pages * 2LL * a.block_size;
   const auto encode = tensor_map_encoder();
   if (!encode || rows <= 0 || rows >= (int64_t(1) << 31) || reinterpret_cast<uintptr_t>(a.kv_pool) % 16 != 0)
@@ -592,7 +592,8 @@ bool pool_tensor_map(const PagedAttentionArgs& a, CUtensorMap& map) {
   const cuuint32_t element_strides[2] = {1, 1};
   return encode(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<void*>(a.kv_pool), dims, strides, box,
                 element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+                promote ? CU_TENSOR_MAP_L2_PROMOTION_L2_256B : CU_TENSOR_MAP_L2_PROMOTION_NONE,
+                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
 template <int D>
@@ -600,7 +601,7 @@ cudaError_t launch_decode(const DecodeParams& p, cudaStream_t stream) {
   if (kernel_variant(0) == 0) {
     TmaDecodeArgs args;
     args.p = p;
-    if (pool_tensor_map(p.a, args.kv)) {
+    if (pool_tensor_map(p.a, args.kv, false)) {
       tma_kernel_ptr<D>();
       return launch(decode_tma_kernel<D>, p.n_items, kDecodeThreads + 32, TmaDecodeCfg<D>::kSmem, stream, args);
     }
