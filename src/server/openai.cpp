@@ -312,19 +312,27 @@ std::vector<ChatMessage> parse_messages(const json& body) {
   return out;
 }
 
+namespace {
+
+// The body's messages through the model's chat template.
+std::string render_messages(const json& body, const ModelView& model) {
+  const std::vector<ChatMessage> messages = parse_messages(body);
+  try {
+    return model.render_chat(messages);
+  } catch (const std::exception& e) {
+    throw invalid_param("messages", std::string("the chat template cannot render these messages: ") + e.what());
+  }
+}
+
+}  // namespace
+
 ApiRequest parse_chat_request(const std::string& body, const ModelView& model) {
   const json j = parse_body(body);
   const JsonFields f(j);
   ApiRequest r;
   r.kind = ApiKind::Chat;
   check_model(f, model, r);
-  const std::vector<ChatMessage> messages = parse_messages(j);
-  std::string text;
-  try {
-    text = model.render_chat(messages);
-  } catch (const std::exception& e) {
-    throw invalid_param("messages", std::string("the chat template cannot render these messages: ") + e.what());
-  }
+  const std::string text = render_messages(j, model);
   r.prompts.push_back(model.tokenize(text, /*add_special=*/true, /*parse_special=*/true));
   if (r.prompts[0].empty()) throw invalid_param("messages", "the rendered conversation has no tokens");
   parse_common(f, model, r);
@@ -374,13 +382,7 @@ json detokenize_endpoint(const std::string& body, const ModelView& model) {
 }
 
 json apply_template_endpoint(const std::string& body, const ModelView& model) {
-  const json j = parse_body(body);
-  const std::vector<ChatMessage> messages = parse_messages(j);
-  try {
-    return {{"prompt", model.render_chat(messages)}};
-  } catch (const std::exception& e) {
-    throw invalid_param("messages", std::string("the chat template cannot render these messages: ") + e.what());
-  }
+  return {{"prompt", render_messages(parse_body(body), model)}};
 }
 
 }  // namespace hs::server
