@@ -581,7 +581,7 @@ PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
   return fn;
 }
 
-bool pool_tensor_map(const PagedAttentionArgs& a, CUtensorMap& map, bool promote) {
+bool pool_tensor_map(const PagedAttentionArgs& a, CUtensorMap& map, CUtensorMapL2promotion promotion) {
   const int64_t rows = a.kv_pool_pages * 2LL * a.block_size;
   const auto encode = tensor_map_encoder();
   if (!encode || rows <= 0 || rows >= (int64_t(1) << 31) || reinterpret_cast<uintptr_t>(a.kv_pool) % 16 != 0)
@@ -591,8 +591,7 @@ bool pool_tensor_map(const PagedAttentionArgs& a, CUtensorMap& map, bool promote
   const cuuint32_t box[2] = {64, cuuint32_t(std::min(a.block_size, kDecodeTile))};
   const cuuint32_t element_strides[2] = {1, 1};
   return encode(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<void*>(a.kv_pool), dims, strides, box,
-                element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                promote ? CU_TENSOR_MAP_L2_PROMOTION_L2_256B : CU_TENSOR_MAP_L2_PROMOTION_NONE,
+                element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, promotion,
                 CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
@@ -601,7 +600,7 @@ cudaError_t launch_decode(const DecodeParams& p, cudaStream_t stream) {
   if (kernel_variant(0) == 0) {
     TmaDecodeArgs args;
     args.p = p;
-    if (pool_tensor_map(p.a, args.kv, false)) {
+    if (pool_tensor_map(p.a, args.kv, CU_TENSOR_MAP_L2_PROMOTION_NONE)) {
       tma_kernel_ptr<D>();
       return launch(decode_tma_kernel<D>, p.n_items, kDecodeThreads + 32, TmaDecodeCfg<D>::kSmem, stream, args);
     }

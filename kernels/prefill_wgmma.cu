@@ -358,7 +358,8 @@ bool wgmma_built() {
 bool launch_prefill_wgmma(const PrefillParams& p, cudaStream_t stream, cudaError_t& err) {
   TmaPrefillArgs args;
   args.p = p;
-  if (!wgmma_built() || p.a.head_dim != kD || !pool_tensor_map(p.a, args.kv, true)) return false;
+  if (!wgmma_built() || p.a.head_dim != kD || !pool_tensor_map(p.a, args.kv, CU_TENSOR_MAP_L2_PROMOTION_L2_256B))
+    return false;
   const dim3 grid(p.a.n_kv_heads * p.a.group, p.n_items);
   prefill_wgmma_kernel<<<grid, kThreads, kSmem, stream>>>(args);
   err = cudaGetLastError();

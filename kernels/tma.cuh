@@ -55,9 +55,10 @@ int compute_capability_major();
 // The pool as a [pages * 2B][head_dim] bf16 tensor for the copy engine, in boxes of min(B, 64)
 // rows by 64 columns with the 128-byte swizzle. False when the copy engine cannot take it (pool
 // size unknown, more rows than an int32 coordinate reaches, a GPU older than compute capability 9).
-// promote: the L2 fetches 256 bytes (a whole row at D = 128) for each request. The decode streams
-// without it: with it, decode at batch 16 and up with 32k and 128k contexts took 2-9% longer
-// (kernels/NOTES.md, session 9). The prefill measured the same either way.
-bool pool_tensor_map(const PagedAttentionArgs& a, CUtensorMap& map, bool promote);
+// promotion: what the L2 fetches for each request. The prefill has it fetch 256 bytes (a whole row
+// at D = 128); the decode streams with none: with 256 bytes, decode at batch 16 and up with 32k and
+// 128k contexts took 2-9% longer (kernels/NOTES.md, session 9). The prefill measured the same
+// either way.
+bool pool_tensor_map(const PagedAttentionArgs& a, CUtensorMap& map, CUtensorMapL2promotion promotion);
 
 }  // namespace hs::kernels::detail
