@@ -158,7 +158,7 @@ def median_time_ms(fn, flush=None, budget_ms=300.0):
 
 
 def timed(fn, flushes):
-    """{"ms": ...} back to back (no flushes), or the first flush kind's as "ms" and the others' as
+    """{"ms": ...} with no flush (flushes empty), or the first flush kind's as "ms" and the others' as
     "ms_<kind>"."""
     if not flushes:
         return {"ms": median_time_ms(fn)}
@@ -203,7 +203,7 @@ class Peers:
             self.flex_error = f"import failed: {ex}"
 
     def sdpa(self, q, k, v, causal, flushes=()):
-        """Each backend's output and median ms: back to back, or after each flush kind in flushes
+        """Each backend's output and median ms: with no flush, or after each flush kind in flushes
         ("ms" the first kind's, "ms_<kind>" the others')."""
         from torch.nn.attention import sdpa_kernel
         res = {}
