@@ -15,9 +15,11 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Estimated time (in list entries) of one layer's decode when lists are cut into splits of at most
 // P entries: each thread block costs its entries plus a fixed overhead, and `slots` run at once.
-// Few items: greedy longest-first onto the least loaded slot (wave quantization matters); many:
-// the balanced bound.
-double estimate(const std::vector<int32_t>& lens, int64_t total, int32_t P, int32_t slots, int32_t overhead) {
+// At most `lone` items: one wave of blocks alone on their multiprocessors, each streaming twice a
+// shared slot's entries in the time. Few items: greedy longest-first onto the least loaded slot
+// (wave quantization matters); many: the balanced bound.
+double estimate(const std::vector<int32_t>& lens, int64_t total, int32_t P, int32_t slots, int32_t lone,
+                int32_t overhead) {
   int64_t n_items = 0;
   int32_t max_item = 0;
   for (int32_t n : lens) {
@@ -25,6 +27,7 @@ double estimate(const std::vector<int32_t>& lens, int64_t total, int32_t P, int3
     n_items += ns;
     max_item = std::max<int32_t>(max_item, int32_t(ceil_div(n, ns)));
   }
+  if (n_items <= lone) return 0.5 * max_item + overhead;
   if (n_items > 4LL * slots)
     return std::max<double>(max_item + overhead, double(total + int64_t(overhead) * n_items) / slots);
   std::vector<int32_t> sizes;
@@ -132,14 +135,15 @@ void plan_decode(const int32_t* indptr, const int32_t* list_end, const int32_t* 
     cand.clear();
     cand.push_back(std::max(lmax, 1));
     for (int32_t k = 1; k <= 8; ++k) cand.push_back(int32_t(ceil_div(std::max<int64_t>(total, 1), int64_t(k) * slots)));
+    if (opt.lone_slots > 0) cand.push_back(int32_t(ceil_div(std::max<int64_t>(total, 1), opt.lone_slots)));
     for (int32_t s = 1; s <= 16; ++s) cand.push_back(int32_t(ceil_div(std::max(lmax, 1), s)));
     for (int32_t& P : cand) P = std::max(P, floor_p);
     std::sort(cand.begin(), cand.end(), std::greater<>());
     cand.erase(std::unique(cand.begin(), cand.end()), cand.end());
     best_p = cand.front();
-    double best = estimate(lens, total, best_p, slots, overhead);
+    double best = estimate(lens, total, best_p, slots, opt.lone_slots, overhead);
     for (size_t i = 1; i < cand.size(); ++i) {
-      const double e = estimate(lens, total, cand[i], slots, overhead);
+      const double e = estimate(lens, total, cand[i], slots, opt.lone_slots, overhead);
       if (e < best * 0.98) {
         best = e;
         best_p = cand[i];

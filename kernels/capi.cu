@@ -78,6 +78,8 @@ void* hs_decode_plan(const int32_t* indptr_host, const int32_t* decode_chunks, i
   auto* h = new DecodeHandle;
   DecodePlanOptions o;
   o.slots = slots > 0 ? slots : decode_slots(head_dim);
+  o.lone_slots = decode_lone_slots(head_dim);
+  if (slots < 0) o.lone_slots = std::min(o.lone_slots, -slots);  // plan for a smaller one-block-per-SM grid
   if (min_split_tokens > 0) o.min_split_tokens = min_split_tokens;
   plan_decode(indptr_host, nullptr, decode_chunks, n_decode_chunks, n_layers, n_kv_heads, block_size, o, h->plan);
   const size_t ws = decode_workspace_bytes(h->plan, group, head_dim);

@@ -12,7 +12,9 @@
 //     with a "full" and an "empty" mbarrier, so the consumer warps only compute. Whole boxes are
 //     copied: the producer publishes which tokens of a tile the query may see, the consumers mask
 //     the others' scores to -inf and zero their V rows (a slot no query may see may hold anything,
-//     NaN included). Blocks the rule no longer attends are not copied at all.
+//     NaN included). Blocks the rule no longer attends are not copied at all. A grid of at most
+//     one block per multiprocessor (decode_lone_slots) runs an instance with 192 KB of stages,
+//     one block per SM; larger grids run two blocks per SM (variant 2: always two).
 //   1 cp.async: every thread copies 16-byte pieces of the tile through a 2..4-stage pipeline and
 //     zero-fills the slots the query may not see.
 //
@@ -261,22 +263,26 @@ struct TmaDecodeArgs {
   DecodeParams p;
 };
 
-template <int D>
+// Lone: the instance for grids of at most one block per multiprocessor (lone_slots_for), with
+// stages filling 192 KB of shared memory, so that no two blocks can share a multiprocessor even
+// when launched early behind another kernel (programmatic launch), and a short item's pages are
+// all in flight at once. Otherwise two blocks per SM up to D = 128.
+template <int D, bool Lone>
 struct TmaDecodeCfg {
-  static constexpr int kStages = D == 256 ? 2 : (D == 128 ? 3 : 6);  // two blocks per SM up to D = 128
-  static constexpr int kBoxes = D / 64;                               // 64-column boxes per row
-  static constexpr int kBoxBytes = kDecodeTile * 128;                 // 64 rows of 128 bytes
-  static constexpr int kTileBytes = kBoxes * kBoxBytes;               // K (or V) of one tile
+  static constexpr int kBoxes = D / 64;                // 64-column boxes per row
+  static constexpr int kBoxBytes = kDecodeTile * 128;  // 64 rows of 128 bytes
+  static constexpr int kTileBytes = kBoxes * kBoxBytes;  // K (or V) of one tile
+  static constexpr int kStages = Lone ? (192 << 10) / (2 * kTileBytes) : (D == 256 ? 2 : (D == 128 ? 3 : 6));
   static constexpr size_t kSmem = 1024 + size_t(kStages) * 2 * kTileBytes + 16 * D * sizeof(__nv_bfloat16);
   static_assert(size_t(kStages) * 2 * kTileBytes >= size_t(kDecodeWarps) * 16 * D * sizeof(float),
                 "merge scratch must fit");
   static_assert(size_t(kStages) * 2 * kTileBytes >= 256 * 16 * sizeof(float), "split weights must fit");
 };
 
-template <int D>
+template <int D, bool Lone>
 __global__ void __launch_bounds__(kDecodeThreads + 32) decode_tma_kernel(const __grid_constant__ TmaDecodeArgs args) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  using Cfg = TmaDecodeCfg<D>;
+  using Cfg = TmaDecodeCfg<D, Lone>;
   constexpr int S = Cfg::kStages;
   extern __shared__ unsigned char smem_raw[];
   // The swizzle repeats every 1024 bytes: stages start on such a boundary.
@@ -547,9 +553,9 @@ const void* with_smem(Kernel kernel, size_t smem) {
   return reinterpret_cast<const void*>(kernel);
 }
 
-template <int D>
+template <int D, bool Lone>
 const void* tma_kernel_ptr() {
-  static const void* k = with_smem(decode_tma_kernel<D>, TmaDecodeCfg<D>::kSmem);
+  static const void* k = with_smem(decode_tma_kernel<D, Lone>, TmaDecodeCfg<D, Lone>::kSmem);
   return k;
 }
 template <int D>
@@ -595,39 +601,68 @@ bool pool_tensor_map(const PagedAttentionArgs& a, CUtensorMap& map, CUtensorMapL
                 CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
+int multiprocessors() {
+  int dev = 0, sms = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+    return 0;
+  return sms;
+}
+
+// Blocks of the kernel resident on one multiprocessor (0 on error).
+int blocks_per_sm(const void* kernel, int threads, size_t smem) {
+  int n = 0;
+  return cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, threads, smem) == cudaSuccess ? n : 0;
+}
+
+// Variant 0: the copy engine, its lone instance for grids of at most lone_slots_for() blocks;
+// variant 2: the copy engine, two blocks per SM always; variant 1: cp.async.
+template <int D>
+int32_t slots_for() {
+  const int sms = multiprocessors();
+  const int per_sm = kernel_variant(0) != 1
+                         ? blocks_per_sm(tma_kernel_ptr<D, false>(), kDecodeThreads + 32, TmaDecodeCfg<D, false>::kSmem)
+                         : blocks_per_sm(cp_async_kernel_ptr<D>(), kDecodeThreads, DecodeCfg<D>::kSmem);
+  return sms * std::max(per_sm, 1);
+}
+
+template <int D>
+int32_t lone_slots_for() {
+  static const int32_t lone = [] {
+    const int sms = multiprocessors();
+    const bool shared = blocks_per_sm(tma_kernel_ptr<D, false>(), kDecodeThreads + 32, TmaDecodeCfg<D, false>::kSmem) > 1;
+    return shared && blocks_per_sm(tma_kernel_ptr<D, true>(), kDecodeThreads + 32, TmaDecodeCfg<D, true>::kSmem) == 1
+               ? sms
+               : 0;
+  }();
+  return kernel_variant(0) == 0 ? lone : 0;
+}
+
 template <int D>
 cudaError_t launch_decode(const DecodeParams& p, cudaStream_t stream) {
-  if (kernel_variant(0) == 0) {
+  if (kernel_variant(0) != 1) {
     TmaDecodeArgs args;
     args.p = p;
     if (pool_tensor_map(p.a, args.kv, CU_TENSOR_MAP_L2_PROMOTION_NONE)) {
-      tma_kernel_ptr<D>();
-      return launch(decode_tma_kernel<D>, p.n_items, kDecodeThreads + 32, TmaDecodeCfg<D>::kSmem, stream, args);
+      if (p.n_items <= lone_slots_for<D>())
+        return launch(decode_tma_kernel<D, true>, p.n_items, kDecodeThreads + 32, TmaDecodeCfg<D, true>::kSmem, stream,
+                      args);
+      tma_kernel_ptr<D, false>();
+      return launch(decode_tma_kernel<D, false>, p.n_items, kDecodeThreads + 32, TmaDecodeCfg<D, false>::kSmem, stream,
+                    args);
     }
   }
   cp_async_kernel_ptr<D>();
   return launch(decode_kernel<D>, p.n_items, kDecodeThreads, DecodeCfg<D>::kSmem, stream, p);
 }
 
-template <int D>
-int32_t slots_for() {
-  int dev = 0, sms = 0, per_sm = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess) return 0;
-  if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) return 0;
-  const bool tma = kernel_variant(0) == 0;
-  const cudaError_t e =
-      tma ? cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, tma_kernel_ptr<D>(), kDecodeThreads + 32,
-                                                          TmaDecodeCfg<D>::kSmem)
-          : cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, cp_async_kernel_ptr<D>(), kDecodeThreads,
-                                                          DecodeCfg<D>::kSmem);
-  if (e != cudaSuccess) return 0;
-  return sms * std::max(per_sm, 1);
-}
-
 }  // namespace detail
 
 int32_t decode_slots(int32_t head_dim) {
   return detail::with_head_dim(head_dim, int32_t{0}, [](auto D) { return detail::slots_for<D>(); });
+}
+
+int32_t decode_lone_slots(int32_t head_dim) {
+  return detail::with_head_dim(head_dim, int32_t{0}, [](auto D) { return detail::lone_slots_for<D>(); });
 }
 
 cudaError_t decode_attention(const DecodeParams& p, cudaStream_t stream) {

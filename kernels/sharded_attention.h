@@ -76,12 +76,17 @@ struct DecodePlan {
 
 struct DecodePlanOptions {
   int32_t slots = 264;             // thread blocks resident at once (decode_slots())
+  // Grids of at most this many blocks run one block per multiprocessor, each streaming about as
+  // fast as two shared blocks (decode_lone_slots(); 0: never).
+  int32_t lone_slots = 0;
   int32_t min_split_tokens = 256;  // no split shorter than this (rounded to whole pages)
   int32_t max_splits = 256;        // per list
 };
 
 // Thread blocks of the decode kernel resident on the current device at once for head_dim.
 int32_t decode_slots(int32_t head_dim);
+// The largest decode grid that runs one block per multiprocessor (the multiprocessor count), or 0.
+int32_t decode_lone_slots(int32_t head_dim);
 
 // Plans the decode of `decode_chunks` (chunk ids whose lists are read; one query token each) for
 // layers [0, n_layers) from the host copies of indptr and list_end (null: flat lists). Work items
@@ -148,9 +153,10 @@ cudaError_t write_kv(const KvWriteParams& p, cudaStream_t stream);
 // ---- tuning ---------------------------------------------------------------------------------
 // Benchmark knob (not thread-safe; process-wide): kernel variants. Decode (every head_dim) 0: pages
 // streamed by the copy engine (bulk tensor copies, needs kv_pool_pages; default); 1: cp.async by
-// every thread. Prefill (head_dim 128) 0: warpgroup MMA (wgmma) with pages streamed by the copy
-// engine where it runs (default; else as 2), 1: mma.sync with 32 keys per tile, 2: mma.sync with
-// 64. Plan decode after changing it (decode_slots() depends on it).
+// every thread; 2: as 0 but never one block per multiprocessor. Prefill (head_dim 128) 0: warpgroup
+// MMA (wgmma) with pages streamed by the copy engine where it runs (default; else as 2), 1:
+// mma.sync with 32 keys per tile, 2: mma.sync with 64. Plan decode after changing it
+// (decode_slots() and decode_lone_slots() depend on it).
 void set_kernel_variant(int32_t decode, int32_t prefill);
 
 // Whether this build and GPU run the warpgroup-MMA prefill kernel (device code built for sm_90a,

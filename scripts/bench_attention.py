@@ -650,7 +650,8 @@ def main():
     ap.add_argument("--ours-only", action="store_true", help="no torch peers (references still computed)")
     ap.add_argument("--variants", nargs="*", default=["0,0", "1,2"],
                     help="kernel variants to time, 'decode,prefill[,slots]' each (slots: the decode plan's "
-                         "resident-block count, 0 = the kernel's); the best is reported")
+                         "resident-block count, 0 = the kernel's; negative: plan one block per multiprocessor for at most "
+                         "that many items); the best is reported")
     ap.add_argument("--skip-prefill", action="store_true")
     ap.add_argument("--decode-flush", nargs="+", choices=["zero", "read"], default=["read", "zero"],
                     help="L2 flush before each timed decode run; the first kind's times fill the main table")

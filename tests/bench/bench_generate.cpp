@@ -3,12 +3,13 @@
 //   bench_generate [--model PATH] [--device cpu|cuda|auto] [--plan SPEC[|SPEC...]] [--prompt N[,N...]]
 //                  [--gen N] [--batch B[,B...]] [--context N[,N...]] [--reps R] [--json FILE]
 //                  [--attention sharded[,simple]] [--gemv on[,off]] [--pdl on[,off]]
-//                  [--decode tma[,cp.async]] [--fuse on[,off]]
+//                  [--decode tma[,cp.async][,tma-shared]] [--fuse on[,off]]
 // Every combination runs in one process, side by side (the weights are made or loaded once):
 // for each attention kernel (CUDA: `simple` is HEADSHARD_ATTENTION=simple), each choice of the
 // single-row GEMM kernel (CUDA: `off` is HEADSHARD_CUDA_GEMV=0, cuBLAS only), of programmatic
 // dependent launch (CUDA: `off` is HEADSHARD_CUDA_PDL=0), of the sharded decode kernel (CUDA:
-// `cp.async` is HEADSHARD_CUDA_DECODE=cp.async), of the single-row kernel converting the
+// `cp.async` is HEADSHARD_CUDA_DECODE=cp.async, `tma-shared` the copy engine never one block per
+// multiprocessor), of the single-row kernel converting the
 // attention output itself (CUDA: `off` is HEADSHARD_CUDA_FUSE=0) and each plan,
 // prompt processing of each --prompt length, then decoding: each of `batch` sequences starts
 // from --context tokens of random prompt (default 64), then all decode --gen tokens together,
@@ -70,7 +71,7 @@ int main(int argc, char** argv) try {
   std::vector<Switch> switches = {{"attention", "HEADSHARD_ATTENTION", {"sharded", "simple"}},
                                   {"gemv", "HEADSHARD_CUDA_GEMV", {"on", "off"}},
                                   {"pdl", "HEADSHARD_CUDA_PDL", {"on", "off"}},
-                                  {"decode", "HEADSHARD_CUDA_DECODE", {"tma", "cp.async"}},
+                                  {"decode", "HEADSHARD_CUDA_DECODE", {"tma", "cp.async", "tma-shared"}},
                                   {"fuse", "HEADSHARD_CUDA_FUSE", {"on", "off"}}};
   for (Switch& w : switches) {
     w.chosen = split(a.str(w.name, w.values[0]), ',');

@@ -353,16 +353,16 @@ std::string describe(const Problem& p) {
 }
 
 // Runs prefill on every chunk and decode on the one-token chunks; compares both with the CPU.
-// Both decode kernels (set_kernel_variant) run, and at head dim 128 the three prefill variants
-// (warpgroup MMA, and mma.sync with 32 and with 64 keys per tile; the third with prefill alone);
-// variants 0 and 2 read the lists apart, as the CUDA backend lays them out.
+// The three decode variants (set_kernel_variant: the copy engine with its one-block-per-SM
+// instance for small grids, cp.async, the copy engine always two blocks per SM) run, and at head
+// dim 128 the three prefill variants (warpgroup MMA, and mma.sync with 32 and with 64 keys per
+// tile); variants 0 and 2 read the lists apart, as the CUDA backend lays them out.
 void check_variant(const Problem& p, K::DecodePlanOptions dopt, bool run_prefill, bool run_decode, bool apart);
 void check_problem(const Problem& p, K::DecodePlanOptions dopt = {}, bool run_prefill = true) {
   for (int v = 0; v < 3; ++v) {
-    if (v == 2 && (p.D != 128 || !run_prefill)) break;
     SCOPED_TRACE("kernel variant " + std::to_string(v) + (v != 1 ? ", lists apart" : ", flat lists"));
-    K::set_kernel_variant(v % 2, p.D == 128 ? v : 0);
-    check_variant(p, dopt, run_prefill && (v == 0 || p.D == 128), v < 2, v != 1);
+    K::set_kernel_variant(v, p.D == 128 ? v : 0);
+    check_variant(p, dopt, run_prefill && (v == 0 || p.D == 128), true, v != 1);
   }
   K::set_kernel_variant(0, 0);
 }
@@ -396,7 +396,10 @@ void check_variant(const Problem& p, K::DecodePlanOptions dopt, bool run_prefill
   }
   if (run_decode && !dec.empty()) {
     K::DecodePlan plan;
-    if (dopt.slots <= 0) dopt.slots = K::decode_slots(p.D);
+    if (dopt.slots <= 0) {  // the device's own (tests that set slots plan without lone blocks)
+      dopt.slots = K::decode_slots(p.D);
+      dopt.lone_slots = K::decode_lone_slots(p.D);
+    }
     K::plan_decode(apart ? f.begin.data() : f.indptr.data(), apart ? f.end.data() : nullptr, dec.data(),
                    int(dec.size()), p.n_layers, p.n_kv, p.B, dopt, plan);
     const int b = plan.layer_begin[p.layer], e = plan.layer_begin[p.layer + 1];
@@ -662,6 +665,28 @@ TEST(PrefillTileSearch, VisitsExactlyTheAttendedUnits) {
 // workspace slots per layer, whatever the slot count. Half the trials give every layer the same
 // list lengths (as a model's layers usually have), and then each layer's items must be those of
 // planning that layer alone.
+// Batch 1 at 32k tokens, strided: eight lists of 80 pages (B = 64), splits of at least 256 tokens
+// (4 pages), 264 shared slots, a cost of 2 pages per block. Shared blocks only: 4 pages an item
+// (160 items) costs 4 + 2, the least. With one block per multiprocessor for grids of up to 132
+// blocks, each streaming twice as fast: 5 pages an item (128 items) costs 5 / 2 + 2 = 4.5, against
+// 6 / 2 + 2 = 5 for 6 pages (112 items) and 6 for 4 pages (160 items, too many to run alone).
+TEST(DecodePlan, SmallGridsPlanOneBlockPerMultiprocessor) {
+  const int n_kv = 8, len = 80, B = 64;
+  std::vector<int32_t> indptr(n_kv + 1);
+  for (int h = 0; h <= n_kv; ++h) indptr[h] = h * len;
+  const int32_t chunk = 0;
+  for (int lone : {0, 132}) {
+    K::DecodePlanOptions o;
+    o.slots = 264;
+    o.lone_slots = lone;
+    K::DecodePlan plan;
+    K::plan_decode(indptr.data(), nullptr, &chunk, 1, 1, n_kv, B, o, plan);
+    const int want = lone ? 5 : 4;
+    ASSERT_EQ(plan.layer_begin[1], n_kv * len / want) << "lone " << lone;
+    for (const K::DecodeWorkItem& it : plan.items) EXPECT_EQ(it.e_end - it.e_begin, want) << "lone " << lone;
+  }
+}
+
 TEST(DecodePlan, CoversEveryListOnce) {
   std::mt19937_64 rng(std::random_device{}());
   for (int trial = 0; trial < 300; ++trial) {
@@ -686,6 +711,7 @@ TEST(DecodePlan, CoversEveryListOnce) {
     if (dec.empty()) dec.push_back(0);
     K::DecodePlanOptions o;
     o.slots = uni(rng, 1, 600);
+    o.lone_slots = uni(rng, 0, 1) ? uni(rng, 1, 300) : 0;
     o.min_split_tokens = uni(rng, 1, 1024);
     K::DecodePlan plan;
     K::plan_decode(apart ? begin.data() : indptr.data(), apart ? end.data() : nullptr, dec.data(), int(dec.size()),

@@ -248,9 +248,10 @@ CudaBackend::CudaBackend(std::shared_ptr<const ModelWeights> w, int device)
   // Each kernel is scheduled while the one before it runs (programmatic dependent launch), so that
   // its launch latency hides behind that kernel's tail; HEADSHARD_CUDA_PDL=0 for comparisons.
   kernels::set_programmatic_launch(!env_is("HEADSHARD_CUDA_PDL", "0"));
-  // The sharded decode streams pages with the copy engine; HEADSHARD_CUDA_DECODE=cp.async for
-  // comparisons.
-  kernels::set_kernel_variant(env_is("HEADSHARD_CUDA_DECODE", "cp.async") ? 1 : 0, 0);
+  // The sharded decode streams pages with the copy engine; for comparisons,
+  // HEADSHARD_CUDA_DECODE=cp.async, or tma-shared (never one block per multiprocessor).
+  const bool cp_async = env_is("HEADSHARD_CUDA_DECODE", "cp.async");
+  kernels::set_kernel_variant(cp_async ? 1 : env_is("HEADSHARD_CUDA_DECODE", "tma-shared") ? 2 : 0, 0);
   gemm_ = std::make_unique<cuda::Gemm>(stream_.s, !env_is("HEADSHARD_CUDA_GEMV", "0"));
   dw_ = cuda::upload_weights(*w_, gemm_type(c_), stream_.s);
   spdlog::info("CUDA GEMMs in {}", dw_.type == cuda::GemmType::FP16 ? "fp16" : "bf16");
@@ -330,8 +331,10 @@ void CudaBackend::forward(const Batch& batch, const KvStepMeta& meta, Logits& ou
   timer_.phase(2);
   timer_.gpu_begin();
   if (bucket > 0) {
-    // A graph bakes in the decode launch's grid, sized by the plan's capacity class.
-    const int capacity_class = sharded_kernels_ ? std::bit_width(static_cast<unsigned>(sharded_.capacity())) : 0;
+    // A graph bakes in the decode launch's grid, sized by the plan's capacity class: a power of
+    // two, or the one-block-per-multiprocessor grid below the next one.
+    const unsigned cap = sharded_kernels_ ? static_cast<unsigned>(sharded_.capacity()) : 0;
+    const int capacity_class = std::bit_width(cap) + (std::has_single_bit(cap) || cap == 0 ? 0 : 32);
     graphs_.run(bucket * 64 + capacity_class, generation_, stream_.s, [&] { record_step(s); });
   } else
     record_step(s);

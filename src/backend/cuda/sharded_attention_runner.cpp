@@ -31,6 +31,7 @@ void ShardedAttentionRunner::configure(const ModelConfig& c, int32_t block_size)
   block_size_ = block_size;
   options_ = {};
   options_.slots = std::max(1, kernels::decode_slots(c.head_dim));
+  options_.lone_slots = kernels::decode_lone_slots(c.head_dim);
   HS_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -48,6 +49,8 @@ bool ShardedAttentionRunner::plan(const StepShape& shape, const StepInputs& in, 
   for (int l = 0; l < c_.n_layers; ++l)
     widest = std::max(widest, decode_.layer_begin[l + 1] - decode_.layer_begin[l]);
   capacity_ = widest > 0 ? next_pow2(widest) : 0;
+  // A grid planned to run one block per multiprocessor must stay within that count.
+  if (widest <= options_.lone_slots) capacity_ = std::min(capacity_, options_.lone_slots);
   n_groups_ = decode_.n_groups;
   kernels::plan_prefill(prefill_chunks_.data(), static_cast<int32_t>(prefill_chunks_.size()), in.host_chunk_pos0(),
                         tok0, c_.head_dim, prefill_);

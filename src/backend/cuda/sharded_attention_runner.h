@@ -4,7 +4,8 @@
 //
 // One-token chunks go to the decode kernel, longer chunks to the prefill kernel. The decode
 // launch reads its layer's item range from the device and has a fixed grid (`capacity()`, a power
-// of two at least the largest layer's item count), so a decode step captured in a CUDA graph
+// of two at least the largest layer's item count, or the decode_lone_slots() grid when that is
+// smaller and holds the items), so a decode step captured in a CUDA graph
 // stays valid as contexts grow: only the uploaded plan changes, and the graph is captured again
 // only when the capacity class changes (use it in the graph key).
 #pragma once
