@@ -394,7 +394,9 @@ __global__ void __launch_bounds__(kDecodeThreads + 32) decode_tma_kernel(const _
     for (int k = 0; k < n_tiles; ++k) {
       const int st = k % S;
       mbar_wait(&full[st], (k / S) & 1);
-      const uint32_t vis = (visible[st][warp >> 1] >> ((warp & 1) * 16)) & 0xffffu;
+      // Read by the lane that will release the stage (its arrive orders its own accesses only).
+      uint32_t vis = lane == 0 ? (visible[st][warp >> 1] >> ((warp & 1) * 16)) & 0xffffu : 0u;
+      vis = __shfl_sync(kFull, vis, 0);
       const unsigned char* Kt = Kbuf + st * Cfg::kTileBytes;
       unsigned char* Vt = Vbuf + st * Cfg::kTileBytes;
       if (vis != 0) {

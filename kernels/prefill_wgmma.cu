@@ -128,7 +128,7 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const __grid
 
   if (tid == 0) {
     for (int s = 0; s < S; ++s) {
-      mbar_init(&full[s], 1);
+      mbar_init(&full[s], 32);  // every producer lane: each releases the keys it wrote
       mbar_init(&empty[s], kConsumers / 32);
     }
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
@@ -183,6 +183,7 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const __grid
         info[st][3] = invalid;
       }
       __syncwarp();
+      if (lane != 0) mbar_arrive(&full[st]);
       if (lane == 0) {
         mbar_arrive_expect_tx(&full[st], uint32_t(n_units) * 2u * uint32_t(q.U) * kD * 2u);
 #pragma unroll
