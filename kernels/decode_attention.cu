@@ -605,7 +605,8 @@ bool pool_tensor_map(const PagedAttentionArgs& a, CUtensorMap& map, CUtensorMapL
 
 int multiprocessors() {
   int dev = 0, sms = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
     return 0;
   return sms;
 }
@@ -630,11 +631,10 @@ int32_t slots_for() {
 template <int D>
 int32_t lone_slots_for() {
   static const int32_t lone = [] {
-    const int sms = multiprocessors();
-    const bool shared = blocks_per_sm(tma_kernel_ptr<D, false>(), kDecodeThreads + 32, TmaDecodeCfg<D, false>::kSmem) > 1;
-    return shared && blocks_per_sm(tma_kernel_ptr<D, true>(), kDecodeThreads + 32, TmaDecodeCfg<D, true>::kSmem) == 1
-               ? sms
-               : 0;
+    constexpr int threads = kDecodeThreads + 32;
+    const bool shared = blocks_per_sm(tma_kernel_ptr<D, false>(), threads, TmaDecodeCfg<D, false>::kSmem) > 1;
+    const bool alone = blocks_per_sm(tma_kernel_ptr<D, true>(), threads, TmaDecodeCfg<D, true>::kSmem) == 1;
+    return shared && alone ? multiprocessors() : 0;
   }();
   return kernel_variant(0) == 0 ? lone : 0;
 }

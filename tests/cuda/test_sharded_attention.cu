@@ -661,10 +661,6 @@ TEST(PrefillTileSearch, VisitsExactlyTheAttendedUnits) {
   }
 }
 
-// The decode plan cuts every list into consecutive runs covering it exactly once, with distinct
-// workspace slots per layer, whatever the slot count. Half the trials give every layer the same
-// list lengths (as a model's layers usually have), and then each layer's items must be those of
-// planning that layer alone.
 // Batch 1 at 32k tokens, strided: eight lists of 80 pages (B = 64), splits of at least 256 tokens
 // (4 pages), 264 shared slots, a cost of 2 pages per block. Shared blocks only: 4 pages an item
 // (160 items) costs 4 + 2, the least. With one block per multiprocessor for grids of up to 132
@@ -687,6 +683,10 @@ TEST(DecodePlan, SmallGridsPlanOneBlockPerMultiprocessor) {
   }
 }
 
+// The decode plan cuts every list into consecutive runs covering it exactly once, with distinct
+// workspace slots per layer, whatever the slot count. Half the trials give every layer the same
+// list lengths (as a model's layers usually have), and then each layer's items must be those of
+// planning that layer alone.
 TEST(DecodePlan, CoversEveryListOnce) {
   std::mt19937_64 rng(std::random_device{}());
   for (int trial = 0; trial < 300; ++trial) {
