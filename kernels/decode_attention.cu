@@ -566,13 +566,14 @@ const void* cp_async_kernel_ptr() {
   return k;
 }
 
-int compute_capability_major() {
-  int dev = 0, major = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess ||
-      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess)
-    return 0;
-  return major;
+// An attribute of the current device; 0 when it cannot be read.
+int device_attribute(cudaDeviceAttr attr) {
+  int dev = 0, v = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&v, attr, dev) != cudaSuccess) return 0;
+  return v;
 }
+
+int compute_capability_major() { return device_attribute(cudaDevAttrComputeCapabilityMajor); }
 
 // cuTensorMapEncodeTiled, from the driver; null when it has none or the GPU predates the copy
 // engine's tensor copies (compute capability 9).
@@ -603,14 +604,6 @@ bool pool_tensor_map(const PagedAttentionArgs& a, CUtensorMap& map, CUtensorMapL
                 CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
-int multiprocessors() {
-  int dev = 0, sms = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess ||
-      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
-    return 0;
-  return sms;
-}
-
 // Blocks of the kernel resident on one multiprocessor (0 on error).
 int blocks_per_sm(const void* kernel, int threads, size_t smem) {
   int n = 0;
@@ -621,7 +614,7 @@ int blocks_per_sm(const void* kernel, int threads, size_t smem) {
 // variant 2: the copy engine, two blocks per SM always; variant 1: cp.async.
 template <int D>
 int32_t slots_for() {
-  const int sms = multiprocessors();
+  const int sms = device_attribute(cudaDevAttrMultiProcessorCount);
   const int per_sm = kernel_variant(0) != 1
                          ? blocks_per_sm(tma_kernel_ptr<D, false>(), kDecodeThreads + 32, TmaDecodeCfg<D, false>::kSmem)
                          : blocks_per_sm(cp_async_kernel_ptr<D>(), kDecodeThreads, DecodeCfg<D>::kSmem);
@@ -634,7 +627,7 @@ int32_t lone_slots_for() {
     constexpr int threads = kDecodeThreads + 32;
     const bool shared = blocks_per_sm(tma_kernel_ptr<D, false>(), threads, TmaDecodeCfg<D, false>::kSmem) > 1;
     const bool alone = blocks_per_sm(tma_kernel_ptr<D, true>(), threads, TmaDecodeCfg<D, true>::kSmem) == 1;
-    return shared && alone ? multiprocessors() : 0;
+    return shared && alone ? device_attribute(cudaDevAttrMultiProcessorCount) : 0;
   }();
   return kernel_variant(0) == 0 ? lone : 0;
 }
