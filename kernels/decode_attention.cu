@@ -632,19 +632,21 @@ int32_t lone_slots_for() {
   return kernel_variant(0) == 0 ? lone : 0;
 }
 
+// One instance of the copy-engine kernel, its shared-memory limit set first (tma_kernel_ptr).
+template <int D, bool Lone>
+cudaError_t launch_tma(const TmaDecodeArgs& args, cudaStream_t stream) {
+  tma_kernel_ptr<D, Lone>();
+  return launch(decode_tma_kernel<D, Lone>, args.p.n_items, kDecodeThreads + 32, TmaDecodeCfg<D, Lone>::kSmem, stream,
+                args);
+}
+
 template <int D>
 cudaError_t launch_decode(const DecodeParams& p, cudaStream_t stream) {
   if (kernel_variant(0) != 1) {
     TmaDecodeArgs args;
     args.p = p;
-    if (pool_tensor_map(p.a, args.kv, CU_TENSOR_MAP_L2_PROMOTION_NONE)) {
-      if (p.n_items <= lone_slots_for<D>())
-        return launch(decode_tma_kernel<D, true>, p.n_items, kDecodeThreads + 32, TmaDecodeCfg<D, true>::kSmem, stream,
-                      args);
-      tma_kernel_ptr<D, false>();
-      return launch(decode_tma_kernel<D, false>, p.n_items, kDecodeThreads + 32, TmaDecodeCfg<D, false>::kSmem, stream,
-                    args);
-    }
+    if (pool_tensor_map(p.a, args.kv, CU_TENSOR_MAP_L2_PROMOTION_NONE))
+      return p.n_items <= lone_slots_for<D>() ? launch_tma<D, true>(args, stream) : launch_tma<D, false>(args, stream);
   }
   cp_async_kernel_ptr<D>();
   return launch(decode_kernel<D>, p.n_items, kDecodeThreads, DecodeCfg<D>::kSmem, stream, p);

@@ -561,12 +561,19 @@ def prefill_shape(lib, args, peers, rows, n, stream, scale):
     del q, k, v, pool, pv, out, qt, d, sdpa_res
 
 
+def by_variant(r, prefix):
+    """A decode row's times (us) of the keys that start with prefix, in the order the variants ran."""
+    return " / ".join(f"{r[k] * 1e3:.1f}" if r[k] else "fail" for k in r if k.startswith(prefix))
+
+
 def print_tables(results):
     cb = results.get("copy_TBps")
     print(f"\n== device copy bandwidth (read + write): {cb:.2f} TB/s" if cb else "")
     dec = results.get("decode", [])
     if dec:
         print("\n== decode: 32 q / 8 kv heads, D=128, B=64, bf16; times in us; BW = bytes that must be read / time")
+        print("   us by variant, in the order run: " + ", ".join(
+            dict.fromkeys(k[len("ours_ms_"):] for r in dec for k in r if k.startswith("ours_ms_v"))))
         w = [6, 7, 8, 9, 7, 7, 6, 4, 15, 9, 9, 9, 9, 8, 9]
         print(fmt_row(["batch", "ctx", "plan", "ours_us", "TB/s", "TFLOP/s", "items", "var", "us by variant", "cudnn",
                        "flash", "effic", "flex", "best_TBs", "rel_err"], w))
@@ -580,7 +587,7 @@ def print_tables(results):
             err = r.get("rel_err")
             print(fmt_row([r["batch"], r["ctx"], r["plan"], f"{r['ours_ms'] * 1e3:.1f}", f"{r['ours_TBps']:.2f}",
                            f"{r['ours_TFLOPs']:.1f}", r["items"], r.get("ours_variant", "-"),
-                           " / ".join(us(k) for k in sorted(r) if k.startswith("ours_ms_v")),
+                           by_variant(r, "ours_ms_v"),
                            us("sdpa_cudnn_ms") if r["plan"] == "dense" else "-",
                            us("sdpa_flash_ms") if r["plan"] == "dense" else "-",
                            us("sdpa_efficient_ms") if r["plan"] == "dense" else "-",
@@ -598,8 +605,7 @@ def print_tables(results):
             peers_ms = [r.get(f"sdpa_{b}_ms_{kind}") for b in ("cudnn", "flash", "efficient")]
             best = min((m for m in peers_ms if m), default=None)
             print(fmt_row([r["batch"], r["ctx"], r["plan"], f"{x * 1e3:.1f}", f"{r['bytes'] / (x * 1e-3) / 1e12:.2f}",
-                           " / ".join(f"{r[k] * 1e3:.1f}" for k in sorted(r)
-                                      if k.startswith(f"ours_ms_{kind}_v")),
+                           by_variant(r, f"ours_ms_{kind}_v"),
                            *(f"{m * 1e3:.1f}" if m else "-" for m in peers_ms[:2]),
                            f"{best / x:.2f}x" if best else "-"], w))
     pre = results.get("prefill", [])
