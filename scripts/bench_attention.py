@@ -375,7 +375,11 @@ def decode_shape(lib, args, peers, rows, copy_bw, batch, ctx, stream, scale):
             vkey = f"v{dv}" + (f"_slots{slots}" if slots else "")
             if ref is not None:
                 row["rel_err_" + vkey] = rel_err(out[:nref], ref)
+            # A named range, so that a profiler can take this shape's kernel alone:
+            # ncu --nvtx --nvtx-include "decode b1 ctx32768 strided v0/" ...
+            torch.cuda.nvtx.range_push(f"decode b{batch} ctx{ctx} {plan} {vkey}")
             t = timed(ours, args.decode_flush)
+            torch.cuda.nvtx.range_pop()
             lib.hs_decode_free(h)
             ms = t["ms"]
             row.update({"ours_" + key + "_" + vkey: x for key, x in t.items()})

@@ -223,7 +223,11 @@ bool Engine::step() {
   // The rest sample on the host, in parallel (each sequence has its own sampler and random
   // stream, so the result does not depend on the threads); then tokens are emitted in order.
   sampled_.resize(ready.size());
-  ThreadPool::global().parallel_for(static_cast<int64_t>(ready.size()), 4, [&](int64_t b, int64_t e) {
+  const bool host_samples = std::any_of(ready.begin(), ready.end(), [&](size_t i) {
+    return logits_.sampled.empty() || logits_.sampled[i] < 0;
+  });
+  const int64_t n_ready = static_cast<int64_t>(ready.size());
+  ThreadPool::global().parallel_for(n_ready, host_samples ? 4 : n_ready, [&](int64_t b, int64_t e) {
     for (int64_t k = b; k < e; ++k) {
       Sequence& s = *plan[ready[k]].seq;
       const int32_t on_backend = logits_.sampled.empty() ? -1 : logits_.sampled[ready[k]];

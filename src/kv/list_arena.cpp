@@ -20,6 +20,10 @@ int32_t capacity_for(int32_t n) { return static_cast<int32_t>(std::bit_ceil(stat
 // step's own lists before the arena is laid out anew.
 constexpr int64_t kSlack = int64_t{1} << 16;
 
+// The loops over a step's sequences run in tasks of some thousands of lists (a few microseconds):
+// a step of a few sequences is done before the pool's threads would wake.
+int64_t seqs_per_task(int32_t lists_per_seq) { return std::max<int64_t>(1, 4096 / std::max(1, lists_per_seq)); }
+
 }  // namespace
 
 void ListArena::clear() {
@@ -49,7 +53,7 @@ int64_t ListArena::assign(const KvStepMeta& meta) {
   // In parallel: the capacity the step's lists take and which outgrew their regions ...
   live_.assign(n_chunks, 0);
   grown_.assign(n_chunks, 0);
-  ThreadPool::global().parallel_for(n_chunks, 4, [&](int64_t c0, int64_t c1) {
+  ThreadPool::global().parallel_for(n_chunks, seqs_per_task(L), [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c)
       for (int32_t i = 0; i < L; ++i) {
         const int64_t l = c * L + i;
@@ -110,7 +114,7 @@ void ListArena::place(const KvStepMeta& meta, const std::vector<int64_t>& seqs, 
   count_.assign(n_lists + 1, 0);
   out.begin.resize(n_lists);
   out.end.resize(n_lists);
-  ThreadPool::global().parallel_for(meta.n_chunks, 4, [&](int64_t c0, int64_t c1) {
+  ThreadPool::global().parallel_for(meta.n_chunks, seqs_per_task(L), [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c)
       for (int32_t i = 0; i < L; ++i) {
         const int64_t l = c * L + i;

@@ -276,10 +276,13 @@ void PagedKvCache::build_step(const std::vector<std::pair<int64_t, int32_t>>& ch
 
   // Write slots, (layer, head) major then the step's tokens. A chunk's positions are consecutive,
   // so one forward walk through the (ascending) list, from the first block, finds every block.
-  // (Layer, head) pairs fill disjoint ranges, so they too spread over the threads.
+  // (Layer, head) pairs fill disjoint ranges, so they too spread over the threads, in tasks of
+  // some thousands of list visits and slots: a decode step of a few sequences is done sooner
+  // than the pool's threads wake.
   meta.write_slots.resize(static_cast<size_t>(per_chunk) * meta.n_tokens);
   std::atomic<bool> missing{false};  // thrown below: an exception must not leave a pool thread
-  ThreadPool::global().parallel_for(per_chunk, 8, [&](int64_t i0, int64_t i1) {
+  const int64_t lists_per_task = std::max<int64_t>(8, 2048 / (int64_t{n_chunks} + meta.n_tokens));
+  ThreadPool::global().parallel_for(per_chunk, lists_per_task, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i)
       for (int32_t c = 0; c < n_chunks; ++c) {
         const auto& list = states[c]->lists[i];

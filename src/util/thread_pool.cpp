@@ -8,7 +8,8 @@ namespace hs {
 
 ThreadPool::ThreadPool(int n_threads) {
   if (n_threads <= 0) n_threads = std::max(1u, std::thread::hardware_concurrency());
-  for (int i = 1; i < n_threads; ++i) workers_.emplace_back([this] { worker_loop(); });
+  for (int i = 1; i < n_threads; ++i) workers_.push_back(std::make_unique<Worker>());
+  for (auto& w : workers_) w->thread = std::thread([this, &w = *w] { worker_loop(w); });
 }
 
 ThreadPool::~ThreadPool() {
@@ -16,8 +17,8 @@ ThreadPool::~ThreadPool() {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
   }
-  wake_.notify_all();
-  for (auto& t : workers_) t.join();
+  for (auto& w : workers_) w->wake.notify_one();
+  for (auto& w : workers_) w->thread.join();
 }
 
 void ThreadPool::run_chunks() {
@@ -28,14 +29,13 @@ void ThreadPool::run_chunks() {
   }
 }
 
-void ThreadPool::worker_loop() {
-  uint64_t seen = 0;
+void ThreadPool::worker_loop(Worker& w) {
   for (;;) {
     {
       std::unique_lock<std::mutex> lock(mu_);
-      wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
+      w.wake.wait(lock, [&] { return stop_ || w.go; });
       if (stop_) return;
-      seen = generation_;
+      w.go = false;
     }
     run_chunks();
     {
@@ -48,7 +48,10 @@ void ThreadPool::worker_loop() {
 void ThreadPool::parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;
   grain = std::max<int64_t>(1, grain);
-  if (workers_.empty() || n <= grain) {
+  // Waking and waiting for the whole pool costs more than a few chunks: a call takes one worker
+  // per chunk past the first. Every worker is idle here (the last call waited for its own).
+  const int helpers = static_cast<int>(std::min<int64_t>(static_cast<int64_t>(workers_.size()), (n - 1) / grain));
+  if (helpers == 0) {
     fn(0, n);
     return;
   }
@@ -59,10 +62,10 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain, const std::function<void
     n_ = n;
     grain_ = grain;
     next_.store(0);
-    active_ = static_cast<int>(workers_.size());
-    ++generation_;
+    active_ = helpers;
+    for (int i = 0; i < helpers; ++i) workers_[i]->go = true;
   }
-  wake_.notify_all();
+  for (int i = 0; i < helpers; ++i) workers_[i]->wake.notify_one();
   run_chunks();
   std::unique_lock<std::mutex> lock(mu_);
   done_.wait(lock, [&] { return active_ == 0; });
