@@ -69,65 +69,59 @@ bool programmatic_launch() { return g_programmatic; }
 void plan_decode(const int32_t* indptr, const int32_t* list_end, const int32_t* decode_chunks, int32_t n_dc,
                  int32_t n_layers, int32_t n_kv_heads, int32_t block_size, const DecodePlanOptions& opt,
                  DecodePlan& plan) {
-  plan.items.clear();
   plan.layer_begin.assign(n_layers + 1, 0);
   plan.max_partials = 0;
   plan.n_groups = n_dc * n_kv_heads;
   const int32_t slots = std::max(1, opt.slots);
   const int32_t min_entries = std::max<int32_t>(1, int32_t(ceil_div(std::max(opt.min_split_tokens, 1), block_size)));
   const int32_t overhead = std::max<int32_t>(1, 128 / block_size);  // about two 64-token tiles
+  auto list_of = [&](int32_t chunk, int32_t layer, int32_t h) { return (chunk * n_layers + layer) * n_kv_heads + h; };
   std::vector<int32_t> lens(size_t(n_dc) * n_kv_heads), prev_lens;
   std::vector<int32_t> cand;
-  int32_t best_p = 1;
-  // The layer's items: each list cut into equal splits of at most P entries, largest first.
+  // Layers whose lists have the lengths of the previous layer's (the usual case) split alike: they
+  // repeat the items of the last layer planned (its root), moved to their own lists. Planned
+  // layers' items go to `planned` first, each list cut into equal splits of at most P entries,
+  // largest first.
+  std::vector<int32_t> root(n_layers, 0), planned_begin(n_layers + 1, 0);
+  std::vector<DecodeWorkItem> planned;
   auto emit = [&](int32_t layer, int32_t P) {
+    const size_t first = planned.size();
     int32_t partials = 0;
     for (int32_t c = 0; c < n_dc; ++c)
       for (int32_t h = 0; h < n_kv_heads; ++h) {
-        const int32_t l = (decode_chunks[c] * n_layers + layer) * n_kv_heads + h;
         const int32_t n = lens[size_t(c) * n_kv_heads + h];
         const int32_t ns = int32_t(std::max<int64_t>(1, ceil_div(n, P)));
-        int32_t e = indptr[l];
+        int32_t e = indptr[list_of(decode_chunks[c], layer, h)];
         for (int32_t k = 0; k < ns; ++k) {
           const int32_t len = n / ns + (k < n % ns ? 1 : 0);
-          plan.items.push_back(DecodeWorkItem{decode_chunks[c], h, e, e + len, k, ns, ns > 1 ? partials : 0,
-                                              c * n_kv_heads + h});
+          planned.push_back(DecodeWorkItem{decode_chunks[c], h, e, e + len, k, ns, ns > 1 ? partials : 0,
+                                           c * n_kv_heads + h});
           e += len;
         }
         if (ns > 1) partials += ns;
       }
     plan.max_partials = std::max(plan.max_partials, partials);
-    std::stable_sort(plan.items.begin() + plan.layer_begin[layer], plan.items.end(),
-                     [](const DecodeWorkItem& x, const DecodeWorkItem& y) {
-                       return x.e_end - x.e_begin > y.e_end - y.e_begin;
-                     });
+    std::stable_sort(planned.begin() + first, planned.end(), [](const DecodeWorkItem& x, const DecodeWorkItem& y) {
+      return x.e_end - x.e_begin > y.e_end - y.e_begin;
+    });
   };
   for (int32_t layer = 0; layer < n_layers; ++layer) {
-    plan.layer_begin[layer] = int32_t(plan.items.size());
+    planned_begin[layer] = int32_t(planned.size());
     int64_t total = 0;
     int32_t lmax = 0;
     for (int32_t c = 0; c < n_dc; ++c)
       for (int32_t h = 0; h < n_kv_heads; ++h) {
-        const int32_t l = (decode_chunks[c] * n_layers + layer) * n_kv_heads + h;
+        const int32_t l = list_of(decode_chunks[c], layer, h);
         const int32_t n = (list_end ? list_end[l] : indptr[l + 1]) - indptr[l];
         lens[size_t(c) * n_kv_heads + h] = n;
         total += n;
         lmax = std::max(lmax, n);
       }
-    // Layers whose lists have the lengths of the previous layer's (the usual case) split alike:
-    // the previous layer's items in the same order, moved to this layer's lists.
     if (layer > 0 && lens == prev_lens) {
-      const int32_t b0 = plan.layer_begin[layer - 1], b1 = plan.layer_begin[layer];
-      for (int32_t i = b0; i < b1; ++i) {
-        DecodeWorkItem it = plan.items[i];
-        const int32_t l = (it.chunk * n_layers + layer) * n_kv_heads + it.kv_head;
-        const int32_t shift = indptr[l] - indptr[l - n_kv_heads];  // the same list one layer down
-        it.e_begin += shift;
-        it.e_end += shift;
-        plan.items.push_back(it);
-      }
+      root[layer] = root[layer - 1];
       continue;
     }
+    root[layer] = layer;
     prev_lens = lens;
     // Entries per split: candidates that fill the slots k times over, or cut the longest list
     // into s equal parts; the best estimate wins (ties: fewer splits).
@@ -140,7 +134,7 @@ void plan_decode(const int32_t* indptr, const int32_t* list_end, const int32_t* 
     for (int32_t& P : cand) P = std::max(P, floor_p);
     std::sort(cand.begin(), cand.end(), std::greater<>());
     cand.erase(std::unique(cand.begin(), cand.end()), cand.end());
-    best_p = cand.front();
+    int32_t best_p = cand.front();
     double best = estimate(lens, total, best_p, slots, opt.lone_slots, overhead);
     for (size_t i = 1; i < cand.size(); ++i) {
       const double e = estimate(lens, total, cand[i], slots, opt.lone_slots, overhead);
@@ -151,7 +145,32 @@ void plan_decode(const int32_t* indptr, const int32_t* list_end, const int32_t* 
     }
     emit(layer, best_p);
   }
-  plan.layer_begin[n_layers] = int32_t(plan.items.size());
+  planned_begin[n_layers] = int32_t(planned.size());
+
+  // Every layer's items in place (O(items): at hundreds of sequences the bulk of the planning).
+  auto root_count = [&](int32_t layer) { return planned_begin[root[layer] + 1] - planned_begin[root[layer]]; };
+  for (int32_t layer = 0; layer < n_layers; ++layer)
+    plan.layer_begin[layer + 1] = plan.layer_begin[layer] + root_count(layer);
+  plan.items.resize(size_t(plan.layer_begin[n_layers]));
+  auto lay_out = [&](int64_t l0, int64_t l1) {
+    for (int32_t layer = int32_t(l0); layer < int32_t(l1); ++layer) {
+      const int32_t r = root[layer];
+      DecodeWorkItem* out = plan.items.data() + plan.layer_begin[layer];
+      for (int32_t i = planned_begin[r]; i < planned_begin[r + 1]; ++i) {
+        DecodeWorkItem it = planned[i];
+        const int32_t shift = indptr[list_of(it.chunk, layer, it.kv_head)] - indptr[list_of(it.chunk, r, it.kv_head)];
+        it.e_begin += shift;
+        it.e_end += shift;
+        *out++ = it;
+      }
+    }
+  };
+  const int64_t per_layer = std::max<int64_t>(1, plan.layer_begin[n_layers] / std::max(n_layers, 1));
+  const int64_t layers_per_task = std::max<int64_t>(1, 8192 / per_layer);
+  if (opt.parallel_for && layers_per_task < n_layers)
+    opt.parallel_for(n_layers, layers_per_task, lay_out);
+  else
+    lay_out(0, n_layers);
 }
 
 size_t decode_workspace_bytes(const DecodePlan& plan, int32_t group, int32_t head_dim) {

@@ -26,6 +26,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 namespace hs::kernels {
@@ -81,6 +82,9 @@ struct DecodePlanOptions {
   int32_t lone_slots = 0;
   int32_t min_split_tokens = 256;  // no split shorter than this (rounded to whole pages)
   int32_t max_splits = 256;        // per list
+  // Runs fn(begin, end) over [0, n) in chunks of `grain`, possibly on several threads: the
+  // planner lays out the layers' items with it. Null: one call on the calling thread.
+  std::function<void(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn)> parallel_for;
 };
 
 // Thread blocks of the decode kernel resident on the current device at once for head_dim.

@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <numeric>
 #include <random>
@@ -681,6 +682,58 @@ TEST(DecodePlan, SmallGridsPlanOneBlockPerMultiprocessor) {
     ASSERT_EQ(plan.layer_begin[1], n_kv * len / want) << "lone " << lone;
     for (const K::DecodeWorkItem& it : plan.items) EXPECT_EQ(it.e_end - it.e_begin, want) << "lone " << lone;
   }
+}
+
+// Laying out the layers' items on several threads (DecodePlanOptions::parallel_for; the chunks
+// here run on threads of their own, last chunk first) gives the plan of laying them out on one:
+// a model-sized plan (32 layers, 64 chunks), whose layers share lengths in runs of random size.
+TEST(DecodePlan, LayersLaidOutInParallelAsInSeries) {
+  std::mt19937_64 rng(std::random_device{}());
+  int went_parallel = 0;
+  for (int trial = 0; trial < 12; ++trial) {
+    const int n_layers = 32, n_kv = 8, n_chunks = 64, B = 64;
+    std::vector<int32_t> lens(n_layers * n_chunks * n_kv);
+    for (int layer = 0; layer < n_layers; ++layer)
+      for (int i = 0; i < n_chunks * n_kv; ++i)
+        lens[layer * n_chunks * n_kv + i] =
+            layer > 0 && uni(rng, 0, 3) != 0 ? lens[(layer - 1) * n_chunks * n_kv + i] : uni(rng, 1, 200);
+    std::vector<int32_t> begin, end;
+    int32_t at = 0;
+    for (int c = 0; c < n_chunks; ++c)
+      for (int layer = 0; layer < n_layers; ++layer)
+        for (int h = 0; h < n_kv; ++h) {
+          at += uni(rng, 0, 5);  // lists apart, as in the arena
+          begin.push_back(at);
+          at += lens[(layer * n_chunks + c) * n_kv + h];
+          end.push_back(at);
+        }
+    std::vector<int32_t> dec;
+    for (int c = 0; c < n_chunks; ++c)
+      if (uni(rng, 0, 7) != 0) dec.push_back(c);
+    K::DecodePlanOptions o;
+    o.slots = uni(rng, 100, 600);
+    o.lone_slots = uni(rng, 0, 1) ? 132 : 0;
+    K::DecodePlan serial, parallel;
+    K::plan_decode(begin.data(), end.data(), dec.data(), int(dec.size()), n_layers, n_kv, B, o, serial);
+    o.parallel_for = [&](int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+      std::vector<std::thread> threads;
+      for (int64_t b = (n - 1) / grain * grain; b >= 0; b -= grain)
+        threads.emplace_back([&fn, b, e = std::min(n, b + grain)] { fn(b, e); });
+      for (auto& t : threads) t.join();
+      went_parallel += threads.size() > 1;
+    };
+    K::plan_decode(begin.data(), end.data(), dec.data(), int(dec.size()), n_layers, n_kv, B, o, parallel);
+    ASSERT_EQ(parallel.layer_begin, serial.layer_begin);
+    ASSERT_EQ(parallel.max_partials, serial.max_partials);
+    ASSERT_EQ(parallel.n_groups, serial.n_groups);
+    for (size_t i = 0; i < serial.items.size(); ++i) {
+      const K::DecodeWorkItem &a = serial.items[i], &b = parallel.items[i];
+      ASSERT_EQ(std::make_tuple(a.chunk, a.kv_head, a.e_begin, a.e_end, a.split, a.n_splits, a.partial0, a.group_id),
+                std::make_tuple(b.chunk, b.kv_head, b.e_begin, b.e_end, b.split, b.n_splits, b.partial0, b.group_id))
+          << "trial " << trial << " item " << i;
+    }
+  }
+  EXPECT_GT(went_parallel, 0);  // the plans were big enough to be laid out on several threads
 }
 
 // The decode plan cuts every list into consecutive runs covering it exactly once, with distinct
