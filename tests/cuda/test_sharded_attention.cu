@@ -662,6 +662,12 @@ TEST(PrefillTileSearch, VisitsExactlyTheAttendedUnits) {
   }
 }
 
+// A work item's fields, its entries counted from list_begin.
+auto item_fields(const K::DecodeWorkItem& it, int32_t list_begin = 0) {
+  return std::make_tuple(it.chunk, it.kv_head, it.e_begin - list_begin, it.e_end - list_begin, it.split, it.n_splits,
+                         it.partial0, it.group_id);
+}
+
 // Batch 1 at 32k tokens, strided: eight lists of 80 pages (B = 64), splits of at least 256 tokens
 // (4 pages), 264 shared slots, a cost of 2 pages per block. Shared blocks only: 4 pages an item
 // (160 items) costs 4 + 2, the least. With one block per multiprocessor for grids of up to 132
@@ -726,12 +732,8 @@ TEST(DecodePlan, LayersLaidOutInParallelAsInSeries) {
     ASSERT_EQ(parallel.layer_begin, serial.layer_begin);
     ASSERT_EQ(parallel.max_partials, serial.max_partials);
     ASSERT_EQ(parallel.n_groups, serial.n_groups);
-    for (size_t i = 0; i < serial.items.size(); ++i) {
-      const K::DecodeWorkItem &a = serial.items[i], &b = parallel.items[i];
-      ASSERT_EQ(std::make_tuple(a.chunk, a.kv_head, a.e_begin, a.e_end, a.split, a.n_splits, a.partial0, a.group_id),
-                std::make_tuple(b.chunk, b.kv_head, b.e_begin, b.e_end, b.split, b.n_splits, b.partial0, b.group_id))
-          << "trial " << trial << " item " << i;
-    }
+    for (size_t i = 0; i < serial.items.size(); ++i)
+      ASSERT_EQ(item_fields(serial.items[i]), item_fields(parallel.items[i])) << "trial " << trial << " item " << i;
   }
   EXPECT_GT(went_parallel, 0);  // the plans were big enough to be laid out on several threads
 }
@@ -806,11 +808,7 @@ TEST(DecodePlan, CoversEveryListOnce) {
         const K::DecodeWorkItem& a = alone.items[i];
         const K::DecodeWorkItem& b = plan.items[plan.layer_begin[layer] + i];
         const int la = a.chunk * n_kv + a.kv_head, lb = (b.chunk * n_layers + layer) * n_kv + b.kv_head;
-        ASSERT_EQ(std::make_tuple(a.chunk, a.kv_head, a.e_begin - one[la], a.e_end - one[la], a.split, a.n_splits,
-                                  a.partial0, a.group_id),
-                  std::make_tuple(b.chunk, b.kv_head, b.e_begin - begin[lb], b.e_end - begin[lb], b.split,
-                                  b.n_splits, b.partial0, b.group_id))
-            << "layer " << layer << " item " << i;
+        ASSERT_EQ(item_fields(a, one[la]), item_fields(b, begin[lb])) << "layer " << layer << " item " << i;
       }
     }
   }
