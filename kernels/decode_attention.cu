@@ -38,12 +38,15 @@ constexpr int kDecodeThreads = 128;  // the consumer warps
 constexpr int kDecodeWarps = 4;
 constexpr int kDecodeTile = 64;  // tokens per stage; 16 per warp
 constexpr unsigned kFull = 0xffffffffu;
+// Row stride (floats) of the consumer warps' partial outputs in decode_finish's scratch.
+template <int D>
+constexpr int kOsStride = D + 8;
 
 // ---- what both kernels end with ---------------------------------------------------------------
 // Merges the consumer warps' running softmax state (m, l per row pair, o fragments), then writes
 // the item's output, or its partial and, in the last split of the group to finish, the merge.
 // Every thread of the block calls it (threads >= kDecodeThreads only join the barriers); scratch
-// is shared memory of at least max(4 * 16 * D, 256 * 16) floats that nothing else uses now.
+// is shared memory of at least max(4 * 16 * kOsStride<D>, 256 * 16) floats that nothing else uses now.
 template <int D>
 __device__ __forceinline__ void decode_finish(const DecodeParams& p, const DecodeWorkItem& it, float (&o)[D / 8][4],
                                               const float (&m)[2], float (&l)[2], unsigned char* scratch) {
@@ -84,7 +87,9 @@ __device__ __forceinline__ void decode_finish(const DecodeParams& p, const Decod
     tot_l[tid] = L;
   }
   __syncthreads();
-  float* Os = reinterpret_cast<float*>(scratch);  // [warp][16][D]
+  // [warp][16][kOsStride]: rows padded by 8 floats, so that a warp's float2 stores (rows r0 and
+  // four column pairs per instruction) fall in distinct banks; unpadded they conflicted 8 ways.
+  float* Os = reinterpret_cast<float*>(scratch);
   if (worker) {
     const int r0 = lane >> 2;
     const float f0 = m[0] == -INFINITY ? 0.f : exp2f(m[0] - tot_m[r0]);
@@ -92,8 +97,9 @@ __device__ __forceinline__ void decode_finish(const DecodeParams& p, const Decod
 #pragma unroll
     for (int dn = 0; dn < D / 8; ++dn) {
       const int c = dn * 8 + (lane & 3) * 2;
-      *reinterpret_cast<float2*>(Os + (warp * 16 + r0) * D + c) = make_float2(o[dn][0] * f0, o[dn][1] * f0);
-      *reinterpret_cast<float2*>(Os + (warp * 16 + r0 + 8) * D + c) = make_float2(o[dn][2] * f1, o[dn][3] * f1);
+      *reinterpret_cast<float2*>(Os + (warp * 16 + r0) * kOsStride<D> + c) = make_float2(o[dn][0] * f0, o[dn][1] * f0);
+      *reinterpret_cast<float2*>(Os + (warp * 16 + r0 + 8) * kOsStride<D> + c) =
+          make_float2(o[dn][2] * f1, o[dn][3] * f1);
     }
   }
   __syncthreads();
@@ -105,7 +111,7 @@ __device__ __forceinline__ void decode_finish(const DecodeParams& p, const Decod
     float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
 #pragma unroll
     for (int w = 0; w < kDecodeWarps; ++w) {
-      const float4 x = *reinterpret_cast<const float4*>(Os + (w * 16 + g) * D + d);
+      const float4 x = *reinterpret_cast<const float4*>(Os + (w * 16 + g) * kOsStride<D> + d);
       acc.x += x.x, acc.y += x.y, acc.z += x.z, acc.w += x.w;
     }
     const float L = tot_l[g], inv = L > 0.f ? 1.f / L : 0.f;
@@ -135,12 +141,17 @@ __device__ __forceinline__ void decode_finish(const DecodeParams& p, const Decod
     const float L = tot_l[tid];
     part_lse[int64_t(slot) * G + tid] = L > 0.f ? tot_m[tid] + log2f(L) : -INFINITY;
   }
-  __threadfence();
+  // The block's writes, gathered by the barrier, are released by one thread's fence before its
+  // increment; the last part's thread fences again before the block reads the others' (the
+  // pattern of cooperative groups' grid barrier).
   __syncthreads();
-  if (tid == 0) is_last = atomicAdd(counters + it.group_id, 1) == it.n_splits - 1;
+  if (tid == 0) {
+    __threadfence();
+    is_last = atomicAdd(counters + it.group_id, 1) == it.n_splits - 1;
+    if (is_last) __threadfence();
+  }
   __syncthreads();
   if (!is_last) return;
-  __threadfence();
   const int ns = it.n_splits;
   float* wts = reinterpret_cast<float*>(scratch);  // [ns][G]; Os is no longer needed
   for (int x = worker ? tid : ns * G; x < ns * G; x += kDecodeThreads)
@@ -274,7 +285,7 @@ struct TmaDecodeCfg {
   static constexpr int kTileBytes = kBoxes * kBoxBytes;  // K (or V) of one tile
   static constexpr int kStages = Lone ? (192 << 10) / (2 * kTileBytes) : (D == 256 ? 2 : (D == 128 ? 3 : 6));
   static constexpr size_t kSmem = 1024 + size_t(kStages) * 2 * kTileBytes + 16 * D * sizeof(__nv_bfloat16);
-  static_assert(size_t(kStages) * 2 * kTileBytes >= size_t(kDecodeWarps) * 16 * D * sizeof(float),
+  static_assert(size_t(kStages) * 2 * kTileBytes >= size_t(kDecodeWarps) * 16 * kOsStride<D> * sizeof(float),
                 "merge scratch must fit");
   static_assert(size_t(kStages) * 2 * kTileBytes >= 256 * 16 * sizeof(float), "split weights must fit");
 };
@@ -294,6 +305,7 @@ __global__ void __launch_bounds__(kDecodeThreads + 32) decode_tma_kernel(const _
   __shared__ uint32_t visible[S][2];  // per stage: which of the tile's 64 tokens the query may see
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  if (tid == kDecodeThreads) tma_prefetch_map(&args.kv);  // the producer's lane 0, before its first copy
   if (tid == 0) {
     for (int s = 0; s < S; ++s) {
       mbar_init(&full[s], 1);
@@ -432,7 +444,7 @@ struct DecodeCfg {
   static constexpr int kTileElems = kDecodeTile * D;
   static constexpr size_t kStageBytes = size_t(kStages) * 2 * kTileElems * sizeof(__nv_bfloat16);
   static constexpr size_t kSmem = kStageBytes + 16 * D * sizeof(__nv_bfloat16) + kStages * kDecodeTile;
-  static_assert(kStageBytes >= size_t(kDecodeWarps) * 16 * D * sizeof(float), "merge scratch must fit");
+  static_assert(kStageBytes >= size_t(kDecodeWarps) * 16 * kOsStride<D> * sizeof(float), "merge scratch must fit");
   static_assert(kStageBytes >= 256 * 16 * sizeof(float), "split weights must fit");
 };
 

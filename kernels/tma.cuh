@@ -42,6 +42,12 @@ __device__ __forceinline__ void tma_load_2d(void* dst, const CUtensorMap* map, i
       : "memory");
 }
 
+// Starts fetching a tensor map into the copy engine's descriptor cache, so that the first copy
+// through it does not wait for the descriptor (map: a kernel parameter).
+__device__ __forceinline__ void tma_prefetch_map(const CUtensorMap* map) {
+  asm volatile("prefetch.tensormap [%0];\n" ::"l"(map) : "memory");
+}
+
 // Byte address of 16-byte chunk c of row r in a tile of 64-column boxes of 128-byte rows, each box
 // BoxBytes after the one before and 1024-byte aligned, with the copy engine's 128-byte swizzle.
 template <int BoxBytes, typename Byte>
