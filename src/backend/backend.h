@@ -71,6 +71,18 @@ class Backend {
   // Runs one step: `meta` (built by PagedKvCache::build_step for this batch, chunks in the same
   // order) says where each new token's K/V go and which pages each head attends.
   virtual void forward(const Batch& batch, const KvStepMeta& meta, Logits& out) = 0;
+
+  // Steps in flight. A backend that overlaps steps (overlaps_steps()) runs launch() without
+  // waiting for the step to finish, so that the caller prepares the next step meanwhile; collect()
+  // then waits for the oldest launched step that was not collected and completes its `out` (the
+  // same object launch() got, untouched in between). At most two steps are launched and not
+  // collected. In a launched step, a token kFromPreviousStep - j (j >= 0) stands for the token the
+  // backend samples for chunk j of the step launched just before (which must carry a SampleSpec).
+  // Otherwise launch() is forward() and collect() does nothing.
+  static constexpr int32_t kFromPreviousStep = -2;
+  virtual bool overlaps_steps() const { return false; }
+  virtual void launch(const Batch& batch, const KvStepMeta& meta, Logits& out) { forward(batch, meta, out); }
+  virtual void collect(Logits& out) { (void)out; }
 };
 
 std::unique_ptr<Backend> make_cpu_backend(std::shared_ptr<const ModelWeights> weights);

@@ -31,6 +31,9 @@ struct Engine::Sequence {
   std::optional<IncrementalDetokenizer> detok;
   StopStringFilter stops;
   bool done = false;
+  bool awaiting = false;    // a launched step samples its next token (not collected yet)
+  int32_t flight_chunk = 0; // ... as this chunk of that step
+  int launched = 0;         // launched steps not collected that compute some of its tokens
 
   Sequence(int64_t id_, GenerationRequest r, TokenCallback c, const Tokenizer* tok)
       : id(id_), req(std::move(r)), cb(std::move(c)), sampler(req.sampling), tokens(req.prompt),
@@ -163,23 +166,68 @@ void Engine::emit_token(Sequence& s, int32_t token) {
   }
 }
 
-bool Engine::step() {
-  seqs_.erase(std::remove_if(seqs_.begin(), seqs_.end(), [](const auto& s) { return s->done; }), seqs_.end());
-  if (seqs_.empty()) return false;
+bool Engine::overlap_allowed() const {
+  if (!backend_->overlaps_steps() || !backend_->samples_tokens()) return false;
+  for (const auto& s : seqs_) {
+    const SamplingParams& p = s->req.sampling;
+    if (!s->done && (s->req.logprobs >= 0 || p.repetition_penalty != 1.0f || p.presence_penalty != 0.0f ||
+                     p.frequency_penalty != 0.0f))
+      return false;
+  }
+  return true;
+}
 
-  std::vector<SchedEntry> entries(seqs_.size());
-  for (size_t i = 0; i < seqs_.size(); ++i) {
-    const Sequence& s = *seqs_[i];
-    const int32_t pending = static_cast<int32_t>(s.tokens.size()) - s.n_computed;
-    entries[i] = {s.id, pending, pending == 1 && s.n_computed >= static_cast<int32_t>(s.n_prompt), s.holds_kv};
+void Engine::collect_in_flight() {
+  InFlight f = std::move(*in_flight_);
+  in_flight_.reset();
+  Logits& out = logits_[f.logits];
+  backend_->collect(out);
+  for (Sequence* s : f.seqs) --s->launched;
+  for (size_t c : f.ready) {
+    Sequence& s = *f.seqs[c];
+    s.awaiting = false;
+    if (s.done) continue;  // stopped at the step before: its token here is dropped
+    const int32_t token = out.sampled.empty() ? -1 : out.sampled[c];
+    if (token < 0) throw std::logic_error("a step launched in flight came back without a sampled token");
+    emit_token(s, token);
+  }
+}
+
+bool Engine::step() {
+  seqs_.erase(std::remove_if(seqs_.begin(), seqs_.end(), [](const auto& s) { return s->done && s->launched == 0; }),
+              seqs_.end());
+  const bool overlap = overlap_allowed();
+  if (!overlap && in_flight_) collect_in_flight();  // the step below samples on the host or with penalties
+
+  // A sequence awaiting a token counts it as its next one (not yet computed); one whose awaited
+  // token is its last waits for it.
+  std::vector<SchedEntry> entries;
+  std::vector<Sequence*> live;
+  for (const auto& sp : seqs_) {
+    Sequence& s = *sp;
+    if (s.done || (s.awaiting && s.n_output() + 1 >= s.req.max_tokens)) continue;
+    const int32_t pending = static_cast<int32_t>(s.tokens.size()) + s.awaiting - s.n_computed;
+    entries.push_back({s.id, pending, pending == 1 && s.n_computed >= static_cast<int32_t>(s.n_prompt), s.holds_kv});
+    live.push_back(&s);
+  }
+  if (entries.empty()) {
+    if (!in_flight_) return false;
+    collect_in_flight();
+    return true;
   }
   const SchedDecision decision = scheduler_.schedule(entries, *kv_);
   for (size_t v : decision.preempted) {  // recomputed from their tokens when their turn comes
-    seqs_[v]->holds_kv = false;
-    seqs_[v]->n_computed = 0;
+    live[v]->holds_kv = false;
+    live[v]->n_computed = 0;
     ++preemptions_;
   }
   if (decision.chunks.empty()) {
+    // Sequences awaiting their last token hold pages the scheduler may not take: they free them
+    // once the step in flight is collected.
+    if (in_flight_) {
+      collect_in_flight();
+      return true;
+    }
     // The oldest sequence can always preempt the newer ones, and submit() checked that each
     // fits alone; getting here means that invariant broke.
     throw std::logic_error("no sequence could be scheduled: the KV pool cannot hold the oldest one");
@@ -190,8 +238,8 @@ bool Engine::step() {
   };
   std::vector<Planned> plan;
   for (const auto& c : decision.chunks) {
-    seqs_[c.entry]->holds_kv = true;
-    plan.push_back({seqs_[c.entry].get(), c.n});
+    live[c.entry]->holds_kv = true;
+    plan.push_back({live[c.entry], c.n});
   }
 
   // A chunk that completes its sequence's pending tokens is followed by a sample: on the backend
@@ -205,8 +253,12 @@ bool Engine::step() {
     SeqChunk ch;
     ch.seq_id = s.id;
     ch.pos0 = s.n_computed;
-    ch.tokens.assign(s.tokens.begin() + s.n_computed, s.tokens.begin() + s.n_computed + plan[i].n);
-    if (s.n_computed + plan[i].n >= static_cast<int32_t>(s.tokens.size())) {
+    ch.tokens.resize(plan[i].n);
+    for (int32_t t = 0; t < plan[i].n; ++t) {
+      const size_t at = static_cast<size_t>(s.n_computed + t);
+      ch.tokens[t] = at < s.tokens.size() ? s.tokens[at] : Backend::kFromPreviousStep - s.flight_chunk;
+    }
+    if (s.n_computed + plan[i].n >= static_cast<int32_t>(s.tokens.size()) + s.awaiting) {
       ready.push_back(i);
       if (backend_->samples_tokens() && s.req.logprobs < 0) {
         specs_.push_back({&s.req.sampling, s.sampler.next_random(), &s.tokens, s.n_prompt});
@@ -217,22 +269,50 @@ bool Engine::step() {
     }
     batch.chunks.push_back(std::move(ch));
   }
-  run_step(*backend_, *kv_, batch, meta_, logits_);
+
+  if (overlap) {
+    // Launch this step, then report the one before (the GPU runs this one meanwhile).
+    Logits& out = logits_[next_logits_];
+    std::vector<std::pair<int64_t, int32_t>> chunks;
+    for (const Planned& p : plan) chunks.emplace_back(p.seq->id, p.n);
+    kv_->build_step(chunks, meta_);
+    backend_->launch(batch, meta_, out);
+    for (const auto& [seq, n] : chunks) kv_->commit(seq, n);
+    InFlight f;
+    for (const Planned& p : plan) {
+      p.seq->n_computed += p.n;
+      ++p.seq->launched;
+      f.seqs.push_back(p.seq);
+    }
+    f.ready = ready;
+    f.logits = next_logits_;
+    next_logits_ ^= 1;
+    if (in_flight_) collect_in_flight();
+    for (size_t c : ready) {
+      plan[c].seq->awaiting = true;
+      plan[c].seq->flight_chunk = static_cast<int32_t>(c);
+    }
+    in_flight_ = std::move(f);
+    return true;
+  }
+
+  Logits& logits = logits_[0];
+  run_step(*backend_, *kv_, batch, meta_, logits);
   for (const Planned& p : plan) p.seq->n_computed += p.n;
 
   // The rest sample on the host, in parallel (each sequence has its own sampler and random
   // stream, so the result does not depend on the threads); then tokens are emitted in order.
   sampled_.resize(ready.size());
   const bool host_samples = std::any_of(ready.begin(), ready.end(), [&](size_t i) {
-    return logits_.sampled.empty() || logits_.sampled[i] < 0;
+    return logits.sampled.empty() || logits.sampled[i] < 0;
   });
   const int64_t n_ready = static_cast<int64_t>(ready.size());
   ThreadPool::global().parallel_for(n_ready, host_samples ? 4 : n_ready, [&](int64_t b, int64_t e) {
     for (int64_t k = b; k < e; ++k) {
       Sequence& s = *plan[ready[k]].seq;
-      const int32_t on_backend = logits_.sampled.empty() ? -1 : logits_.sampled[ready[k]];
+      const int32_t on_backend = logits.sampled.empty() ? -1 : logits.sampled[ready[k]];
       sampled_[k] = on_backend >= 0 ? on_backend
-                                    : s.sampler.sample(logits_.last_row_of(ready[k], batch), logits_.vocab, s.tokens,
+                                    : s.sampler.sample(logits.last_row_of(ready[k], batch), logits.vocab, s.tokens,
                                                        s.n_prompt);
     }
   });

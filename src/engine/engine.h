@@ -6,6 +6,14 @@
 // newest sequence preempted when the KV pool runs short), runs that batch on the backend and
 // reports each new token through the request's callback. A preempted sequence is recomputed
 // from its tokens later.
+//
+// With a backend that overlaps steps (Backend::overlaps_steps(), the CUDA backend), step n + 1 is
+// scheduled and launched while step n still runs: a sequence waiting for the token step n samples
+// continues with a stand-in that the backend replaces on the device, and step n's tokens are
+// reported once step n + 1 is on its way. A sequence that stops at step n (end of generation, a
+// stop string, cancellation) has its extra token of step n + 1 dropped. Requests whose sampling
+// needs the host (log-probabilities, penalties over the tokens so far) run without overlap while
+// they are live.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -87,8 +95,16 @@ class Engine {
 
  private:
   struct Sequence;
+  // A launched step that was not collected: per chunk its sequence, and the chunks that sample.
+  struct InFlight {
+    std::vector<Sequence*> seqs;
+    std::vector<size_t> ready;
+    int logits = 0;  // which of logits_
+  };
   void finish(Sequence& s, FinishReason reason);
   void emit_token(Sequence& s, int32_t token);
+  bool overlap_allowed() const;
+  void collect_in_flight();
 
   std::unique_ptr<Backend> backend_;
   std::shared_ptr<const Tokenizer> tokenizer_;
@@ -98,7 +114,9 @@ class Engine {
   std::vector<std::unique_ptr<Sequence>> seqs_;  // in arrival order
   int64_t next_id_ = 1;
   int64_t preemptions_ = 0;
-  Logits logits_;
+  Logits logits_[2];                // one per step in flight
+  std::optional<InFlight> in_flight_;
+  int next_logits_ = 0;
   std::vector<SampleSpec> specs_;  // this step's samples for the backend
   std::vector<int32_t> sampled_;   // this step's sampled tokens
   KvStepMeta meta_;

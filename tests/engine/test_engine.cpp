@@ -114,10 +114,34 @@ TEST(Engine, CancelFreesPagesAndRejectsBadRequests) {
 }
 
 // The CPU backend plus greedy sampling of the chunks that carry a SampleSpec (bias and penalties
-// from logit_edits, then the arg-max), recording what the engine asked for.
+// from logit_edits, then the arg-max), recording what the engine asked for. With `overlap`, it
+// takes steps in flight as the CUDA backend does: launch() runs the step at once, with the tokens
+// that stand for the step before's samples replaced by them, and collect() hands it over.
 class SamplingCpuBackend final : public Backend {
  public:
-  explicit SamplingCpuBackend(std::shared_ptr<const ModelWeights> w) : inner_(make_cpu_backend(std::move(w))) {}
+  explicit SamplingCpuBackend(std::shared_ptr<const ModelWeights> w, bool overlap = false)
+      : inner_(make_cpu_backend(std::move(w))), overlap_(overlap) {}
+  bool overlaps_steps() const override { return overlap_; }
+  void launch(const Batch& batch, const KvStepMeta& meta, Logits& out) override {
+    EXPECT_LT(launched - collected, 2) << "more than two steps in flight";
+    overlapped += launched > collected;
+    Batch b = batch;
+    for (SeqChunk& ch : b.chunks)
+      for (int32_t& t : ch.tokens)
+        if (t < 0) {
+          const size_t j = static_cast<size_t>(kFromPreviousStep - t);
+          EXPECT_TRUE(overlap_ && j < last_sampled_.size() && last_sampled_[j] >= 0) << "bad stand-in " << t;
+          t = j < last_sampled_.size() ? last_sampled_[j] : 0;
+        }
+    forward(b, meta, out);
+    last_sampled_ = out.sampled;
+    ++launched;
+  }
+  void collect(Logits& out) override {
+    EXPECT_LT(collected, launched) << "collect() without a launched step";
+    EXPECT_EQ(out.sampled.size(), out.first_row.size());
+    ++collected;
+  }
   std::string name() const override { return "sampling-cpu"; }
   const ModelConfig& config() const override { return inner_->config(); }
   int64_t page_bytes(int32_t block_size) const override { return inner_->page_bytes(block_size); }
@@ -144,9 +168,13 @@ class SamplingCpuBackend final : public Backend {
   }
   std::map<int64_t, std::vector<uint64_t>> randoms;  // per sequence, the random bits of each sample
   int skipped = 0;                                    // chunks whose logits the engine skipped
+  int64_t launched = 0, collected = 0;
+  int64_t overlapped = 0;  // launches made while another step was in flight
 
  private:
   std::unique_ptr<Backend> inner_;
+  bool overlap_;
+  std::vector<int32_t> last_sampled_;
 };
 
 TEST(Engine, ABackendThatSamplesGetsSpecsAndItsTokensAreEmitted) {
@@ -182,6 +210,81 @@ TEST(Engine, ABackendThatSamplesGetsSpecsAndItsTokensAreEmitted) {
     for (auto& x : want) x = stream();
     EXPECT_EQ(sb.randoms[ids[i]], want) << "request " << i;
   }
+}
+
+// Steps in flight: whatever the overlap, preemption, and requests that force a step at a time
+// (penalties, log-probabilities) while they are live, every request's tokens and random bits are
+// those of the host-sampling engine; everything is collected and freed at the end.
+TEST(Engine, OverlappedStepsEmitWhatOneStepAtATimeEmits) {
+  auto reqs = requests(12, 5);
+  for (int i = 0; i < 12; ++i) reqs[i].sampling.seed = 200 + i;
+  reqs[7].sampling.presence_penalty = 1.0f;  // live from its arrival to its end: steps one at a time
+  reqs[9].logprobs = 1;
+  EngineOptions opt;
+  opt.plan = dense_plan(2, 2, 16);
+  opt.max_batch_tokens = 48;
+  opt.kv_bytes = 80 * 1024;  // as BatchedAndPreemptedOutputsEqualOutputsAlone: preemption happens
+  auto backend = std::make_unique<SamplingCpuBackend>(tiny_model(), /*overlap=*/true);
+  SamplingCpuBackend& sb = *backend;
+  Engine engine(std::move(backend), nullptr, opt);
+  std::vector<std::vector<int32_t>> got(reqs.size());
+  std::vector<int64_t> ids;
+  // Submitted in two waves, so that the first wave runs overlapped before the penalized request
+  // arrives and after the logprobs request ends.
+  auto submit = [&](size_t i) {
+    ids.push_back(engine.submit(reqs[i], [&got, i](const TokenEvent& ev) {
+      if (ev.token >= 0) got[i].push_back(ev.token);
+    }));
+  };
+  for (size_t i = 0; i < 6; ++i) submit(i);
+  for (int k = 0; k < 20; ++k) engine.step();
+  for (size_t i = 6; i < reqs.size(); ++i) submit(i);
+  engine.run_until_idle();
+
+  EXPECT_EQ(got, run_all(reqs, opt));
+  EXPECT_GT(engine.preemptions(), 0);
+  EXPECT_GT(sb.overlapped, 0);
+  EXPECT_EQ(sb.launched, sb.collected);
+  EXPECT_EQ(engine.kv().pool().used_pages(), 0);
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    if (reqs[i].logprobs >= 0) continue;
+    std::mt19937_64 stream(*reqs[i].sampling.seed);
+    std::vector<uint64_t> want(static_cast<size_t>(reqs[i].max_tokens));
+    for (auto& x : want) x = stream();
+    EXPECT_EQ(sb.randoms[ids[i]], want) << "request " << i;
+  }
+}
+
+// A sequence cancelled while a step that computes its next token is in flight: its token is
+// dropped, the others go on unchanged, and every page comes back.
+TEST(Engine, CancelWhileAStepIsInFlight) {
+  const auto reqs = requests(3, 11);
+  auto backend = std::make_unique<SamplingCpuBackend>(tiny_model(), /*overlap=*/true);
+  SamplingCpuBackend& sb = *backend;
+  Engine engine(std::move(backend), nullptr);
+  std::vector<std::vector<int32_t>> got(reqs.size());
+  std::vector<FinishReason> why(reqs.size(), FinishReason::None);
+  std::vector<int64_t> ids;
+  for (size_t i = 0; i < reqs.size(); ++i)
+    ids.push_back(engine.submit(reqs[i], [&got, &why, i](const TokenEvent& ev) {
+      EXPECT_EQ(why[i], FinishReason::None) << "an event after the finish";
+      if (ev.token >= 0) got[i].push_back(ev.token);
+      why[i] = ev.finish;
+    }));
+  for (int k = 0; k < 4; ++k) engine.step();
+  ASSERT_EQ(sb.launched - sb.collected, 1);
+  const size_t before = got[1].size();
+  engine.cancel(ids[1]);
+  engine.run_until_idle();
+
+  EXPECT_EQ(why[1], FinishReason::Cancelled);
+  EXPECT_EQ(got[1].size(), before);
+  const auto want = run_all(reqs, EngineOptions{});
+  EXPECT_EQ(got[0], want[0]);
+  EXPECT_EQ(got[2], want[2]);
+  EXPECT_EQ(std::vector<int32_t>(want[1].begin(), want[1].begin() + static_cast<int64_t>(before)), got[1]);
+  EXPECT_EQ(sb.launched, sb.collected);
+  EXPECT_EQ(engine.kv().pool().used_pages(), 0);
 }
 
 }  // namespace

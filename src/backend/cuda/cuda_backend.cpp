@@ -56,6 +56,16 @@ struct Stream {
   Stream& operator=(const Stream&) = delete;
 };
 
+struct Event {
+  cudaEvent_t e = nullptr;
+  Event() { HS_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming)); }
+  ~Event() {
+    if (e) cudaEventDestroy(e);
+  }
+  Event(const Event&) = delete;
+  Event& operator=(const Event&) = delete;
+};
+
 // Copies host data to the device on the backend's stream and waits: a plain cudaMemcpy runs on
 // the legacy stream, which a non-blocking stream does not wait for.
 template <typename T>
@@ -90,44 +100,52 @@ cuda::GemmType gemm_type(const ModelConfig& c) {
 }
 
 // HEADSHARD_CUDA_TIMING=1: where the steps' wall time goes, logged every 100 steps: the caller's
-// time between steps, staging (checks and layout), uploads and planning, enqueueing, waiting for
-// the GPU, and the GPU's own time from the first kernel to the last copy.
+// time between a step's launch and the one before's (or its collection), staging (checks and
+// layout), uploads and planning, enqueueing, waiting for the GPU in collect, and the GPU's own
+// time from the first kernel to the last copy. Each of the two steps in flight has its events.
 class StepTimer {
  public:
   explicit StepTimer(cudaStream_t s) : on_(env_is("HEADSHARD_CUDA_TIMING", "1")), s_(s) {
     if (!on_) return;
-    HS_CUDA_CHECK(cudaEventCreate(&gpu0_));
-    HS_CUDA_CHECK(cudaEventCreate(&gpu1_));
+    for (auto& g : gpu_) {
+      HS_CUDA_CHECK(cudaEventCreate(&g[0]));
+      HS_CUDA_CHECK(cudaEventCreate(&g[1]));
+    }
   }
   ~StepTimer() {
     if (!on_) return;
     report();
-    cudaEventDestroy(gpu0_);
-    cudaEventDestroy(gpu1_);
+    for (auto& g : gpu_) {
+      cudaEventDestroy(g[0]);
+      cudaEventDestroy(g[1]);
+    }
   }
   void begin() {
     if (!on_) return;
     t_ = Clock::now();
     if (steps_ > 0 || n_ > 0) ms_[0] += ms(last_end_, t_);
   }
-  // Ends phase i (1 stage, 2 upload and plan, 3 enqueue, 4 wait) now.
+  // Ends phase i (1 stage, 2 upload and plan, 3 enqueue, 4 wait) now; wait_begin() starts phase 4.
   void phase(int i) {
     if (!on_) return;
     const auto now = Clock::now();
     ms_[i] += ms(t_, now);
     t_ = now;
   }
-  void gpu_begin() {
-    if (on_) HS_CUDA_CHECK(cudaEventRecord(gpu0_, s_));
+  void wait_begin() {
+    if (on_) t_ = Clock::now();
   }
-  void gpu_end() {
-    if (on_) HS_CUDA_CHECK(cudaEventRecord(gpu1_, s_));
+  void gpu_begin(int slot) {
+    if (on_) HS_CUDA_CHECK(cudaEventRecord(gpu_[slot][0], s_));
   }
-  // After the stream has synchronized.
-  void end() {
+  void gpu_end(int slot) {
+    if (on_) HS_CUDA_CHECK(cudaEventRecord(gpu_[slot][1], s_));
+  }
+  // After the slot's step has finished.
+  void end(int slot) {
     if (!on_) return;
     float g = 0.0f;
-    HS_CUDA_CHECK(cudaEventElapsedTime(&g, gpu0_, gpu1_));
+    HS_CUDA_CHECK(cudaEventElapsedTime(&g, gpu_[slot][0], gpu_[slot][1]));
     ms_[5] += g;
     last_end_ = Clock::now();
     if (++n_ == 100) report();
@@ -150,7 +168,7 @@ class StepTimer {
   }
   bool on_;
   cudaStream_t s_;
-  cudaEvent_t gpu0_ = nullptr, gpu1_ = nullptr;
+  cudaEvent_t gpu_[2][2] = {};
   Clock::time_point t_, last_end_;
   double ms_[6] = {};
   int64_t steps_ = 0;
@@ -189,7 +207,14 @@ class CudaBackend final : public Backend {
   }
   void configure_kv(const ShardPlan& plan, int32_t n_pages) override;
   bool samples_tokens() const override { return true; }
-  void forward(const Batch& batch, const KvStepMeta& meta, Logits& out) override;
+  void forward(const Batch& batch, const KvStepMeta& meta, Logits& out) override {
+    launch(batch, meta, out);
+    collect(out);
+  }
+  // HEADSHARD_CUDA_OVERLAP=0: the engine runs one step at a time (for comparisons).
+  bool overlaps_steps() const override { return overlap_; }
+  void launch(const Batch& batch, const KvStepMeta& meta, Logits& out) override;
+  void collect(Logits& out) override;
 
  private:
   // Copies back the logits rows of the chunks that want them (not sampled here, not skipped).
@@ -232,6 +257,12 @@ class CudaBackend final : public Backend {
   DeviceBuffer<float> logits_;  // [R][vocab]
 
   cuda::DeviceSampler sampler_;
+  // Steps in flight: launched_ - collected_ (at most 2). uploaded_ follows the last launch's
+  // copies from pinned memory (staging the next step waits for it); done_[i] the end of the steps
+  // launched as i, i + 2, ...
+  int64_t launched_ = 0, collected_ = 0;
+  Event uploaded_, done_[2];
+  bool overlap_ = !env_is("HEADSHARD_CUDA_OVERLAP", "0");
   StepTimer timer_{stream_.s};
   cuda::DecodeGraphs graphs_;
   bool graphs_enabled_ = !env_is("HEADSHARD_CUDA_GRAPHS", "0");
@@ -313,8 +344,9 @@ bool CudaBackend::reserve_activations(int n_tokens, int n_rows) {
   return moved;
 }
 
-void CudaBackend::forward(const Batch& batch, const KvStepMeta& meta, Logits& out) {
+void CudaBackend::launch(const Batch& batch, const KvStepMeta& meta, Logits& out) {
   if (!configured_) throw std::logic_error("CUDA backend: configure_kv() must come before forward()");
+  if (launched_ - collected_ >= 2) throw std::logic_error("CUDA backend: two steps are in flight already");
   HS_CUDA_CHECK(cudaSetDevice(device_));  // the engine thread may not be the one that built us
   bool decode_only = !batch.chunks.empty();
   for (const SeqChunk& ch : batch.chunks) decode_only = decode_only && ch.tokens.size() == 1;
@@ -322,14 +354,21 @@ void CudaBackend::forward(const Batch& batch, const KvStepMeta& meta, Logits& ou
       graphs_enabled_ && decode_only ? cuda::DecodeGraphs::bucket_for(static_cast<int>(batch.chunks.size())) : 0;
 
   timer_.begin();
-  const cuda::StepShape s = inputs_.stage(batch, meta, c_, n_pages_, plan_.block_size(), bucket, out);
+  // The pinned staging buffers are free once the last launch's copies have run.
+  if (launched_ > 0) HS_CUDA_CHECK(cudaEventSynchronize(uploaded_.e));
+  const cuda::StepShape s = inputs_.stage(batch, meta, c_, n_pages_, plan_.block_size(), bucket, out,
+                                          sampler_.has_staged() ? &sampler_.last_rows() : nullptr);
   sampler_.stage(batch, out);
   timer_.phase(1);
-  if (inputs_.upload(stream_.s)) ++generation_;
+  const int slot = static_cast<int>(launched_ & 1);
+  ++launched_;
+  if (inputs_.upload(stream_.s, sampler_.device_tokens())) ++generation_;
   if (sharded_kernels_ && sharded_.plan(s, inputs_, stream_.s)) ++generation_;
   if (reserve_activations(s.n_tokens, s.n_rows)) ++generation_;
+  sampler_.upload(stream_.s);
+  HS_CUDA_CHECK(cudaEventRecord(uploaded_.e, stream_.s));
   timer_.phase(2);
-  timer_.gpu_begin();
+  timer_.gpu_begin(slot);
   if (bucket > 0) {
     // A graph bakes in the decode launch's grid, sized by the plan's capacity class: a power of
     // two, or the one-block-per-multiprocessor grid below the next one.
@@ -338,15 +377,23 @@ void CudaBackend::forward(const Batch& batch, const KvStepMeta& meta, Logits& ou
     graphs_.run(bucket * 64 + capacity_class, generation_, stream_.s, [&] { record_step(s); });
   } else
     record_step(s);
-  sampler_.run(logits_.get(), c_.vocab_size, stream_.s);
+  sampler_.sample(logits_.get(), c_.vocab_size, stream_.s);
   out.data.resize(static_cast<size_t>(s.real_rows) * c_.vocab_size);
   copy_logits(batch, out);
-  timer_.gpu_end();
+  timer_.gpu_end(slot);
+  HS_CUDA_CHECK(cudaEventRecord(done_[slot].e, stream_.s));
   timer_.phase(3);
-  HS_CUDA_CHECK(cudaStreamSynchronize(stream_.s));  // also reports any fault inside the step's kernels
+}
+
+void CudaBackend::collect(Logits& out) {
+  if (collected_ == launched_) throw std::logic_error("CUDA backend: collect() without a launched step");
+  const int slot = static_cast<int>(collected_ & 1);
+  timer_.wait_begin();
+  HS_CUDA_CHECK(cudaEventSynchronize(done_[slot].e));  // also reports any fault inside the step's kernels
   timer_.phase(4);
-  sampler_.collect(batch, out);
-  timer_.end();
+  ++collected_;
+  sampler_.collect(out);
+  timer_.end(slot);
 }
 
 void CudaBackend::copy_logits(const Batch& batch, Logits& out) {

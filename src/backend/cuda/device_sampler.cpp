@@ -1,13 +1,16 @@
 #include "backend/cuda/device_sampler.h"
 
 #include <algorithm>
+#include <stdexcept>
 
 #include "backend/cuda/cuda_check.h"
 
 namespace hs::cuda {
 
 int DeviceSampler::stage(const Batch& batch, const Logits& out) {
-  chunk_of_.clear();
+  Slot& slot = slots_[staged_ & 1];
+  slot.chunk_of.clear();
+  slot.row_of_chunk.assign(batch.chunks.size(), -1);
   rows_.clear();
   edits_.clear();
   for (size_t c = 0; c < batch.chunks.size(); ++c) {
@@ -26,19 +29,19 @@ int DeviceSampler::stage(const Batch& batch, const Logits& out) {
     r.edit_begin = static_cast<int32_t>(edits_.size());
     edits_.insert(edits_.end(), scratch_.begin(), scratch_.end());
     r.edit_end = static_cast<int32_t>(edits_.size());
+    slot.row_of_chunk[c] = static_cast<int32_t>(rows_.size());
     rows_.push_back(r);
-    chunk_of_.push_back(static_cast<int32_t>(c));
+    slot.chunk_of.push_back(static_cast<int32_t>(c));
   }
+  ++staged_;
   return static_cast<int>(rows_.size());
 }
 
-void DeviceSampler::run(float* logits, int vocab, cudaStream_t s) {
+void DeviceSampler::upload(cudaStream_t s) {
   const size_t n = rows_.size(), n_edits = edits_.size();
   if (n == 0) return;
   h_rows_.grow_to(n);
-  h_tokens_.grow_to(n);
   d_rows_.grow_to(n);
-  d_tokens_.grow_to(n);
   std::copy(rows_.begin(), rows_.end(), h_rows_.get());
   HS_CUDA_CHECK(cudaMemcpyAsync(d_rows_.get(), h_rows_.get(), n * sizeof(SampleRow), cudaMemcpyHostToDevice, s));
   if (n_edits > 0) {
@@ -48,13 +51,23 @@ void DeviceSampler::run(float* logits, int vocab, cudaStream_t s) {
     HS_CUDA_CHECK(
         cudaMemcpyAsync(d_edits_.get(), h_edits_.get(), n_edits * sizeof(LogitEdit), cudaMemcpyHostToDevice, s));
   }
-  sample_tokens(logits, vocab, vocab, d_rows_.get(), static_cast<int>(n), d_edits_.get(), d_tokens_.get(), nullptr, s);
-  HS_CUDA_CHECK(cudaMemcpyAsync(h_tokens_.get(), d_tokens_.get(), n * sizeof(int32_t), cudaMemcpyDeviceToHost, s));
 }
 
-void DeviceSampler::collect(const Batch& batch, Logits& out) const {
-  out.sampled.assign(batch.chunks.size(), -1);
-  for (size_t k = 0; k < chunk_of_.size(); ++k) out.sampled[chunk_of_[k]] = h_tokens_.get()[k];
+void DeviceSampler::sample(float* logits, int vocab, cudaStream_t s) {
+  const size_t n = rows_.size();
+  if (n == 0) return;
+  Slot& slot = slots_[(staged_ - 1) & 1];
+  slot.h_tokens.grow_to(n);
+  d_tokens_.grow_to(n);
+  sample_tokens(logits, vocab, vocab, d_rows_.get(), static_cast<int>(n), d_edits_.get(), d_tokens_.get(), nullptr, s);
+  HS_CUDA_CHECK(cudaMemcpyAsync(slot.h_tokens.get(), d_tokens_.get(), n * sizeof(int32_t), cudaMemcpyDeviceToHost, s));
+}
+
+void DeviceSampler::collect(Logits& out) {
+  if (collected_ == staged_) throw std::logic_error("DeviceSampler: collect() without a staged step");
+  const Slot& slot = slots_[collected_++ & 1];
+  out.sampled.assign(slot.row_of_chunk.size(), -1);
+  for (size_t k = 0; k < slot.chunk_of.size(); ++k) out.sampled[slot.chunk_of[k]] = slot.h_tokens.get()[k];
 }
 
 }  // namespace hs::cuda

@@ -222,6 +222,11 @@ __global__ void scatter_kernel(const int32_t* c, int n, int32_t* blocks, int32_t
   pages[c[3 * i]] = c[3 * i + 2];
 }
 
+__global__ void take_sampled_kernel(const int32_t* pairs, int n, const int32_t* sampled, int32_t* ids) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) ids[pairs[2 * i]] = sampled[pairs[2 * i + 1]];
+}
+
 // Grid for a grid-stride loop over n elements: enough blocks to fill the device, no more.
 unsigned grid_for(int64_t n, int threads) {
   const int64_t blocks = (n + threads - 1) / threads;
@@ -285,6 +290,12 @@ void qkv_prep(const QkvPrepParams& p, cudaStream_t s) {
 void scatter_list_entries(const int32_t* c, int n, int32_t* blocks, int32_t* pages, cudaStream_t s) {
   if (n == 0) return;
   scatter_kernel<<<(n + 255) / 256, 256, 0, s>>>(c, n, blocks, pages);
+  HS_CUDA_CHECK_LAUNCH();
+}
+
+void take_sampled_tokens(const int32_t* pairs, int n, const int32_t* sampled, int32_t* ids, cudaStream_t s) {
+  if (n == 0) return;
+  take_sampled_kernel<<<(n + 255) / 256, 256, 0, s>>>(pairs, n, sampled, ids);
   HS_CUDA_CHECK_LAUNCH();
 }
 

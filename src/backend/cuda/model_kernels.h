@@ -77,6 +77,10 @@ void qkv_prep(const QkvPrepParams& p, cudaStream_t s);
 // entries into the device's list arena (StepInputs).
 void scatter_list_entries(const int32_t* c, int n, int32_t* blocks, int32_t* pages, cudaStream_t s);
 
+// ids[pairs[2i]] = sampled[pairs[2i + 1]] for i < n: tokens the step before sampled, into a step's
+// token ids (steps launched in flight, Backend::kFromPreviousStep).
+void take_sampled_tokens(const int32_t* pairs, int n, const int32_t* sampled, int32_t* ids, cudaStream_t s);
+
 // out[t][i] = ot(act(gu[t][i]) * gu[t][d_ff + i]) with act = gelu_tanh (Gemma) or silu (llama):
 // the gated MLP over the fused gate/up projection gu [T][2 * d_ff].
 void gated_activation(const float* gu, int n_tokens, int d_ff, bool gelu, half16* out, GemmType ot, cudaStream_t s);

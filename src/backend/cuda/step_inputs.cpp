@@ -12,7 +12,8 @@ namespace hs::cuda {
 
 namespace {
 
-// The same checks, and messages, as the CPU backend's forward().
+// The same checks, and messages, as the CPU backend's forward(); tokens from the step before are
+// checked by stage().
 void check_batch(const Batch& batch, const KvStepMeta& meta, const ModelConfig& c) {
   if (meta.n_chunks != static_cast<int32_t>(batch.chunks.size()) || meta.n_tokens != batch.total_tokens() ||
       meta.n_layers != c.n_layers || meta.n_kv_heads != c.n_kv_heads)
@@ -24,7 +25,7 @@ void check_batch(const Batch& batch, const KvStepMeta& meta, const ModelConfig& 
       throw std::invalid_argument("sequence " + std::to_string(ch.seq_id) + ": positions past the context length " +
                                   std::to_string(c.context_length));
     for (int32_t t : ch.tokens)
-      if (t < 0 || t >= c.vocab_size)
+      if ((t < 0 && t > Backend::kFromPreviousStep) || t >= c.vocab_size)
         throw std::invalid_argument("token id " + std::to_string(t) + " is outside the vocabulary");
   }
   const size_t n_lists = static_cast<size_t>(meta.n_chunks) * meta.n_layers * meta.n_kv_heads;
@@ -49,7 +50,7 @@ void check_indices(const KvStepMeta& meta, int32_t n_pages, int32_t block_size) 
 }  // namespace
 
 StepShape StepInputs::stage(const Batch& batch, const KvStepMeta& meta, const ModelConfig& c, int32_t n_pages,
-                            int32_t block_size, int pad_to, Logits& out) {
+                            int32_t block_size, int pad_to, Logits& out, const std::vector<int32_t>* previous_rows) {
   check_batch(batch, meta, c);
   check_indices(meta, n_pages, block_size);
   const int n_chunks = static_cast<int>(batch.chunks.size());
@@ -66,6 +67,7 @@ StepShape StepInputs::stage(const Batch& batch, const KvStepMeta& meta, const Mo
   int32_t* row = row_tok_.fill(shape.n_tokens);  // at most one row per token
   int32_t* cpos = chunk_pos0_.fill(shape.n_chunks);
   int32_t* ctok = chunk_tok0_.fill(shape.n_chunks + 1);
+  std::vector<int32_t> taken;
   out.vocab = c.vocab_size;
   out.first_row.assign(n_chunks, 0);
   int n_rows = 0;
@@ -77,6 +79,16 @@ StepShape StepInputs::stage(const Batch& batch, const KvStepMeta& meta, const Mo
     ctok[ci] = t;
     for (int i = 0; i < n; ++i, ++t) {
       id[t] = ch.tokens[i];
+      if (id[t] < 0) {  // the token chunk j of the step before samples
+        const int64_t j = int64_t{Backend::kFromPreviousStep} - id[t];
+        const int32_t r = previous_rows && j < static_cast<int64_t>(previous_rows->size()) ? (*previous_rows)[j] : -1;
+        if (r < 0)
+          throw std::invalid_argument("sequence " + std::to_string(ch.seq_id) + ": token " + std::to_string(id[t]) +
+                                      " names no token sampled by the step before");
+        taken.push_back(t);
+        taken.push_back(r);
+        id[t] = 0;
+      }
       pos[t] = ch.pos0 + i;
       chunk[t] = ci;
       if (ch.all_logits || i == n - 1) row[n_rows++] = t;
@@ -92,6 +104,7 @@ StepShape StepInputs::stage(const Batch& batch, const KvStepMeta& meta, const Mo
     ctok[t] = t;
   }
   ctok[shape.n_chunks] = shape.n_tokens;
+  std::copy(taken.begin(), taken.end(), taken_.fill(taken.size()));
   shape.n_rows = n_rows;
   row_tok_.n = n_rows;
 
@@ -149,7 +162,7 @@ bool StepInputs::reserve(size_t n_tokens, size_t lists_per_chunk, size_t n_entri
   return moved || arena_moved;
 }
 
-bool StepInputs::upload(cudaStream_t s) {
+bool StepInputs::upload(cudaStream_t s, const int32_t* sampled) {
   bool moved = false;
   auto put = [&](const Array& a, DeviceBuffer<int32_t>& d) {
     moved |= d.grow_to(std::max<size_t>(a.n, 1));
@@ -164,6 +177,13 @@ bool StepInputs::upload(cudaStream_t s) {
   put(list_end_, d_list_end_);
   put(chunk_pos0_, d_chunk_pos0_);
   put(chunk_tok0_, d_chunk_tok0_);
+  if (taken_.n) {  // (read only here, outside any graph, like the changes below)
+    if (!sampled) throw std::logic_error("StepInputs: tokens from the step before, but no sampled tokens");
+    d_taken_.grow_to(taken_.n);
+    HS_CUDA_CHECK(
+        cudaMemcpyAsync(d_taken_.get(), taken_.host.get(), taken_.n * sizeof(int32_t), cudaMemcpyHostToDevice, s));
+    take_sampled_tokens(d_taken_.get(), static_cast<int>(taken_.n / 2), sampled, d_tok_id_.get(), s);
+  }
   // The arena grows only when it was laid out anew (stage()), so that nothing it held is lost.
   moved |= d_blocks_.grow_to(std::max<size_t>(arena_.size(), 1));
   moved |= d_pages_.grow_to(std::max<size_t>(arena_.size(), 1));

@@ -9,6 +9,10 @@
 // kernel writes them) and where each of its lists begins and ends: O(lists + changes) bytes a step,
 // not O(pages).
 //
+// A token Backend::kFromPreviousStep - j stands for the token sampled for chunk j of the step
+// before: stage() takes where that step's sampler put each chunk's token, and upload() copies the
+// tokens into the step's ids on the device.
+//
 // Padding (decode graphs): a step of n one-token chunks can be padded to P >= n chunks. Padding
 // tokens have id 0 and position 0, write no K/V (slot -1), have empty page lists, and their
 // logits rows follow the real ones (computed, never copied back).
@@ -36,15 +40,18 @@ class StepInputs {
   // backend does) and its metadata (shape, and every page and write slot inside the pool of
   // n_pages pages of block_size: a bad one would corrupt device memory), lays the step out in
   // pinned memory, and sets out.vocab and out.first_row. pad_to = 0 means no padding.
+  // previous_rows: per chunk of the step before, the row of its sampled token in that step's
+  // sampler output (-1: none), or null when no token may come from the step before.
   StepShape stage(const Batch& batch, const KvStepMeta& meta, const ModelConfig& c, int32_t n_pages,
-                  int32_t block_size, int pad_to, Logits& out);
+                  int32_t block_size, int pad_to, Logits& out, const std::vector<int32_t>* previous_rows = nullptr);
   // Sizes the device buffers for steps of up to n_tokens tokens (as many chunks) and n_entries
   // page-list entries ahead of time (the arena gets room for twice that), so that they need not
   // move later (graphs stay valid). Returns true when a buffer was reallocated.
   bool reserve(size_t n_tokens, size_t lists_per_chunk, size_t n_entries);
-  // Copies what stage() laid out to the device, in stream order on s. Returns true when a device
+  // Copies what stage() laid out to the device, in stream order on s, taking the tokens that come
+  // from the step before from `sampled` (its sampler's device output). Returns true when a device
   // buffer was reallocated (its address changed).
-  bool upload(cudaStream_t s);
+  bool upload(cudaStream_t s, const int32_t* sampled = nullptr);
 
   const int32_t* tok_id() const { return d_tok_id_.get(); }
   const int32_t* tok_pos() const { return d_tok_pos_.get(); }
@@ -83,9 +90,9 @@ class StepInputs {
     }
   };
   Array tok_id_, tok_pos_, tok_chunk_, row_tok_, write_slots_, list_begin_, list_end_, changes_, chunk_pos0_,
-      chunk_tok0_;
+      chunk_tok0_, taken_;  // taken_: (token, sampler row) pairs of tokens from the step before
   DeviceBuffer<int32_t> d_tok_id_, d_tok_pos_, d_tok_chunk_, d_row_tok_, d_write_slots_, d_list_begin_, d_list_end_,
-      d_changes_, d_blocks_, d_pages_, d_chunk_pos0_, d_chunk_tok0_;
+      d_changes_, d_blocks_, d_pages_, d_chunk_pos0_, d_chunk_tok0_, d_taken_;
   ListArena arena_;
   ListArena::Placement placed_;
   std::vector<int64_t> seqs_;
