@@ -3,22 +3,28 @@
 //   bench_generate [--model PATH] [--device cpu|cuda|auto] [--plan SPEC[|SPEC...]] [--prompt N[,N...]]
 //                  [--gen N] [--batch B[,B...]] [--context N[,N...]] [--reps R] [--json FILE]
 //                  [--attention sharded[,simple]] [--gemv on[,off]] [--pdl on[,off]]
-//                  [--decode tma[,cp.async][,tma-shared]] [--fuse on[,off]]
+//                  [--decode tma[,cp.async][,tma-shared]] [--fuse on[,off]] [--overlap on[,off]]
+//                  [--driver runner[,engine]]
 // Every combination runs in one process, side by side (the weights are made or loaded once):
 // for each attention kernel (CUDA: `simple` is HEADSHARD_ATTENTION=simple), each choice of the
 // single-row GEMM kernel (CUDA: `off` is HEADSHARD_CUDA_GEMV=0, cuBLAS only), of programmatic
 // dependent launch (CUDA: `off` is HEADSHARD_CUDA_PDL=0), of the sharded decode kernel (CUDA:
 // `cp.async` is HEADSHARD_CUDA_DECODE=cp.async, `tma-shared` the copy engine never one block per
 // multiprocessor), of the single-row kernel converting the
-// attention output itself (CUDA: `off` is HEADSHARD_CUDA_FUSE=0) and each plan,
+// attention output itself (CUDA: `off` is HEADSHARD_CUDA_FUSE=0), of steps in flight in the engine
+// (CUDA: `off` is HEADSHARD_CUDA_OVERLAP=0; only the engine driver uses them) and each plan,
 // prompt processing of each --prompt length, then decoding: each of `batch` sequences starts
 // from --context tokens of random prompt (default 64), then all decode --gen tokens together,
-// greedily (sampled on the backend when it can, as the engine does).
+// greedily (sampled on the backend when it can, as the engine does). That is the `runner` driver
+// (a ForwardRunner, one step at a time). The `engine` driver submits the batch's requests (prompts
+// of --context tokens, --gen + 1 tokens each) to an Engine (prefill chunks of up to 2048 tokens
+// beside the decodes) and counts the tokens from the moment every sequence has its first one.
 // Prints a table of medians over R repetitions and writes the raw numbers as JSON.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -30,6 +36,7 @@
 #include "cli/args.h"
 #include "cli/common.h"
 #include "cli/device.h"
+#include "engine/engine.h"
 #include "engine/forward_runner.h"
 #include "engine/sampling.h"
 #include "kv/paged_kv_cache.h"
@@ -47,12 +54,34 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
 
+// Another owner's backend, for an Engine (which owns its backend) over the benchmark's.
+class Borrowed final : public hs::Backend {
+ public:
+  explicit Borrowed(hs::Backend& b) : b_(b) {}
+  std::string name() const override { return b_.name(); }
+  const hs::ModelConfig& config() const override { return b_.config(); }
+  int64_t page_bytes(int32_t block_size) const override { return b_.page_bytes(block_size); }
+  void configure_kv(const hs::ShardPlan& plan, int32_t n_pages) override { b_.configure_kv(plan, n_pages); }
+  bool samples_tokens() const override { return b_.samples_tokens(); }
+  void forward(const hs::Batch& batch, const hs::KvStepMeta& meta, hs::Logits& out) override {
+    b_.forward(batch, meta, out);
+  }
+  bool overlaps_steps() const override { return b_.overlaps_steps(); }
+  void launch(const hs::Batch& batch, const hs::KvStepMeta& meta, hs::Logits& out) override {
+    b_.launch(batch, meta, out);
+  }
+  void collect(hs::Logits& out) override { b_.collect(out); }
+
+ private:
+  hs::Backend& b_;
+};
+
 }  // namespace
 
 int main(int argc, char** argv) try {
   hs::cli::Args a(argc, argv, 1,
                   {"model", "device", "plan", "prompt", "gen", "batch", "context", "reps", "json", "attention", "gemv",
-                   "pdl", "decode", "fuse"},
+                   "pdl", "decode", "fuse", "overlap", "driver"},
                   {});
   const std::string path = a.str("model", hs::cli::kDefaultModelPath);
   const auto prompts = a.str("prompt", "128,512") == "0" ? std::vector<int>{} : int_list(a.str("prompt", "128,512"));
@@ -72,7 +101,11 @@ int main(int argc, char** argv) try {
                                   {"gemv", "HEADSHARD_CUDA_GEMV", {"on", "off"}},
                                   {"pdl", "HEADSHARD_CUDA_PDL", {"on", "off"}},
                                   {"decode", "HEADSHARD_CUDA_DECODE", {"tma", "cp.async", "tma-shared"}},
-                                  {"fuse", "HEADSHARD_CUDA_FUSE", {"on", "off"}}};
+                                  {"fuse", "HEADSHARD_CUDA_FUSE", {"on", "off"}},
+                                  {"overlap", "HEADSHARD_CUDA_OVERLAP", {"on", "off"}}};
+  const auto drivers = split(a.str("driver", "runner"), ',');
+  for (const std::string& d : drivers)
+    if (d != "runner" && d != "engine") throw std::invalid_argument("--driver takes runner, engine");
   for (Switch& w : switches) {
     w.chosen = split(a.str(w.name, w.values[0]), ',');
     for (const std::string& item : w.chosen)
@@ -133,7 +166,8 @@ int main(int argc, char** argv) try {
       for (int n : prompts)
         pages = std::max(pages, hs::PagedKvCache::pages_for_length(m.config, plan, n) +
                                     16 * m.config.n_layers * m.config.n_kv_heads);
-      hs::ForwardRunner run(*be, plan, std::max<int64_t>(pages * be->page_bytes(plan.block_size()), int64_t{1} << 30));
+      const int64_t kv_bytes = std::max<int64_t>(pages * be->page_bytes(plan.block_size()), int64_t{1} << 30);
+      hs::ForwardRunner run(*be, plan, kv_bytes);
       // Prefills a sequence's prompt in chunks of 2048 tokens; returns the greedy next token.
       auto prefill = [&](int64_t id, const std::vector<int32_t>& prompt) {
         const int n = static_cast<int>(prompt.size());
@@ -167,7 +201,8 @@ int main(int argc, char** argv) try {
         r.update({{"plan", plan.name()}, {"prompt_tokens", n}, {"tokens_per_s", tps}, {"median_tokens_per_s", med}});
         out["prefill"].push_back(r);
       }
-      for (int context : contexts)
+      const bool by_runner = std::find(drivers.begin(), drivers.end(), "runner") != drivers.end();
+      for (int context : by_runner ? contexts : std::vector<int>{})
         for (int bsz : batches) {
           std::vector<double> tps;
           for (int r = 0; r < reps; ++r) {
@@ -199,9 +234,47 @@ int main(int argc, char** argv) try {
           row("tg" + std::to_string(gen) + " @" + std::to_string(context) + " batch " + std::to_string(bsz), med,
               1000.0 * bsz / med);
           nlohmann::json r = tags;
-          r.update({{"plan", plan.name()}, {"context", context}, {"batch", bsz},
+          r.update({{"plan", plan.name()}, {"context", context}, {"batch", bsz}, {"driver", "runner"},
                     {"sampling", sample_on_backend ? "backend" : "host"}, {"tokens_per_s", tps},
                     {"median_tokens_per_s", med}});
+          out["decode"].push_back(r);
+        }
+      // The engine (it configures the backend's KV anew: the runner is not used after this).
+      const bool by_engine = std::find(drivers.begin(), drivers.end(), "engine") != drivers.end();
+      for (int context : by_engine ? contexts : std::vector<int>{})
+        for (int bsz : batches) {
+          std::vector<double> tps;
+          for (int r = 0; r < reps; ++r) {
+            hs::EngineOptions eo;
+            eo.plan = plan;
+            eo.max_seqs = bsz;
+            eo.max_batch_tokens = 2048 + bsz;
+            eo.kv_bytes = kv_bytes;
+            hs::Engine engine(std::make_unique<Borrowed>(*be), nullptr, eo);
+            int started = 0;
+            int64_t counted = 0;
+            std::vector<int> got(bsz, 0);
+            auto t0 = std::chrono::steady_clock::now();
+            for (int i = 0; i < bsz; ++i) {
+              hs::GenerationRequest req;
+              req.prompt = random_tokens(context);
+              req.max_tokens = gen + 1;
+              req.sampling.temperature = 0.0f;
+              engine.submit(std::move(req), [&, i](const hs::TokenEvent& ev) {
+                if (ev.token < 0) return;
+                if (started == bsz) ++counted;
+                if (++got[i] == 1 && ++started == bsz) t0 = std::chrono::steady_clock::now();
+              });
+            }
+            engine.run_until_idle();
+            tps.push_back(static_cast<double>(counted) / seconds_since(t0));
+          }
+          const double med = median(tps);
+          row("tg" + std::to_string(gen) + " @" + std::to_string(context) + " batch " + std::to_string(bsz) + " engine",
+              med, 1000.0 * bsz / med);
+          nlohmann::json r = tags;
+          r.update({{"plan", plan.name()}, {"context", context}, {"batch", bsz}, {"driver", "engine"},
+                    {"tokens_per_s", tps}, {"median_tokens_per_s", med}});
           out["decode"].push_back(r);
         }
     }

@@ -313,6 +313,7 @@ void CudaBackend::configure_kv(const ShardPlan& plan, int32_t n_pages) {
   for (const HeadShard& h : plan.heads()) shards.push_back(make_int4(h.sink, h.local, h.stride, h.offset));
   shards_.allocate(shards.size());
   upload_now(shards_.get(), shards.data(), shards.size(), stream_.s);
+  inputs_.forget_lists();
   // Every entry of a step's page lists is a distinct page, so n_pages entries always suffice.
   inputs_.reserve(kReserveTokens, static_cast<size_t>(c_.n_layers) * c_.n_kv_heads, static_cast<size_t>(n_pages));
   reserve_activations(kReserveTokens, kReserveRows);

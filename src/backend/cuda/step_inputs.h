@@ -48,6 +48,9 @@ class StepInputs {
   // page-list entries ahead of time (the arena gets room for twice that), so that they need not
   // move later (graphs stay valid). Returns true when a buffer was reallocated.
   bool reserve(size_t n_tokens, size_t lists_per_chunk, size_t n_entries);
+  // Forgets where the lists are (a new KV cache: its sequence ids and list stamps may repeat the
+  // old one's); the next step places every list anew.
+  void forget_lists() { arena_.clear(); }
   // Copies what stage() laid out to the device, in stream order on s, taking the tokens that come
   // from the step before from `sampled` (its sampler's device output). Returns true when a device
   // buffer was reallocated (its address changed).
