@@ -272,12 +272,7 @@ bool Engine::step() {
 
   if (overlap) {
     // Launch this step, then report the one before (the GPU runs this one meanwhile).
-    Logits& out = logits_[next_logits_];
-    std::vector<std::pair<int64_t, int32_t>> chunks;
-    for (const Planned& p : plan) chunks.emplace_back(p.seq->id, p.n);
-    kv_->build_step(chunks, meta_);
-    backend_->launch(batch, meta_, out);
-    for (const auto& [seq, n] : chunks) kv_->commit(seq, n);
+    run_step(*backend_, *kv_, batch, meta_, logits_[next_logits_], /*in_flight=*/true);
     InFlight f;
     for (const Planned& p : plan) {
       p.seq->n_computed += p.n;

@@ -5,12 +5,14 @@
 
 namespace hs {
 
-void run_step(Backend& backend, PagedKvCache& kv, const Batch& batch, KvStepMeta& meta, Logits& out) {
+void run_step(Backend& backend, PagedKvCache& kv, const Batch& batch, KvStepMeta& meta, Logits& out,
+              bool in_flight) {
   std::vector<std::pair<int64_t, int32_t>> chunks;
   chunks.reserve(batch.chunks.size());
   for (const SeqChunk& c : batch.chunks) chunks.emplace_back(c.seq_id, static_cast<int32_t>(c.tokens.size()));
   kv.build_step(chunks, meta);
-  backend.forward(batch, meta, out);
+  if (in_flight) backend.launch(batch, meta, out);
+  else backend.forward(batch, meta, out);
   for (const auto& [seq, n] : chunks) kv.commit(seq, n);
 }
 

@@ -10,8 +10,10 @@
 namespace hs {
 
 // One step for chunks whose pages are already reserved: builds the step metadata, runs the
-// backend and commits the tokens (freeing pages no head needs any more).
-void run_step(Backend& backend, PagedKvCache& kv, const Batch& batch, KvStepMeta& meta, Logits& out);
+// backend and commits the tokens (freeing pages no head needs any more). in_flight: the backend
+// only launches the step (Backend::launch; the caller collects it later).
+void run_step(Backend& backend, PagedKvCache& kv, const Batch& batch, KvStepMeta& meta, Logits& out,
+              bool in_flight = false);
 
 class ForwardRunner {
  public:
