@@ -396,10 +396,12 @@ TEST_P(CudaRealModel, FirstSixteenGreedyTokensEqualTheCpus) {
   EXPECT_EQ(generate(make_cuda_backend(m.weights), prompts, 16, hot), a);
   // Steps in flight (the engine launches step n + 1 before step n's tokens are back) change
   // nothing: the same tokens with the engine taking one step at a time.
-  setenv("HEADSHARD_CUDA_OVERLAP", "0", 1);
-  const auto one_at_a_time = generate(make_cuda_backend(m.weights), prompts, 16, hot);
-  unsetenv("HEADSHARD_CUDA_OVERLAP");
-  EXPECT_EQ(one_at_a_time, a);
+  std::unique_ptr<Backend> serial;
+  {
+    ScopedEnv off("HEADSHARD_CUDA_OVERLAP", "0");
+    serial = make_cuda_backend(m.weights);
+  }
+  EXPECT_EQ(generate(std::move(serial), prompts, 16, hot), a);
   hot.seed = 8;
   EXPECT_NE(generate(make_cuda_backend(m.weights), prompts, 16, hot), a);
 }
