@@ -12,7 +12,8 @@
 #             layers on the streaming kernel and on cuBLAS, decode attention on the copy-engine
 #             and the cp.async kernel; then bench_gemv, the single-row linear layers alone),
 #             bench-32k (dense and strided plans at 32k), bench-throughput (decode at 64 and 256
-#             sequences, 1k prompt, 1k output), bench-kv-step (the host's KV bookkeeping per decode
+#             sequences, 1k prompt, 1k output), bench-engine (the same through the Engine, steps in
+#             flight on and off, 512 tokens), bench-kv-step (the host's KV bookkeeping per decode
 #             step) and kv-report (32k-token sequences in a 64 GiB KV budget, dense and strided).
 #             ATTENTION_4K=sharded,simple adds the simple attention kernel to bench-4k; REPS_32K=1,
 #             THROUGHPUT_GEN and THROUGHPUT_PLANS shorten the others.
@@ -80,7 +81,7 @@ while [ $i -lt ${#STAGES[@]} ]; do  # a stage may append stages
       run memcheck 400 compute-sanitizer --tool memcheck --error-exitcode 1 "$PKG/test_cuda_backend" \
         --gtest_filter='*llama_d128_s2_graphs:*llama_d128_streaming_nographs:*gemma3_d256_dense_graphs:*gemma3_d256_s2_nographs:*RejectsBad*'
       ;;
-    bench) STAGES+=(bench-4k bench-32k bench-throughput bench-kv-step kv-report) ;;
+    bench) STAGES+=(bench-4k bench-32k bench-throughput bench-engine bench-kv-step kv-report) ;;
     bench-4k)
       run bench_decode_4k 400 "$PKG/bench_generate" --model $M8B --device cuda --attention "${ATTENTION_4K:-sharded}" \
         --gemv on,off --fuse on,off --decode tma --plan dense --prompt 4096 --context 4096 --batch 1,8 --gen 64 --reps 3 \
@@ -95,6 +96,12 @@ while [ $i -lt ${#STAGES[@]} ]; do  # a stage may append stages
       run bench_throughput 500 "$PKG/bench_generate" --model $M8B --device cuda --plan "${THROUGHPUT_PLANS:-dense|$STRIDED}" \
         --prompt 0 --context 1024 --batch 64,256 --gen "${THROUGHPUT_GEN:-1024}" --reps 1 --json "$OUT/bench_throughput.json"
       grep -E "CUDA steps" "$OUT/bench_throughput.log" | sed -n '1~4p' | cut -c1-200
+      ;;
+    bench-engine)
+      # The same throughput through the Engine, steps in flight on and off (ENGINE_GEN shortens it).
+      run bench_engine 500 "$PKG/bench_generate" --model $M8B --device cuda --plan "${THROUGHPUT_PLANS:-dense|$STRIDED}" \
+        --driver engine --overlap on,off --prompt 0 --context 1024 --batch 64,256 --gen "${ENGINE_GEN:-512}" --reps 1 \
+        --json "$OUT/bench_engine.json"
       ;;
     bench-kv-step)
       TAIL=9 run bench_kv_step 120 "$PKG/bench_kv_step" --context 1024 --seqs 64,256 --json "$OUT/bench_kv_step.json"
