@@ -270,12 +270,13 @@ bool Engine::step() {
     batch.chunks.push_back(std::move(ch));
   }
 
+  // Overlapped: launch this step, then report the one before (the GPU runs this one meanwhile).
+  Logits& logits = logits_[next_logits_];
+  run_step(*backend_, *kv_, batch, meta_, logits, /*in_flight=*/overlap);
+  for (const Planned& p : plan) p.seq->n_computed += p.n;
   if (overlap) {
-    // Launch this step, then report the one before (the GPU runs this one meanwhile).
-    run_step(*backend_, *kv_, batch, meta_, logits_[next_logits_], /*in_flight=*/true);
     InFlight f;
     for (const Planned& p : plan) {
-      p.seq->n_computed += p.n;
       ++p.seq->launched;
       f.seqs.push_back(p.seq);
     }
@@ -290,10 +291,6 @@ bool Engine::step() {
     in_flight_ = std::move(f);
     return true;
   }
-
-  Logits& logits = logits_[0];
-  run_step(*backend_, *kv_, batch, meta_, logits);
-  for (const Planned& p : plan) p.seq->n_computed += p.n;
 
   // The rest sample on the host, in parallel (each sequence has its own sampler and random
   // stream, so the result does not depend on the threads); then tokens are emitted in order.
