@@ -9,7 +9,6 @@ namespace hs::cuda {
 
 int DeviceSampler::stage(const Batch& batch, const Logits& out) {
   Slot& slot = slots_[staged_ & 1];
-  slot.chunk_of.clear();
   slot.row_of_chunk.assign(batch.chunks.size(), -1);
   rows_.clear();
   edits_.clear();
@@ -31,7 +30,6 @@ int DeviceSampler::stage(const Batch& batch, const Logits& out) {
     r.edit_end = static_cast<int32_t>(edits_.size());
     slot.row_of_chunk[c] = static_cast<int32_t>(rows_.size());
     rows_.push_back(r);
-    slot.chunk_of.push_back(static_cast<int32_t>(c));
   }
   ++staged_;
   return static_cast<int>(rows_.size());
@@ -66,8 +64,11 @@ void DeviceSampler::sample(float* logits, int vocab, cudaStream_t s) {
 void DeviceSampler::collect(Logits& out) {
   if (collected_ == staged_) throw std::logic_error("DeviceSampler: collect() without a staged step");
   const Slot& slot = slots_[collected_++ & 1];
-  out.sampled.assign(slot.row_of_chunk.size(), -1);
-  for (size_t k = 0; k < slot.chunk_of.size(); ++k) out.sampled[slot.chunk_of[k]] = slot.h_tokens.get()[k];
+  out.sampled.resize(slot.row_of_chunk.size());
+  for (size_t c = 0; c < slot.row_of_chunk.size(); ++c) {
+    const int32_t r = slot.row_of_chunk[c];
+    out.sampled[c] = r >= 0 ? slot.h_tokens.get()[r] : -1;
+  }
 }
 
 }  // namespace hs::cuda

@@ -35,7 +35,6 @@ class DeviceSampler {
 
  private:
   struct Slot {
-    std::vector<int32_t> chunk_of;      // staged row -> chunk
     std::vector<int32_t> row_of_chunk;  // chunk -> staged row, or -1
     PinnedBuffer<int32_t> h_tokens;
   };
