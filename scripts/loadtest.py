@@ -16,8 +16,10 @@ many seconds, reusing prompts as needed), --api-key, --text-file and --timeout a
 Needs only the standard library and `requests` (scripts/setup.sh puts both in .venv).
 """
 import argparse
+import copy
 import json
 import math
+import multiprocessing
 import os
 import random
 import statistics
@@ -55,6 +57,9 @@ def parse_args(argv=None):
     p.add_argument("--burstiness", type=float, default=1.0,
                    help="gamma shape of the arrival gaps: 1 is Poisson, lower is burstier")
     p.add_argument("--max-concurrency", type=int, default=None, help="requests in flight at most")
+    p.add_argument("--workers", type=int, default=None,
+                   help="client processes sharing the load (default: one per 8 of --max-concurrency, at most "
+                        "the CPU count; 1 without --max-concurrency)")
     p.add_argument("--duration", type=float, default=None,
                    help="send for this many seconds (cycling through the prompts), then wait for the rest")
     p.add_argument("--seed", type=int, default=0)
@@ -72,6 +77,8 @@ def parse_args(argv=None):
     a = p.parse_args(argv)
     a.base_url = (a.base_url or f"http://{a.host}:{a.port}").rstrip("/")
     a.endpoint = a.endpoint or ("/v1/chat/completions" if a.backend == "openai-chat" else "/v1/completions")
+    if a.workers is None:
+        a.workers = min(math.ceil(a.max_concurrency / 8), os.cpu_count() or 1) if a.max_concurrency else 1
     if a.num_prompts < 1:
         p.error("--num-prompts must be at least 1")
     return a
@@ -265,6 +272,35 @@ def run(args, prompts, rng):
     return results, time.perf_counter() - start
 
 
+def run_workers(args, prompts, rng):
+    """run() in args.workers processes, each with its share of the concurrency, the request rate
+    and the prompts. One Python process reading many streams takes each token when the interpreter
+    lock lets its thread run, not when it arrives: against a server sending every stream one event
+    per 1.3 ms at the same instants, 32 streams in one process measured a median inter-token latency
+    of 0.11 ms, and 4 streams 1.30."""
+    n = args.workers
+    if args.max_concurrency:
+        n = min(n, args.max_concurrency)
+    if args.duration is None:
+        n = min(n, len(prompts))
+    if n <= 1:
+        return run(args, prompts, rng)
+    shares = []
+    for k in range(n):
+        a = copy.copy(args)
+        if args.max_concurrency:
+            a.max_concurrency = args.max_concurrency // n + (k < args.max_concurrency % n)
+        a.request_rate = args.request_rate / n
+        shares.append((a, prompts[k::n], rng.random()))
+    with multiprocessing.get_context("fork").Pool(n) as pool:
+        outs = pool.starmap(run_share, shares)
+    return [r for results, _ in outs for r in results], max(d for _, d in outs)
+
+
+def run_share(args, prompts, seed):
+    return run(args, prompts, random.Random(seed))
+
+
 def summarize(args, results, duration):
     ok = [r for r in results if r["success"]]
     percentiles = [float(p) for p in args.metric_percentiles.split(",") if p]
@@ -365,7 +401,7 @@ def main(argv=None):
     if args.duration:
         mode.append(f"for {args.duration:g} s")
     print(f"loadtest: sending ({', '.join(mode)})", file=sys.stderr)
-    results, duration = run(args, prompts, rng)
+    results, duration = run_workers(args, prompts, rng)
     summary = summarize(args, results, duration)
     print_table(args, summary)
     if args.save_result:
