@@ -8,7 +8,8 @@ p90, p99 by default), request and token throughput and errors, and with --save-r
 everything as JSON.
 
 Flag names follow `vllm bench serve` where it has them; --duration (stop sending after that
-many seconds, reusing prompts as needed), --api-key, --text-file and --timeout are ours.
+many seconds, reusing prompts as needed), --api-key, --text-file, --timeout and --workers (client
+processes sharing the load) are ours.
 
     .venv/bin/python scripts/loadtest.py --port 8080 --num-prompts 50 --max-concurrency 8 \\
         --random-input-len 128 --random-output-len 64 --save-result

@@ -228,8 +228,8 @@ HttpServer::HttpServer(ServerOptions options, EngineService& service)
   s.http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
   s.http.set_payload_max_length(s.options.max_body_bytes);
   s.http.set_keep_alive_timeout(5);
-  // Streams write one small event per token: with Nagle's algorithm on, an event waits for the
-  // client's acknowledgement of the one before, and tokens arrive in bunches.
+  // Streams write one small event per token: with Nagle's algorithm on, an event may wait for the
+  // client's acknowledgement of the one before.
   s.http.set_tcp_nodelay(true);
   // Generous: a client may take its time sending a large prompt; streams write as they go.
   s.http.set_read_timeout(30);
