@@ -41,12 +41,14 @@ constexpr unsigned kFull = 0xffffffffu;
 // Row stride (floats) of the consumer warps' partial outputs in decode_finish's scratch.
 template <int D>
 constexpr int kOsStride = D + 8;
+// Parts whose loads the merging block keeps in flight at once.
+constexpr int kMergeBatch = 16;
 
 // ---- what both kernels end with ---------------------------------------------------------------
 // Merges the consumer warps' running softmax state (m, l per row pair, o fragments), then writes
 // the item's output, or its partial and, in the last split of the group to finish, the merge.
 // Every thread of the block calls it (threads >= kDecodeThreads only join the barriers); scratch
-// is shared memory of at least max(4 * 16 * kOsStride<D>, 256 * 16) floats that nothing else uses now.
+// is shared memory of at least 4 * 16 * kOsStride<D> floats that nothing else uses now.
 template <int D>
 __device__ __forceinline__ void decode_finish(const DecodeParams& p, const DecodeWorkItem& it, float (&o)[D / 8][4],
                                               const float (&m)[2], float (&l)[2], unsigned char* scratch) {
@@ -152,48 +154,42 @@ __device__ __forceinline__ void decode_finish(const DecodeParams& p, const Decod
   }
   __syncthreads();
   if (!is_last) return;
+  // Each thread merges its own four outputs: it loads the log-sum-exps of its head and its
+  // columns of every part together (up to kMergeBatch parts at once, so one round trip to the L2
+  // for up to that many splits) and weighs them itself, online across batches.
   const int ns = it.n_splits;
-  float* wts = reinterpret_cast<float*>(scratch);  // [ns][G]; Os is no longer needed
-  for (int x = worker ? tid : ns * G; x < ns * G; x += kDecodeThreads)
-    wts[x] = __ldcg(part_lse + int64_t(it.partial0) * G + x);
-  __syncthreads();
-  // Each warp turns the log-sum-exps of its heads g (g % 4 == warp) into weights, lanes across
-  // the splits.
-  for (int g = worker ? warp : G; g < G; g += kDecodeWarps) {
-    float M = -INFINITY;
-    for (int sp = lane; sp < ns; sp += 32) M = fmaxf(M, wts[sp * G + g]);
-    for (int o = 16; o > 0; o >>= 1) M = fmaxf(M, __shfl_xor_sync(kFull, M, o));
-    float W = 0.f;
-    for (int sp = lane; sp < ns; sp += 32) {
-      const float w = M == -INFINITY ? 0.f : exp2f(wts[sp * G + g] - M);
-      wts[sp * G + g] = w;
-      W += w;
-    }
-    for (int o = 16; o > 0; o >>= 1) W += __shfl_xor_sync(kFull, W, o);
-    if (lane == 0) tot_l[g] = W;
-  }
-  __syncthreads();
   const float* pbase = part_o + int64_t(it.partial0) * G * D;
+  const float* lbase = part_lse + int64_t(it.partial0) * G;
   for (int idx = first; idx < G * D; idx += kDecodeThreads * 4) {
     const int g = idx / D;
+    float M = -INFINITY, W = 0.f;
     float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
-    int sp = 0;
-    for (; sp + 8 <= ns; sp += 8) {  // eight loads in flight
-      float4 x[8];
+    for (int sp0 = 0; sp0 < ns; sp0 += kMergeBatch) {
+      float lse[kMergeBatch];
+      float4 x[kMergeBatch];
 #pragma unroll
-      for (int u = 0; u < 8; ++u) x[u] = __ldcg(reinterpret_cast<const float4*>(pbase + int64_t(sp + u) * G * D + idx));
+      for (int u = 0; u < kMergeBatch; ++u) {
+        const bool ok = sp0 + u < ns;
+        lse[u] = ok ? __ldcg(lbase + int64_t(sp0 + u) * G + g) : -INFINITY;
+        x[u] = ok ? __ldcg(reinterpret_cast<const float4*>(pbase + int64_t(sp0 + u) * G * D + idx))
+                  : make_float4(0.f, 0.f, 0.f, 0.f);
+      }
+      float Mn = M;
 #pragma unroll
-      for (int u = 0; u < 8; ++u) {
-        const float w = wts[(sp + u) * G + g];
+      for (int u = 0; u < kMergeBatch; ++u) Mn = fmaxf(Mn, lse[u]);
+      if (Mn == -INFINITY) continue;  // no part so far saw a key
+      const float c = exp2f(M - Mn);  // 0 while M is -inf
+      W *= c;
+      acc.x *= c, acc.y *= c, acc.z *= c, acc.w *= c;
+#pragma unroll
+      for (int u = 0; u < kMergeBatch; ++u) {
+        const float w = exp2f(lse[u] - Mn);  // 0 for a part without keys
+        W += w;
         acc.x += w * x[u].x, acc.y += w * x[u].y, acc.z += w * x[u].z, acc.w += w * x[u].w;
       }
+      M = Mn;
     }
-    for (; sp < ns; ++sp) {
-      const float4 x = __ldcg(reinterpret_cast<const float4*>(pbase + int64_t(sp) * G * D + idx));
-      const float w = wts[sp * G + g];
-      acc.x += w * x.x, acc.y += w * x.y, acc.z += w * x.z, acc.w += w * x.w;
-    }
-    const float W = tot_l[g], inv = W > 0.f ? 1.f / W : 0.f;
+    const float inv = W > 0.f ? 1.f / W : 0.f;
     store4(idx, make_float4(acc.x * inv, acc.y * inv, acc.z * inv, acc.w * inv));
   }
   if (tid == 0) counters[it.group_id] = 0;  // ready for the next launch
@@ -285,13 +281,15 @@ struct TmaDecodeCfg {
   static constexpr int kTileBytes = kBoxes * kBoxBytes;  // K (or V) of one tile
   static constexpr int kStages = Lone ? (192 << 10) / (2 * kTileBytes) : (D == 256 ? 2 : (D == 128 ? 3 : 6));
   static constexpr size_t kSmem = 1024 + size_t(kStages) * 2 * kTileBytes + 16 * D * sizeof(__nv_bfloat16);
+  // For the register budget (without it ptxas spilled the merge's loads in flight at D = 128).
+  static constexpr int kBlocksPerSm = Lone || D == 256 ? 1 : 2;
   static_assert(size_t(kStages) * 2 * kTileBytes >= size_t(kDecodeWarps) * 16 * kOsStride<D> * sizeof(float),
                 "merge scratch must fit");
-  static_assert(size_t(kStages) * 2 * kTileBytes >= 256 * 16 * sizeof(float), "split weights must fit");
 };
 
 template <int D, bool Lone>
-__global__ void __launch_bounds__(kDecodeThreads + 32) decode_tma_kernel(const __grid_constant__ TmaDecodeArgs args) {
+__global__ void __launch_bounds__(kDecodeThreads + 32, TmaDecodeCfg<D, Lone>::kBlocksPerSm)
+    decode_tma_kernel(const __grid_constant__ TmaDecodeArgs args) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   using Cfg = TmaDecodeCfg<D, Lone>;
   constexpr int S = Cfg::kStages;
@@ -445,7 +443,6 @@ struct DecodeCfg {
   static constexpr size_t kStageBytes = size_t(kStages) * 2 * kTileElems * sizeof(__nv_bfloat16);
   static constexpr size_t kSmem = kStageBytes + 16 * D * sizeof(__nv_bfloat16) + kStages * kDecodeTile;
   static_assert(kStageBytes >= size_t(kDecodeWarps) * 16 * kOsStride<D> * sizeof(float), "merge scratch must fit");
-  static_assert(kStageBytes >= 256 * 16 * sizeof(float), "split weights must fit");
 };
 
 template <int D>

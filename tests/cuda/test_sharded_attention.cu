@@ -357,18 +357,23 @@ std::string describe(const Problem& p) {
 // The three decode variants (set_kernel_variant: the copy engine with its one-block-per-SM
 // instance for small grids, cp.async, the copy engine always two blocks per SM) run, and at head
 // dim 128 the three prefill variants (warpgroup MMA, and mma.sync with 32 and with 64 keys per
-// tile); variants 0 and 2 read the lists apart, as the CUDA backend lays them out.
-void check_variant(const Problem& p, K::DecodePlanOptions dopt, bool run_prefill, bool run_decode, bool apart);
-void check_problem(const Problem& p, K::DecodePlanOptions dopt = {}, bool run_prefill = true) {
+// tile); variants 0 and 2 read the lists apart, as the CUDA backend lays them out. Returns the
+// most splits of one list that a decode plan had.
+void check_variant(const Problem& p, K::DecodePlanOptions dopt, bool run_prefill, bool run_decode, bool apart,
+                   int& most_splits);
+int check_problem(const Problem& p, K::DecodePlanOptions dopt = {}, bool run_prefill = true) {
+  int most_splits = 0;
   for (int v = 0; v < 3; ++v) {
     SCOPED_TRACE("kernel variant " + std::to_string(v) + (v != 1 ? ", lists apart" : ", flat lists"));
     K::set_kernel_variant(v, p.D == 128 ? v : 0);
-    check_variant(p, dopt, run_prefill && (v == 0 || p.D == 128), true, v != 1);
+    check_variant(p, dopt, run_prefill && (v == 0 || p.D == 128), true, v != 1, most_splits);
   }
   K::set_kernel_variant(0, 0);
+  return most_splits;
 }
 
-void check_variant(const Problem& p, K::DecodePlanOptions dopt, bool run_prefill, bool run_decode, bool apart) {
+void check_variant(const Problem& p, K::DecodePlanOptions dopt, bool run_prefill, bool run_decode, bool apart,
+                   int& most_splits) {
   SCOPED_TRACE(describe(p));
   Fixture f;
   f.build(p);
@@ -405,6 +410,7 @@ void check_variant(const Problem& p, K::DecodePlanOptions dopt, bool run_prefill
                    int(dec.size()), p.n_layers, p.n_kv, p.B, dopt, plan);
     const int b = plan.layer_begin[p.layer], e = plan.layer_begin[p.layer + 1];
     std::vector<K::DecodeWorkItem> items(plan.items.begin() + b, plan.items.begin() + e);
+    for (const auto& it : items) most_splits = std::max(most_splits, it.n_splits);
     DevBuf d_items, d_ws;
     CK(d_items.upload(items));
     const size_t ws = K::decode_workspace_bytes(plan, p.G, p.D);
@@ -537,11 +543,12 @@ TEST(ShardedAttentionRisingScores, MatchesCpuReference) {
 }
 
 // Long decode lists split across many thread blocks (flash-decoding) with the merge pass, dense
-// and sharded heads in one launch, with the device's own slot count and with a tiny one.
+// and sharded heads in one launch, with the device's own slot count, a tiny one and a large one.
+// The large one cuts a list into more parts than the merging block loads at once (16).
 TEST(ShardedAttentionDecode, LongListsSplitAndMerge) {
   REQUIRE_GPU();
   std::mt19937_64 rng(std::random_device{}());
-  for (int slots : {0, 7}) {
+  for (int slots : {0, 7, 1024}) {
     Problem p;
     p.D = 128, p.B = 64, p.G = 4, p.n_kv = 4, p.kind = Kind::Mixed, p.sinks = true;
     p.seed = rng();
@@ -549,7 +556,8 @@ TEST(ShardedAttentionDecode, LongListsSplitAndMerge) {
     K::DecodePlanOptions o;
     o.slots = slots;
     o.min_split_tokens = 64;
-    check_problem(p, o, false);
+    const int most_splits = check_problem(p, o, false);
+    if (slots == 1024) EXPECT_GT(most_splits, 16);
   }
 }
 
