@@ -143,14 +143,15 @@ __device__ __forceinline__ void decode_finish(const DecodeParams& p, const Decod
     const float L = tot_l[tid];
     part_lse[int64_t(slot) * G + tid] = L > 0.f ? tot_m[tid] + log2f(L) : -INFINITY;
   }
-  // The block's writes, gathered by the barrier, are released by one thread's fence before its
-  // increment; the last part's thread fences again before the block reads the others' (the
-  // pattern of cooperative groups' grid barrier).
+  // The block's writes, gathered by the barrier, are released by one thread's increment, which
+  // in the last part also acquires the others' before the block reads them (the pattern of
+  // cooperative groups' grid barrier, with an acquire-release atomic in place of its two
+  // sequentially consistent fences).
   __syncthreads();
   if (tid == 0) {
-    __threadfence();
-    is_last = atomicAdd(counters + it.group_id, 1) == it.n_splits - 1;
-    if (is_last) __threadfence();
+    int before;
+    asm volatile("atom.add.acq_rel.gpu.s32 %0, [%1], 1;\n" : "=r"(before) : "l"(counters + it.group_id) : "memory");
+    is_last = before == it.n_splits - 1;
   }
   __syncthreads();
   if (!is_last) return;
