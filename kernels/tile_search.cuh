@@ -2,6 +2,7 @@
 // too, so that a CPU test can check it against the rule exhaustively, and a warp's walk of a list
 // with it), and their tile setup and score mask.
 #pragma once
+#include <climits>
 #include <cstdint>
 
 #include "attention_common.cuh"
@@ -108,6 +109,9 @@ __device__ inline TileQuery prefill_tile(const PagedAttentionArgs& a, const Pref
 // A tile's scores for this thread's rows (positions tr0 and tr0 + 8) in the mma fragment layout,
 // unless the tile is interior (every query sees every key), set to -inf where the rule hides the
 // key: keys[c] is key c's (position << 1 | block always kept), or -1. mx gets each row's largest.
+// Each key becomes the span of query positions that see it, so that a score's test is two
+// comparisons without branches (the rule's tests spelled out per score compiled to a branch each,
+// and the masked steps took a fifth of the strided prefill's time at 8k; kernels/NOTES.md, session 14).
 template <int NT>
 __device__ __forceinline__ void mask_scores(float (&s)[NT][4], const int* keys, bool interior, int tr0,
                                             const TileQuery& q, float (&mx)[2]) {
@@ -120,18 +124,24 @@ __device__ __forceinline__ void mask_scores(float (&s)[NT][4], const int* keys, 
       for (int i = 0; i < 4; ++i) mx[i >> 1] = fmaxf(mx[i >> 1], s[nt][i]);
     return;
   }
-  const int tr1 = tr0 + 8, qb0 = tr0 >> q.logB, qb1 = tr1 >> q.logB;
+  // Queries of block qb see key block kb (not always kept) while qb - kb < local, that is up to
+  // position ((kb + local) << logB) - 1; beyond kb_cap that bound passes every position.
+  const int kb_cap = (INT_MAX >> q.logB) - q.sh.local;
 #pragma unroll
   for (int nt = 0; nt < NT; ++nt) {
     const int2 kv = *reinterpret_cast<const int2*>(keys + nt * 8 + (lane & 3) * 2);
+    int lo[2], hi[2];
+#pragma unroll
+    for (int c = 0; c < 2; ++c) {
+      const int key = c ? kv.y : kv.x, ks = key >> 1, kb = ks >> q.logB;
+      lo[c] = key >= 0 ? ks : INT_MAX;
+      hi[c] = (key & 1) || kb > kb_cap ? INT_MAX : ((kb + q.sh.local) << q.logB) - 1;
+      if (q.window > 0) hi[c] = min(hi[c], ks + min(q.window - 1, INT_MAX - ks));  // tq - ks < window
+    }
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-      const int key = (i & 1) ? kv.y : kv.x;
-      const int tq = (i >> 1) ? tr1 : tr0;
-      const int qb = (i >> 1) ? qb1 : qb0;
-      const int ks = key >> 1;
-      const bool ok = key >= 0 && ks <= tq && ((key & 1) || qb - (ks >> q.logB) < q.sh.local) &&
-                      (q.window == 0 || tq - ks < q.window);
+      const int tq = (i >> 1) ? tr0 + 8 : tr0;
+      const bool ok = (tq >= lo[i & 1]) & (tq <= hi[i & 1]);
       const float v = ok ? s[nt][i] : -INFINITY;
       s[nt][i] = v;
       mx[i >> 1] = fmaxf(mx[i >> 1], v);

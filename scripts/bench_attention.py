@@ -543,7 +543,9 @@ def prefill_shape(lib, args, peers, rows, n, stream, scale):
                 raise RuntimeError(f"prefill output not finite (n {n} {plan} variant {pv_})")
             vkey = f"v{pv_}"
             row["rel_err_" + vkey] = rel_err(out[rows_ref], ref)
+            torch.cuda.nvtx.range_push(f"prefill n{n} {plan} {vkey}")  # as the decode's, for a profiler
             ms = median_time_ms(ours)
+            torch.cuda.nvtx.range_pop()
             row["ours_ms_" + vkey] = ms
             if "ours_ms" not in row or ms < row["ours_ms"]:
                 row.update({"ours_ms": ms, "ours_variant": pv_, "ours_TFLOPs": flops / (ms * 1e-3) / 1e12})
