@@ -357,8 +357,8 @@ std::string describe(const Problem& p) {
 // The three decode variants (set_kernel_variant: the copy engine with its one-block-per-SM
 // instance for small grids, cp.async, the copy engine always two blocks per SM) run, and at head
 // dim 128 the three prefill variants (warpgroup MMA, and mma.sync with 32 and with 64 keys per
-// tile); variants 0 and 2 read the lists apart, as the CUDA backend lays them out. Returns the
-// most splits of one list that a decode plan had.
+// tile); variants 0 and 2 read the lists apart, as the CUDA backend lays them out. check_problem
+// returns the most splits of one list that its decode plans had (check_variant raises most_splits).
 void check_variant(const Problem& p, K::DecodePlanOptions dopt, bool run_prefill, bool run_decode, bool apart,
                    int& most_splits);
 int check_problem(const Problem& p, K::DecodePlanOptions dopt = {}, bool run_prefill = true) {
