@@ -133,7 +133,7 @@ __device__ __forceinline__ void mask_scores(float (&s)[NT][4], const int* keys, 
     int lo[2], hi[2];
 #pragma unroll
     for (int c = 0; c < 2; ++c) {
-      const int key = c ? kv.y : kv.x, ks = key >> 1, kb = ks >> q.logB;
+      const int key = c ? kv.y : kv.x, ks = max(key, 0) >> 1, kb = ks >> q.logB;  // an invalid key (-1): ks 0
       lo[c] = key >= 0 ? ks : INT_MAX;
       hi[c] = (key & 1) || kb > kb_cap ? INT_MAX : ((kb + q.sh.local) << q.logB) - 1;
       if (q.window > 0) hi[c] = min(hi[c], ks + min(q.window - 1, INT_MAX - ks));  // tq - ks < window
