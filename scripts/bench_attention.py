@@ -27,10 +27,16 @@ import os
 import sys
 import time
 import traceback
+import warnings
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+# SDPA warns about every backend it cannot use while the peers are probed, and FlexAttention about
+# an old flag: the tables already say which backend ran or failed, and why.
+warnings.filterwarnings("ignore", message=r".*(kernel not used because|has been runtime disabled|both fused kernels require)")
+warnings.filterwarnings("ignore", message=r"_compile flag on create_block_mask", category=DeprecationWarning)
 
 HQ, HKV, D, BLK = 32, 8, 128, 64
 GROUP = HQ // HKV
