@@ -31,7 +31,8 @@ double estimate(const std::vector<int32_t>& lens, int64_t total, int32_t P, int3
   // Many items: the balanced bound, plus half an item for the last wave, which is only partly
   // full (at 64 x 32k and 256 x 32k dense, that picks the split that measured fastest).
   if (n_items > 4LL * slots)
-    return double(total + int64_t(overhead) * n_items) / slots + 0.5 * (max_item + overhead);
+    return std::max<double>(max_item + overhead,
+                            double(total + int64_t(overhead) * n_items) / slots + 0.5 * (max_item + overhead));
   std::vector<int32_t> sizes;
   sizes.reserve(n_items);
   for (int32_t n : lens) {
