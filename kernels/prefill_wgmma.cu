@@ -326,17 +326,25 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const __grid
   }
   const float inv0 = l[0] > 0.f ? 1.f / l[0] : 0.f;
   const float inv1 = l[1] > 0.f ? 1.f / l[1] : 0.f;
-  const int row0 = wr0 + (lane >> 2), row1 = row0 + 8;
-  __nv_bfloat16* obase = static_cast<__nv_bfloat16*>(a.out) + int64_t(tok0 + it.q_start) * o_stride +
-                         int64_t(h) * kD + (lane & 3) * 2;
+  // O goes out through the warp's own rows of the Q tile (Q has lived in registers since the
+  // start), then as whole 16-byte chunks of two rows per store.
+  const int row0 = wr0 + (lane >> 2);
 #pragma unroll
   for (int dn = 0; dn < kD / 8; ++dn) {
-    if (row0 < n_rows)
-      *reinterpret_cast<__nv_bfloat162*>(obase + int64_t(row0) * o_stride + dn * 8) =
-          __floats2bfloat162_rn(o[dn][0] * inv0, o[dn][1] * inv0);
-    if (row1 < n_rows)
-      *reinterpret_cast<__nv_bfloat162*>(obase + int64_t(row1) * o_stride + dn * 8) =
-          __floats2bfloat162_rn(o[dn][2] * inv1, o[dn][3] * inv1);
+    *reinterpret_cast<__nv_bfloat162*>(sw128_chunk<kQBoxBytes>(Qs, row0, dn) + (lane & 3) * 4) =
+        __floats2bfloat162_rn(o[dn][0] * inv0, o[dn][1] * inv0);
+    *reinterpret_cast<__nv_bfloat162*>(sw128_chunk<kQBoxBytes>(Qs, row0 + 8, dn) + (lane & 3) * 4) =
+        __floats2bfloat162_rn(o[dn][2] * inv1, o[dn][3] * inv1);
+  }
+  asm volatile("bar.sync %0, 128;\n" ::"r"(2 + g) : "memory");
+  __nv_bfloat16* obase =
+      static_cast<__nv_bfloat16*>(a.out) + int64_t(tok0 + it.q_start) * o_stride + int64_t(h) * kD;
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    const int r = wr0 + 2 * i + (lane >> 4), ch = lane & 15;
+    if (r < n_rows)
+      *reinterpret_cast<uint4*>(obase + int64_t(r) * o_stride + ch * 8) =
+          *reinterpret_cast<const uint4*>(sw128_chunk<kQBoxBytes>(Qs, r, ch));
   }
 #else
   __trap();  // built without sm_90a: the launcher never picks this kernel then
@@ -359,8 +367,10 @@ bool wgmma_built() {
 bool launch_prefill_wgmma(const PrefillParams& p, cudaStream_t stream, cudaError_t& err) {
   TmaPrefillArgs args;
   args.p = p;
-  if (!wgmma_built() || p.a.head_dim != kD || !pool_tensor_map(p.a, args.kv, CU_TENSOR_MAP_L2_PROMOTION_L2_256B))
-    return false;
+  const int64_t o_stride = p.a.out_row_stride ? p.a.out_row_stride : int64_t(p.a.n_kv_heads) * p.a.group * kD;
+  if (!wgmma_built() || p.a.head_dim != kD || o_stride % 8 || reinterpret_cast<uintptr_t>(p.a.out) % 16 ||
+      !pool_tensor_map(p.a, args.kv, CU_TENSOR_MAP_L2_PROMOTION_L2_256B))
+    return false;  // the output's rows must take 16-byte stores
   const dim3 grid(p.a.n_kv_heads * p.a.group, p.n_items);
   prefill_wgmma_kernel<<<grid, kThreads, kSmem, stream>>>(args);
   err = cudaGetLastError();
