@@ -272,20 +272,22 @@ struct TmaDecodeArgs {
 };
 
 // Lone: the instance for grids of at most one block per multiprocessor (lone_slots_for), with
-// stages filling 192 KB of shared memory, so that no two blocks can share a multiprocessor even
-// when launched early behind another kernel (programmatic launch), and a short item's pages are
-// all in flight at once. Otherwise two blocks per SM up to D = 128.
+// 192 KB of shared memory, so that no two blocks can share a multiprocessor even when launched
+// early behind another kernel (programmatic launch). Its stages fill half of that: with all of it
+// in flight, 16 sequences at 128k took 1.1% longer and at 4k strided 2.5% (kernels/NOTES.md,
+// session 16). Otherwise two blocks per SM up to D = 128.
 template <int D, bool Lone>
 struct TmaDecodeCfg {
   static constexpr int kBoxes = D / 64;                // 64-column boxes per row
   static constexpr int kBoxBytes = kDecodeTile * 128;  // 64 rows of 128 bytes
   static constexpr int kTileBytes = kBoxes * kBoxBytes;  // K (or V) of one tile
-  static constexpr int kStages = Lone ? (192 << 10) / (2 * kTileBytes) : (D == 256 ? 2 : (D == 128 ? 3 : 6));
-  static constexpr size_t kSmem = 1024 + size_t(kStages) * 2 * kTileBytes + 16 * D * sizeof(__nv_bfloat16);
+  static constexpr int kStages =
+      Lone ? std::max(2, (96 << 10) / (2 * kTileBytes)) : (D == 256 ? 2 : (D == 128 ? 3 : 6));
+  static constexpr size_t kStageSmem = Lone ? size_t(192 << 10) : size_t(kStages) * 2 * kTileBytes;
+  static constexpr size_t kSmem = 1024 + kStageSmem + 16 * D * sizeof(__nv_bfloat16);
   // For the register budget (without it ptxas spilled the merge's loads in flight at D = 128).
   static constexpr int kBlocksPerSm = Lone || D == 256 ? 1 : 2;
-  static_assert(size_t(kStages) * 2 * kTileBytes >= size_t(kDecodeWarps) * 16 * kOsStride<D> * sizeof(float),
-                "merge scratch must fit");
+  static_assert(kStageSmem >= size_t(kDecodeWarps) * 16 * kOsStride<D> * sizeof(float), "merge scratch must fit");
 };
 
 template <int D, bool Lone>
@@ -299,7 +301,7 @@ __global__ void __launch_bounds__(kDecodeThreads + 32, TmaDecodeCfg<D, Lone>::kB
   unsigned char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
   unsigned char* Kbuf = smem;
   unsigned char* Vbuf = smem + S * Cfg::kTileBytes;
-  __nv_bfloat16* Qs = reinterpret_cast<__nv_bfloat16*>(smem + 2 * S * Cfg::kTileBytes);
+  __nv_bfloat16* Qs = reinterpret_cast<__nv_bfloat16*>(smem + Cfg::kStageSmem);
   __shared__ __align__(8) uint64_t full[S], empty[S];
   __shared__ uint32_t visible[S][2];  // per stage: which of the tile's 64 tokens the query may see
 
