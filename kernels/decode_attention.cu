@@ -13,8 +13,9 @@
 //     copied: the producer publishes which tokens of a tile the query may see, the consumers mask
 //     the others' scores to -inf and zero their V rows (a slot no query may see may hold anything,
 //     NaN included). Blocks the rule no longer attends are not copied at all. A grid of at most
-//     one block per multiprocessor (decode_lone_slots) runs an instance with 192 KB of stages,
-//     one block per SM; larger grids run two blocks per SM (variant 2: always two).
+//     one block per multiprocessor (decode_lone_slots) runs an instance that takes 192 KB of
+//     shared memory (half of it stages), one block per SM; larger grids run two blocks per SM
+//     (variant 2: always two).
 //   1 cp.async: every thread copies 16-byte pieces of the tile through a 2..4-stage pipeline and
 //     zero-fills the slots the query may not see.
 //
