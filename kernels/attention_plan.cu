@@ -185,12 +185,12 @@ void plan_prefill(const int32_t* chunk_ids, int32_t n_ids, const int32_t* pos0, 
                   int32_t head_dim, std::vector<PrefillWorkItem>& items) {
   items.clear();
   const int32_t bm = prefill_block_m(head_dim);
-  std::vector<int64_t> last;  // position of each item's last query: more keys, more work
   for (int32_t i = 0; i < n_ids; ++i) {
     const int32_t c = chunk_ids[i];
     const int32_t n = tok0[c + 1] - tok0[c];
     for (int32_t q = 0; q < n; q += bm) items.push_back(PrefillWorkItem{c, q});
   }
+  // Largest first: by the position of the item's last query (more keys, more work).
   std::stable_sort(items.begin(), items.end(), [&](const PrefillWorkItem& x, const PrefillWorkItem& y) {
     const int64_t lx = int64_t(pos0[x.chunk]) + std::min(x.q_start + bm, tok0[x.chunk + 1] - tok0[x.chunk]);
     const int64_t ly = int64_t(pos0[y.chunk]) + std::min(y.q_start + bm, tok0[y.chunk + 1] - tok0[y.chunk]);
