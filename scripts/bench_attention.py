@@ -540,7 +540,7 @@ def prefill_shape(lib, args, peers, rows, n, stream, scale):
             del mask
         ours_ms = {}  # variant -> its rounds' ms
 
-        def time_ours(first):
+        def time_ours(first=False):
             for pv_ in dict.fromkeys(pv_ for _, pv_, _ in args.variants):
                 lib.hs_set_variant(0, pv_)
 
@@ -561,18 +561,15 @@ def prefill_shape(lib, args, peers, rows, n, stream, scale):
                 ours_ms.setdefault(pv_, []).append(median_time_ms(ours))
                 torch.cuda.nvtx.range_pop()
 
-        time_ours(True)
-        for r_ in range(1, rounds):  # odd rounds: ours first
-            if r_ % 2 == 0:
-                for name, r in peers.sdpa(qt, k, v, causal=True).items():
-                    if name in peer_ms:
-                        peer_ms[name].append(r["ms"])
-                time_ours(False)
-            else:
-                time_ours(False)
-                for name, r in peers.sdpa(qt, k, v, causal=True).items():
-                    if name in peer_ms:
-                        peer_ms[name].append(r["ms"])
+        def time_peers():
+            for name, r in peers.sdpa(qt, k, v, causal=True).items():
+                if name in peer_ms and "ms" in r:
+                    peer_ms[name].append(r["ms"])
+
+        time_ours(True)  # round 0: the peers went first, above
+        for r_ in range(1, rounds):
+            for fn in (time_peers, time_ours) if r_ % 2 == 0 else (time_ours, time_peers):
+                fn()
         for name, ms_ in peer_ms.items():
             ms = float(np.median(ms_))
             row.update({name + "_ms": ms, name + "_ms_rounds": ms_, name + "_TFLOPs": flops / (ms * 1e-3) / 1e12})
