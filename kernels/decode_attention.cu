@@ -14,8 +14,8 @@
 //     the others' scores to -inf and zero their V rows (a slot no query may see may hold anything,
 //     NaN included). Blocks the rule no longer attends are not copied at all. A grid of at most
 //     one block per multiprocessor (decode_lone_slots) runs an instance that takes 192 KB of
-//     shared memory (half of it stages), one block per SM; larger grids run two blocks per SM
-//     (variant 2: always two).
+//     shared memory (half of it stages), one block per SM; larger grids run two blocks per SM,
+//     and grids of many waves three (DecodeInstance; variant 2: always two, 3: always three).
 //   1 cp.async: every thread copies 16-byte pieces of the tile through a 2..4-stage pipeline and
 //     zero-fills the slots the query may not see.
 //
@@ -272,30 +272,41 @@ struct TmaDecodeArgs {
   DecodeParams p;
 };
 
-// Lone: the instance for grids of at most one block per multiprocessor (lone_slots_for), with
-// 192 KB of shared memory, so that no two blocks can share a multiprocessor even when launched
-// early behind another kernel (programmatic launch). Its stages fill half of that: with all of it
-// in flight, 16 sequences at 128k took 1.1% longer and at 4k strided 2.5% (kernels/NOTES.md,
-// session 16). Otherwise two blocks per SM up to D = 128.
-template <int D, bool Lone>
+// The copy-engine kernel's instances; launch_decode picks one by the grid's size.
+// - kShared: two blocks per SM up to D = 128 (one at D = 256).
+// - kLone: grids of at most one block per multiprocessor (lone_slots_for). It takes 192 KB of
+//   shared memory, so that no two blocks can share a multiprocessor even when launched early
+//   behind another kernel (programmatic launch). Its stages fill half of that: with all of it in
+//   flight, 16 sequences at 128k took 1.1% longer and at 4k strided 2.5% (kernels/NOTES.md,
+//   session 16).
+// - kTriple (D = 128, where it was measured): grids of more than kTripleWaves waves of kShared's
+//   blocks (triple_above). Two stages, three blocks per SM, so that a block's start and finish
+//   overlap two others' streaming: 256 sequences at 4k took 1.9% less time dense and 0.8%
+//   strided, at 32k the same; 64 sequences (512 items, two waves) took 3.5% more (session 17).
+enum DecodeInstance : int { kShared, kLone, kTriple };
+constexpr int kTripleWaves = 4;
+
+template <int D, int Inst>
 struct TmaDecodeCfg {
+  static constexpr bool kIsLone = Inst == kLone;
   static constexpr int kBoxes = D / 64;                // 64-column boxes per row
   static constexpr int kBoxBytes = kDecodeTile * 128;  // 64 rows of 128 bytes
   static constexpr int kTileBytes = kBoxes * kBoxBytes;  // K (or V) of one tile
   static constexpr int kStages =
-      Lone ? std::max(2, (96 << 10) / (2 * kTileBytes)) : (D == 256 ? 2 : (D == 128 ? 3 : 6));
-  static constexpr size_t kStageSmem = Lone ? size_t(192 << 10) : size_t(kStages) * 2 * kTileBytes;
+      kIsLone ? std::max(2, (96 << 10) / (2 * kTileBytes)) : (Inst == kTriple || D == 256 ? 2 : (D == 128 ? 3 : 6));
+  static constexpr size_t kStageSmem = kIsLone ? size_t(192 << 10) : size_t(kStages) * 2 * kTileBytes;
   static constexpr size_t kSmem = 1024 + kStageSmem + 16 * D * sizeof(__nv_bfloat16);
   // For the register budget (without it ptxas spilled the merge's loads in flight at D = 128).
-  static constexpr int kBlocksPerSm = Lone || D == 256 ? 1 : 2;
+  static constexpr int kBlocksPerSm = kIsLone || D == 256 ? 1 : (Inst == kTriple ? 3 : 2);
   static_assert(kStageSmem >= size_t(kDecodeWarps) * 16 * kOsStride<D> * sizeof(float), "merge scratch must fit");
+  static_assert(Inst != kTriple || D == 128);
 };
 
-template <int D, bool Lone>
-__global__ void __launch_bounds__(kDecodeThreads + 32, TmaDecodeCfg<D, Lone>::kBlocksPerSm)
+template <int D, int Inst>
+__global__ void __launch_bounds__(kDecodeThreads + 32, TmaDecodeCfg<D, Inst>::kBlocksPerSm)
     decode_tma_kernel(const __grid_constant__ TmaDecodeArgs args) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  using Cfg = TmaDecodeCfg<D, Lone>;
+  using Cfg = TmaDecodeCfg<D, Inst>;
   constexpr int S = Cfg::kStages;
   extern __shared__ unsigned char smem_raw[];
   // The swizzle repeats every 1024 bytes: stages start on such a boundary.
@@ -568,9 +579,9 @@ const void* with_smem(Kernel kernel, size_t smem) {
   return reinterpret_cast<const void*>(kernel);
 }
 
-template <int D, bool Lone>
+template <int D, int Inst>
 const void* tma_kernel_ptr() {
-  static const void* k = with_smem(decode_tma_kernel<D, Lone>, TmaDecodeCfg<D, Lone>::kSmem);
+  static const void* k = with_smem(decode_tma_kernel<D, Inst>, TmaDecodeCfg<D, Inst>::kSmem);
   return k;
 }
 template <int D>
@@ -623,33 +634,54 @@ int blocks_per_sm(const void* kernel, int threads, size_t smem) {
   return cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, threads, smem) == cudaSuccess ? n : 0;
 }
 
-// Variant 0: the copy engine, its lone instance for grids of at most lone_slots_for() blocks;
-// variant 2: the copy engine, two blocks per SM always; variant 1: cp.async.
+// Blocks of an instance of the copy-engine kernel that run at once on the device.
+template <int D, int Inst>
+int32_t tma_slots() {
+  return device_attribute(cudaDevAttrMultiProcessorCount) *
+         blocks_per_sm(tma_kernel_ptr<D, Inst>(), kDecodeThreads + 32, TmaDecodeCfg<D, Inst>::kSmem);
+}
+
+// Blocks of the triple instance that run at once (0: it has no kernel at this D).
+template <int D>
+int32_t triple_slots() {
+  if constexpr (D == 128) return tma_slots<D, kTriple>();
+  else return 0;
+}
+
+// Grids of more items than this run the triple instance (0: never; variant 3: every grid that is
+// not lone).
+template <int D>
+int32_t triple_above() {
+  static const int32_t above =
+      triple_slots<D>() > tma_slots<D, kShared>() ? kTripleWaves * tma_slots<D, kShared>() : 0;
+  const int v = kernel_variant(0);
+  return v == 0 ? above : (v == 3 && above ? 1 : 0);
+}
+
+// Variant 0: the copy engine, with its lone instance for grids of at most lone_slots_for() blocks
+// and its triple one for grids of more than kTripleWaves waves; variant 2: the copy engine, always
+// the shared instance; variant 3: always the triple one (but for lone grids); variant 1: cp.async.
 template <int D>
 int32_t slots_for() {
-  const int sms = device_attribute(cudaDevAttrMultiProcessorCount);
-  const int per_sm = kernel_variant(0) != 1
-                         ? blocks_per_sm(tma_kernel_ptr<D, false>(), kDecodeThreads + 32, TmaDecodeCfg<D, false>::kSmem)
-                         : blocks_per_sm(cp_async_kernel_ptr<D>(), kDecodeThreads, DecodeCfg<D>::kSmem);
-  return sms * std::max(per_sm, 1);
+  const int v = kernel_variant(0);
+  const int32_t n = v == 1 ? device_attribute(cudaDevAttrMultiProcessorCount) *
+                                 blocks_per_sm(cp_async_kernel_ptr<D>(), kDecodeThreads, DecodeCfg<D>::kSmem)
+                           : (v == 3 && triple_above<D>() ? triple_slots<D>() : tma_slots<D, kShared>());
+  return std::max(n, device_attribute(cudaDevAttrMultiProcessorCount));
 }
 
 template <int D>
 int32_t lone_slots_for() {
-  static const int32_t lone = [] {
-    constexpr int threads = kDecodeThreads + 32;
-    const bool shared = blocks_per_sm(tma_kernel_ptr<D, false>(), threads, TmaDecodeCfg<D, false>::kSmem) > 1;
-    const bool alone = blocks_per_sm(tma_kernel_ptr<D, true>(), threads, TmaDecodeCfg<D, true>::kSmem) == 1;
-    return shared && alone ? device_attribute(cudaDevAttrMultiProcessorCount) : 0;
-  }();
-  return kernel_variant(0) == 0 ? lone : 0;
+  static const int32_t lone = tma_slots<D, kShared>() > tma_slots<D, kLone>() ? tma_slots<D, kLone>() : 0;
+  const int v = kernel_variant(0);
+  return v == 0 || v == 3 ? lone : 0;
 }
 
 // One instance of the copy-engine kernel, its shared-memory limit set first (tma_kernel_ptr).
-template <int D, bool Lone>
+template <int D, int Inst>
 cudaError_t launch_tma(const TmaDecodeArgs& args, cudaStream_t stream) {
-  tma_kernel_ptr<D, Lone>();
-  return launch(decode_tma_kernel<D, Lone>, args.p.n_items, kDecodeThreads + 32, TmaDecodeCfg<D, Lone>::kSmem, stream,
+  tma_kernel_ptr<D, Inst>();
+  return launch(decode_tma_kernel<D, Inst>, args.p.n_items, kDecodeThreads + 32, TmaDecodeCfg<D, Inst>::kSmem, stream,
                 args);
 }
 
@@ -658,8 +690,13 @@ cudaError_t launch_decode(const DecodeParams& p, cudaStream_t stream) {
   if (kernel_variant(0) != 1) {
     TmaDecodeArgs args;
     args.p = p;
-    if (pool_tensor_map(p.a, args.kv, CU_TENSOR_MAP_L2_PROMOTION_NONE))
-      return p.n_items <= lone_slots_for<D>() ? launch_tma<D, true>(args, stream) : launch_tma<D, false>(args, stream);
+    if (pool_tensor_map(p.a, args.kv, CU_TENSOR_MAP_L2_PROMOTION_NONE)) {
+      if (p.n_items <= lone_slots_for<D>()) return launch_tma<D, kLone>(args, stream);
+      if constexpr (D == 128) {
+        if (triple_above<D>() && p.n_items > triple_above<D>()) return launch_tma<D, kTriple>(args, stream);
+      }
+      return launch_tma<D, kShared>(args, stream);
+    }
   }
   cp_async_kernel_ptr<D>();
   return launch(decode_kernel<D>, p.n_items, kDecodeThreads, DecodeCfg<D>::kSmem, stream, p);
