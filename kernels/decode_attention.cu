@@ -59,8 +59,7 @@ __device__ __forceinline__ void decode_finish(const DecodeParams& p, const Decod
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const bool worker = tid < kDecodeThreads;
   const int G = a.group;
-  const int n_q_heads = a.n_kv_heads * G;
-  const int64_t o_stride = a.out_row_stride ? a.out_row_stride : int64_t(n_q_heads) * D;
+  const int64_t o_stride = a.out_stride();
   const int head0 = it.kv_head * G;
   const int tok = a.chunk_tok0[it.chunk];
 
@@ -256,7 +255,7 @@ __device__ __forceinline__ void load_q(const PagedAttentionArgs& a, const Decode
                                        int threads) {
   constexpr int CPR = D / 8;
   const int G = a.group;
-  const int64_t q_stride = a.q_row_stride ? a.q_row_stride : int64_t(a.n_kv_heads) * G * D;
+  const int64_t q_stride = a.q_stride();
   const __nv_bfloat16* qrow = static_cast<const __nv_bfloat16*>(a.q) + int64_t(a.chunk_tok0[it.chunk]) * q_stride +
                               int64_t(it.kv_head) * G * D;
   for (int c = threadIdx.x; c < 16 * CPR; c += threads) {

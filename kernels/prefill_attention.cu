@@ -75,9 +75,7 @@ __global__ void __launch_bounds__(PrefillCfg<D, V>::kThreads) prefill_kernel(con
 
   const __nv_bfloat16* pool = static_cast<const __nv_bfloat16*>(a.kv_pool);
   const int64_t page_elems = 2LL * q.B * D;
-  const int n_q_heads = a.n_kv_heads * G;
-  const int64_t q_stride = a.q_row_stride ? a.q_row_stride : int64_t(n_q_heads) * D;
-  const int64_t o_stride = a.out_row_stride ? a.out_row_stride : int64_t(n_q_heads) * D;
+  const int64_t q_stride = a.q_stride(), o_stride = a.out_stride();
 
   // Q tile (rows past the chunk are zero).
   {

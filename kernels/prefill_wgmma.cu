@@ -207,9 +207,7 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const __grid
   // Consumers (232 registers each, the producer warpgroup keeping 40). Q tile: 16-byte chunk c of
   // row r at half c / 8, swizzled (rows past the chunk zero).
   asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
-  const int n_q_heads = a.n_kv_heads * a.group;
-  const int64_t q_stride = a.q_row_stride ? a.q_row_stride : int64_t(n_q_heads) * kD;
-  const int64_t o_stride = a.out_row_stride ? a.out_row_stride : int64_t(n_q_heads) * kD;
+  const int64_t q_stride = a.q_stride(), o_stride = a.out_stride();
   {
     const __nv_bfloat16* qbase =
         static_cast<const __nv_bfloat16*>(a.q) + int64_t(tok0 + it.q_start) * q_stride + int64_t(h) * kD;
@@ -367,8 +365,7 @@ bool wgmma_built() {
 bool launch_prefill_wgmma(const PrefillParams& p, cudaStream_t stream, cudaError_t& err) {
   TmaPrefillArgs args;
   args.p = p;
-  const int64_t o_stride = p.a.out_row_stride ? p.a.out_row_stride : int64_t(p.a.n_kv_heads) * p.a.group * kD;
-  if (!wgmma_built() || p.a.head_dim != kD || o_stride % 8 || reinterpret_cast<uintptr_t>(p.a.out) % 16 ||
+  if (!wgmma_built() || p.a.head_dim != kD || p.a.out_stride() % 8 || reinterpret_cast<uintptr_t>(p.a.out) % 16 ||
       !pool_tensor_map(p.a, args.kv, CU_TENSOR_MAP_L2_PROMOTION_L2_256B))
     return false;  // the output's rows must take 16-byte stores
   const dim3 grid(p.a.n_kv_heads * p.a.group, p.n_items);

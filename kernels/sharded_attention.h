@@ -29,6 +29,13 @@
 #include <functional>
 #include <vector>
 
+// Members the kernels and the host both call.
+#if defined(__CUDACC__)
+#define HS_HOST_DEVICE __host__ __device__
+#else
+#define HS_HOST_DEVICE
+#endif
+
 namespace hs::kernels {
 
 // One KV head's shard (HeadShard's fields).
@@ -57,6 +64,11 @@ struct PagedAttentionArgs {
   int32_t block_size = 64; // B: a power of two, 16..128
   int32_t window = 0;      // model sliding window (0: none)
   float scale = 0.0f;      // softmax scale (usually 1/sqrt(head_dim))
+
+  // The row strides (elements), 0 resolved.
+  HS_HOST_DEVICE int64_t q_stride() const { return q_row_stride ? q_row_stride : packed_row(); }
+  HS_HOST_DEVICE int64_t out_stride() const { return out_row_stride ? out_row_stride : packed_row(); }
+  HS_HOST_DEVICE int64_t packed_row() const { return int64_t(n_kv_heads) * group * head_dim; }
 };
 
 // ---- decode: one new token per chunk -------------------------------------------------------
