@@ -9,8 +9,8 @@
 // for each attention kernel (CUDA: `simple` is HEADSHARD_ATTENTION=simple), each choice of the
 // single-row GEMM kernel (CUDA: `off` is HEADSHARD_CUDA_GEMV=0, cuBLAS only), of programmatic
 // dependent launch (CUDA: `off` is HEADSHARD_CUDA_PDL=0), of the sharded decode kernel (CUDA:
-// `cp.async` is HEADSHARD_CUDA_DECODE=cp.async, `tma-shared` the copy engine never one block per
-// multiprocessor), of the single-row kernel converting the
+// `cp.async` is HEADSHARD_CUDA_DECODE=cp.async, `tma-shared` the copy engine two blocks per
+// multiprocessor for every grid), of the single-row kernel converting the
 // attention output itself (CUDA: `off` is HEADSHARD_CUDA_FUSE=0), of steps in flight in the engine
 // (CUDA: `off` is HEADSHARD_CUDA_OVERLAP=0; only the engine driver uses them) and each plan,
 // prompt processing of each --prompt length, then decoding: each of `batch` sequences starts

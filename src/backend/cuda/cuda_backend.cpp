@@ -280,7 +280,7 @@ CudaBackend::CudaBackend(std::shared_ptr<const ModelWeights> w, int device)
   // its launch latency hides behind that kernel's tail; HEADSHARD_CUDA_PDL=0 for comparisons.
   kernels::set_programmatic_launch(!env_is("HEADSHARD_CUDA_PDL", "0"));
   // The sharded decode streams pages with the copy engine; for comparisons,
-  // HEADSHARD_CUDA_DECODE=cp.async, or tma-shared (never one block per multiprocessor).
+  // HEADSHARD_CUDA_DECODE=cp.async, or tma-shared (two blocks per multiprocessor for every grid).
   const bool cp_async = env_is("HEADSHARD_CUDA_DECODE", "cp.async");
   kernels::set_kernel_variant(cp_async ? 1 : env_is("HEADSHARD_CUDA_DECODE", "tma-shared") ? 2 : 0, 0);
   gemm_ = std::make_unique<cuda::Gemm>(stream_.s, !env_is("HEADSHARD_CUDA_GEMV", "0"));
