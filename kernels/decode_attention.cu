@@ -647,14 +647,20 @@ int32_t triple_slots() {
   else return 0;
 }
 
-// Grids of more items than this run the triple instance (0: never; variant 3: every grid that is
-// not lone).
+// Variant 0 runs grids of more items than this on the triple instance (0: the triple instance does
+// not fit more blocks than the shared one at this D, or has no kernel).
 template <int D>
 int32_t triple_above() {
   static const int32_t above =
       triple_slots<D>() > tma_slots<D, kShared>() ? kTripleWaves * tma_slots<D, kShared>() : 0;
+  return above;
+}
+
+// Whether a grid of n_items that is not lone runs the triple instance (variant 3: every such grid).
+template <int D>
+bool runs_triple(int32_t n_items) {
   const int v = kernel_variant(0);
-  return v == 0 ? above : (v == 3 && above ? 1 : 0);
+  return triple_above<D>() && (v == 3 || (v == 0 && n_items > triple_above<D>()));
 }
 
 // Variant 0: the copy engine, with its lone instance for grids of at most lone_slots_for() blocks
@@ -692,7 +698,7 @@ cudaError_t launch_decode(const DecodeParams& p, cudaStream_t stream) {
     if (pool_tensor_map(p.a, args.kv, CU_TENSOR_MAP_L2_PROMOTION_NONE)) {
       if (p.n_items <= lone_slots_for<D>()) return launch_tma<D, kLone>(args, stream);
       if constexpr (D == 128) {
-        if (triple_above<D>() && p.n_items > triple_above<D>()) return launch_tma<D, kTriple>(args, stream);
+        if (runs_triple<D>(p.n_items)) return launch_tma<D, kTriple>(args, stream);
       }
       return launch_tma<D, kShared>(args, stream);
     }
