@@ -44,6 +44,12 @@ __device__ __forceinline__ uint64_t sw128_desc(const void* p, uint32_t lbo, uint
   return uint64_t((smem_addr(p) & 0x3FFFF) >> 4) | (uint64_t(lbo >> 4) << 16) | (uint64_t(sbo >> 4) << 32) |
          (uint64_t(1) << 62);
 }
+// Descriptor d moved on by `bytes` (16-byte units in its low field, which cannot carry: shared
+// memory ends below 2^18 bytes). One add before each product, where building the descriptor from an
+// address took four dependent uniform instructions (kernels/NOTES.md, session 18).
+__device__ __forceinline__ uint64_t desc_plus(uint64_t d, uint32_t bytes) {
+  return (d >> 32 << 32) | (uint32_t(d) + (bytes >> 4));
+}
 
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
@@ -257,20 +263,21 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const __grid
     const int r = wr0 + ((lane >> 3) & 1) * 8 + (lane & 7), c = kk * 2 + (lane >> 4);
     ldmatrix_x4(qa[kk], sw128_chunk<kQBoxBytes>(Qs, r, c));
   }
-  // One step over NS stages from st0. S is one product per stage: a single 64 x 128 product over
-  // both stages' K rows (laid out consecutively) gave wrong scores, for a reason not found
-  // (kernels/NOTES.md, session 8).
+  // One step over NS stages from st0. S is one 64 x 64 product per stage (one 64 x 128 product per
+  // pair, with a pair's K rows laid out as one matrix, measured the same: kernels/NOTES.md, session 18).
+  const uint64_t kdesc = sw128_desc(Kbuf, 16, 1024), vdesc = sw128_desc(Vbuf, kBoxBytes, 1024);
   auto step = [&](auto ns, int st0, bool interior) {
     constexpr int NS = decltype(ns)::value, NT = NS * kBN / 8;
     float s[NT][4];
+    const uint64_t ks = desc_plus(kdesc, st0 * kTileBytes), vs = desc_plus(vdesc, st0 * kTileBytes);
     wgmma_fence();
 #pragma unroll
     for (int h = 0; h < NS; ++h) {
-      const unsigned char* Kt = Kbuf + (st0 + h) * kTileBytes;
       float (&sh)[kBN / 8][4] = *reinterpret_cast<float (*)[kBN / 8][4]>(&s[h * kBN / 8][0]);
 #pragma unroll
       for (int kk = 0; kk < kD / 16; ++kk)
-        wgmma_rs_64x64(sh, qa[kk], sw128_desc(Kt + (kk >> 2) * kBoxBytes + (kk & 3) * 32, 16, 1024), kk == 0);
+        wgmma_rs_64x64(sh, qa[kk], desc_plus(ks, h * kTileBytes + (kk >> 2) * kBoxBytes + (kk & 3) * 32),
+                       kk == 0);
     }
     wgmma_commit();
     wgmma_wait();
@@ -284,10 +291,8 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const __grid
     for (int kk = 0; kk < NT / 2; ++kk) p_fragment(s, kk, pa[kk]);
     wgmma_fence();
 #pragma unroll
-    for (int kk = 0; kk < NT / 2; ++kk) {
-      const unsigned char* Vt = Vbuf + (st0 + (kk >> 2)) * kTileBytes + (kk & 3) * 16 * 128;  // 16 keys
-      wgmma_rs_64x128(o, pa[kk], sw128_desc(Vt, kBoxBytes, 1024));
-    }
+    for (int kk = 0; kk < NT / 2; ++kk)  // 16 keys of V a k-step
+      wgmma_rs_64x128(o, pa[kk], desc_plus(vs, (kk >> 2) * kTileBytes + (kk & 3) * 16 * 128));
     wgmma_commit();
     wgmma_wait();
     fence_regs(o);
