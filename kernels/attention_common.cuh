@@ -65,7 +65,7 @@ __device__ __forceinline__ float fast_exp2(float x) {
 // NT n8 blocks of raw scores s, hidden keys at -inf, mx holding each row's largest score here:
 // with sl the softmax scale in log2 units, updates the running max m (log2 units) and sum l, and
 // leaves P in s and O's factor in alpha.
-template <int NT>
+template <int NT, int kChunks = 1>
 __device__ __forceinline__ void softmax_step(float (&s)[NT][4], float (&mx)[2], float sl, float (&m)[2],
                                              float (&l)[2], float (&alpha)[2]) {
   float base[2];
@@ -79,14 +79,23 @@ __device__ __forceinline__ void softmax_step(float (&s)[NT][4], float (&mx)[2], 
     m[r] = mn;
   }
   float rs[2] = {0.f, 0.f};
+  static_assert(NT % kChunks == 0, "chunks of whole n8 blocks");
 #pragma unroll
-  for (int nt = 0; nt < NT; ++nt)
+  for (int nt = 0; nt < NT; ++nt) {
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       const float pv = fast_exp2(fmaf(s[nt][i], sl, -base[i >> 1]));
       s[nt][i] = pv;
       rs[i >> 1] += pv;
     }
+    // With kChunks > 1 the next chunk's inputs wait for this chunk's first exponentials (p * 0 + base
+    // is base: p is finite), so that ptxas spreads their FFMAs among the MUFUs instead of issuing
+    // them all first.
+    if (nt % (NT / kChunks) == 0 && nt + NT / kChunks < NT) {
+      base[0] = fmaf(s[nt][0], 0.f, base[0]);
+      base[1] = fmaf(s[nt][2], 0.f, base[1]);
+    }
+  }
   l[0] = l[0] * alpha[0] + rs[0];
   l[1] = l[1] * alpha[1] + rs[1];
 }

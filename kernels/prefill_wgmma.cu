@@ -284,7 +284,7 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const __grid
     fence_regs(s);
     float mx[2], alpha[2];
     mask_scores(s, tile_keys(st0), interior, tr0, q, mx);
-    softmax_step(s, mx, sl, m, l, alpha);
+    softmax_step<NT, 4>(s, mx, sl, m, l, alpha);  // 4 chunks: kernels/NOTES.md, session 18
     scale_rows(o, alpha);
     uint32_t pa[NT / 2][4];
 #pragma unroll
