@@ -15,12 +15,12 @@ medians of CUDA-event-timed runs, each queued behind a 0.1 ms spin so that the h
 is not timed, with the L2 as the run before left it; on the dense plan, ours and torch's kernels
 take turns over --prefill-rounds rounds (peers first in even rounds, ours first in odd ones), and
 each time is the median of its rounds' medians, since a kernel timed right after another's long
-runs can run slower than when it goes first. Decode times are medians of runs each after
-an L2 flush (--decode-flush): "read" sums a 256 MB buffer, which leaves the L2 holding clean lines
-(as the GEMVs before attention leave it in the engine); "zero" writes it, as
-triton.testing.do_bench does, which leaves the L2 full of dirty lines that the timed kernel then
-writes back to memory (up to about 10 us more per call, ours and torch's alike). By default both:
-the main table is the first kind's, a second table the other's.
+runs can run slower than when it goes first; the dense decode the same over --decode-rounds.
+Decode times are medians of runs each after an L2 flush (--decode-flush): "read" sums a 256 MB
+buffer, which leaves the L2 holding clean lines (as the GEMVs before attention leave it in the
+engine); "zero" writes it, as triton.testing.do_bench does, which leaves the L2 full of dirty
+lines that the timed kernel then writes back to memory (up to about 10 us more per call, ours and
+torch's alike). By default both: the main table is the first kind's, a second table the other's.
 """
 import argparse
 import ctypes
@@ -330,19 +330,19 @@ def decode_shape(lib, args, peers, rows, copy_bw, batch, ctx, stream, scale):
         row = {"batch": batch, "ctx": ctx, "plan": plan, "bytes": bytes_ours}
         # References first: torch's dense kernels (dense plan) or a masked SDPA on a few sequences.
         ref, nref = None, batch
+        rounds = args.decode_rounds if plan == "dense" and not args.ours_only else 1
+        peer_t = {}  # backend -> its rounds' times ({"ms": ..., "ms_<flush>": ...} each)
         if plan == "dense":
             res = peers.sdpa(q4, k, v, causal=False, flushes=args.decode_flush) if not args.ours_only else {}
             for name, r in res.items():
-                row.update({name + "_" + key: x for key, x in r.items() if key.startswith("ms")})
-                row.setdefault(name + "_ms", None)
                 if "error" in r:
+                    row[name + "_ms"] = None
                     row[name + "_error"] = r["error"]
+                else:
+                    peer_t[name] = [{key: x for key, x in r.items() if key.startswith("ms")}]
             ok = [(r["ms"], name) for name, r in res.items() if "ms" in r]
             if ok:
-                best = min(ok)
-                row["torch_best"], row["torch_best_ms"] = best[1], best[0]
-                row["torch_best_TBps"] = (batch * HKV * ctx * D * 4 + 2 * batch * HQ * D * 2) / (best[0] * 1e-3) / 1e12
-                ref = res[best[1]]["out"].reshape(batch, HQ * D)
+                ref = res[min(ok)[1]]["out"].reshape(batch, HQ * D)
             del res
         if ref is None:
             nref = min(batch, 4)
@@ -357,7 +357,8 @@ def decode_shape(lib, args, peers, rows, copy_bw, batch, ctx, stream, scale):
             except Exception as ex:  # noqa: BLE001
                 row["ref_error"] = err_str(ex)
             del allowed
-        # Ours, every variant.
+        # Ours, every variant: planned once, timed in each round.
+        ours_t, handles = {}, []  # variant key -> its rounds' times
         for dv, slots in dict.fromkeys((dv, slots) for dv, _, slots in args.variants):
             lib.hs_set_variant(dv, 0)
             t_plan = time.perf_counter()
@@ -376,29 +377,64 @@ def decode_shape(lib, args, peers, rows, copy_bw, batch, ctx, stream, scale):
                 if rc:
                     raise RuntimeError(lib.hs_error_string(rc).decode())
 
+            vkey = f"v{dv}" + (f"_slots{slots}" if slots else "")
+            handles.append((dv, vkey, h, ours))
             out.fill_(float("nan"))
             ours()
             torch.cuda.synchronize()
             if not torch.isfinite(out).all():
                 raise RuntimeError(f"decode output not finite (batch {batch} ctx {ctx} {plan} variant {dv})")
-            vkey = f"v{dv}" + (f"_slots{slots}" if slots else "")
             if ref is not None:
                 row["rel_err_" + vkey] = rel_err(out[:nref], ref)
-            # A named range, so that a profiler can take this shape's kernel alone:
-            # ncu --nvtx --nvtx-include "decode b1 ctx32768 strided v0/" ...
-            torch.cuda.nvtx.range_push(f"decode b{batch} ctx{ctx} {plan} {vkey}")
-            t = timed(ours, args.decode_flush)
-            torch.cuda.nvtx.range_pop()
+            row["items_" + vkey] = int(info[0])
+            row["plan_us_" + vkey] = plan_us
+            row["largest_item_pages_" + vkey] = int(info[2])
+
+        def time_ours():
+            for dv, vkey, h, ours in handles:
+                lib.hs_set_variant(dv, 0)
+                # A named range, so that a profiler can take this shape's kernel alone:
+                # ncu --nvtx --nvtx-include "decode b1 ctx32768 strided v0/" ...
+                torch.cuda.nvtx.range_push(f"decode b{batch} ctx{ctx} {plan} {vkey}")
+                ours_t.setdefault(vkey, []).append(timed(ours, args.decode_flush))
+                torch.cuda.nvtx.range_pop()
+
+        def time_peers():
+            for name, r in peers.sdpa(q4, k, v, causal=False, flushes=args.decode_flush).items():
+                if name in peer_t and "ms" in r:
+                    peer_t[name].append({key: x for key, x in r.items() if key.startswith("ms")})
+
+        time_ours()  # round 0: the peers went first, above
+        for r_ in range(1, rounds):
+            for fn in (time_peers, time_ours) if r_ % 2 == 0 else (time_ours, time_peers):
+                fn()
+        for _, _, h, _ in handles:
             lib.hs_decode_free(h)
-            ms = t["ms"]
+
+        def medians(ts):  # {"ms": median, "ms_<flush>": median, ...} over the rounds
+            return {key: float(np.median([t[key] for t in ts])) for key in ts[0]}
+
+        for name, ts in peer_t.items():
+            row.update({name + "_" + key: x for key, x in medians(ts).items()})
+            if rounds > 1:
+                row[name + "_ms_rounds"] = ts
+        ok = [(row[name + "_ms"], name) for name in peer_t]
+        if ok:
+            best = min(ok)
+            row["torch_best"], row["torch_best_ms"] = best[1], best[0]
+            row["torch_best_TBps"] = (batch * HKV * ctx * D * 4 + 2 * batch * HQ * D * 2) / (best[0] * 1e-3) / 1e12
+        for vkey, ts in ours_t.items():
+            t = medians(ts)
             row.update({"ours_" + key + "_" + vkey: x for key, x in t.items()})
+            if rounds > 1:
+                row["ours_rounds_" + vkey] = ts
             for key, x in t.items():  # the best variant under each extra flush
                 if key != "ms" and ("ours_" + key not in row or x < row["ours_" + key]):
                     row["ours_" + key] = x
-            row["items_" + vkey] = int(info[0])
-            row["plan_us_" + vkey] = plan_us
+            ms = t["ms"]
             if "ours_ms" not in row or ms < row["ours_ms"]:
-                row.update({"ours_ms": ms, "ours_variant": vkey[1:], "items": int(info[0]), "largest_item_pages": int(info[2]),
+                row.update({"ours_ms": ms, "ours_variant": vkey[1:], "items": row["items_" + vkey],
+                            "largest_item_pages": row["largest_item_pages_" + vkey],
                             "ours_TBps": bytes_ours / (ms * 1e-3) / 1e12, "ours_TFLOPs": flops / (ms * 1e-3) / 1e12})
         row["rel_err"] = max(v for k_, v in row.items() if k_.startswith("rel_err_v")) if ref is not None else None
         if plan == "dense":
@@ -702,6 +738,9 @@ def main():
     ap.add_argument("--skip-prefill", action="store_true")
     ap.add_argument("--prefill-rounds", type=int, default=2,
                     help="rounds in which ours and torch's kernels take turns on the dense prefill (see above)")
+    ap.add_argument("--decode-rounds", type=int, default=3,
+                    help="rounds in which ours and torch's kernels take turns on the dense decode (as the prefill's; "
+                         "the median of three sets one slow round aside)")
     ap.add_argument("--decode-flush", nargs="+", choices=["zero", "read"], default=["read", "zero"],
                     help="L2 flush before each timed decode run; the first kind's times fill the main table")
     args = ap.parse_args()
