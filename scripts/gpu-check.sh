@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # One command for the GPU machine: builds the attention kernels (kernels/CMakeLists.txt, or uses a
-# prebuilt folder), runs the CUDA tests, runs compute-sanitizer (memcheck, racecheck) on the small
-# kernel tests, runs the attention benchmark and prints its tables. Logs and JSON go to $OUT.
+# prebuilt folder), runs the CUDA tests, runs compute-sanitizer's memcheck on all of them (about a
+# minute on an H200) and, with --racecheck, racecheck on the small-shape tests (HS_RACECHECK_FILTER,
+# a gtest filter, picks others: over the whole suite it ran past 330 s and reported hazards that are
+# not yet explained, kernels/NOTES.md session 19), runs the attention benchmark and prints its
+# tables. Logs and JSON go to $OUT.
 #
 #   scripts/gpu-check.sh [--quick] [--no-tests] [--no-sanitizer] [--racecheck] [--no-bench] [-- bench args...]
 #   scripts/gpu-check.sh prep     # on a machine with GoogleTest + nlohmann_json installed: copies
@@ -78,10 +81,12 @@ if [ $SAN = 1 ]; then
   tools=(memcheck)
   [ $RACE = 1 ] && tools+=(racecheck)
   for tool in "${tools[@]}"; do
-    step "compute-sanitizer $tool (small shapes)"
+    filter='*'
+    [ $tool = racecheck ] && filter=${HS_RACECHECK_FILTER:-ShardedAttentionSmall*}
+    step "compute-sanitizer $tool ($filter)"
     t=$(date +%s)
     timeout "${HS_SANITIZER_TIMEOUT:-240}" "$SANITIZER" --tool $tool --error-exitcode 9 "$BUILD/test_sharded_attention" \
-      --gtest_filter='ShardedAttentionSmall*' --gtest_brief=1 >"$OUT/sanitizer-$tool.log" 2>&1
+      --gtest_filter="$filter" --gtest_brief=1 >"$OUT/sanitizer-$tool.log" 2>&1
     rc=$?
     grep -E "ERROR SUMMARY|RACECHECK SUMMARY|Invalid|Race|FAILED|PASSED" "$OUT/sanitizer-$tool.log" | head -20
     echo "$tool: exit $rc ($(( $(date +%s) - t )) s)"
