@@ -166,6 +166,14 @@ def median_time_ms(fn, flush=None, budget_ms=300.0):
     return float(np.median(ts))
 
 
+def take_turns(rounds, time_peers, time_ours):
+    """Rounds 1 to rounds - 1 of a side-by-side timing whose round 0 timed the peers, then ours: the
+    peers go first in even rounds, ours in odd ones."""
+    for r_ in range(1, rounds):
+        for fn in (time_peers, time_ours) if r_ % 2 == 0 else (time_ours, time_peers):
+            fn()
+
+
 def timed(fn, flushes):
     """{"ms": ...} with no flush (flushes empty), or the first flush kind's as "ms" and the others' as
     "ms_<kind>"."""
@@ -405,9 +413,7 @@ def decode_shape(lib, args, peers, rows, copy_bw, batch, ctx, stream, scale):
                     peer_t[name].append({key: x for key, x in r.items() if key.startswith("ms")})
 
         time_ours()  # round 0: the peers went first, above
-        for r_ in range(1, rounds):
-            for fn in (time_peers, time_ours) if r_ % 2 == 0 else (time_ours, time_peers):
-                fn()
+        take_turns(rounds, time_peers, time_ours)
         for _, _, h, _ in handles:
             lib.hs_decode_free(h)
 
@@ -603,9 +609,7 @@ def prefill_shape(lib, args, peers, rows, n, stream, scale):
                     peer_ms[name].append(r["ms"])
 
         time_ours(True)  # round 0: the peers went first, above
-        for r_ in range(1, rounds):
-            for fn in (time_peers, time_ours) if r_ % 2 == 0 else (time_ours, time_peers):
-                fn()
+        take_turns(rounds, time_peers, time_ours)
         for name, ms_ in peer_ms.items():
             ms = float(np.median(ms_))
             row.update({name + "_ms": ms, name + "_ms_rounds": ms_, name + "_TFLOPs": flops / (ms * 1e-3) / 1e12})
