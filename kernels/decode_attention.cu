@@ -54,7 +54,6 @@ template <int D>
 __device__ __forceinline__ void decode_finish(const DecodeParams& p, const DecodeWorkItem& it, float (&o)[D / 8][4],
                                               const float (&m)[2], float (&l)[2], unsigned char* scratch) {
   __shared__ float red_m[kDecodeWarps][16], red_l[kDecodeWarps][16], tot_m[16], tot_l[16];
-  __shared__ int is_last;
   const PagedAttentionArgs& a = p.a;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const bool worker = tid < kDecodeThreads;
@@ -148,13 +147,15 @@ __device__ __forceinline__ void decode_finish(const DecodeParams& p, const Decod
   // cooperative groups' grid barrier, with an acquire-release atomic in place of its two
   // sequentially consistent fences).
   __syncthreads();
+  int last = 0;
   if (tid == 0) {
     int before;
     asm volatile("atom.add.acq_rel.gpu.s32 %0, [%1], 1;\n" : "=r"(before) : "l"(counters + it.group_id) : "memory");
-    is_last = before == it.n_splits - 1;
+    last = before == it.n_splits - 1;
   }
-  __syncthreads();
-  if (!is_last) return;
+  // The barrier itself hands thread 0's answer to the block (a shared flag written before a
+  // __syncthreads() and read after it was reported by racecheck: kernels/NOTES.md, session 20).
+  if (!__syncthreads_or(last)) return;
   // Each thread merges its own four outputs: it loads the log-sum-exps of its head and its
   // columns of every part together (up to kMergeBatch parts at once, so one round trip to the L2
   // for up to that many splits) and weighs them itself, online across batches.

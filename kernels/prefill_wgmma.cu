@@ -135,7 +135,7 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const __grid
   if (tid == 0) {
     for (int s = 0; s < S; ++s) {
       mbar_init(&full[s], 32);  // every producer lane: each releases the keys it wrote
-      mbar_init(&empty[s], kConsumers / 32);
+      mbar_init(&empty[s], kConsumers);  // every consumer thread releases what it read
     }
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
@@ -314,11 +314,13 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const __grid
         step(std::integral_constant<int, 2>{}, st0, info[st0][1] && info[st0 + 1][1]);
       }
     }
+    // Each thread releases the stages itself, so that its own reads of their keys and info are
+    // ordered before the producer rewrites them (one arrive per warp after __syncwarp() left
+    // racecheck reporting the other lanes' reads: kernels/NOTES.md, sessions 19 and 20). The
+    // __syncwarp() stays: without it the products' descriptors go through R2UR (89 against 20).
     __syncwarp();
-    if (lane == 0) {
-      mbar_arrive(&empty[st0]);
-      mbar_arrive(&empty[st0 + 1]);
-    }
+    mbar_arrive(&empty[st0]);
+    mbar_arrive(&empty[st0 + 1]);
     if (last) break;
   }
 
