@@ -104,16 +104,35 @@ TEST(Gemm, EveryStreamingConfigurationIsExact) {
   kernels::set_programmatic_launch(true);
   for (const cuda::GemvConfig c : {cuda::GemvConfig{1, 2}, cuda::GemvConfig{1, 4}, cuda::GemvConfig{1, 8},
                                    cuda::GemvConfig{1, 16}, cuda::GemvConfig{2, 2}, cuda::GemvConfig{2, 4},
-                                   cuda::GemvConfig{2, 8}}) {
-    SCOPED_TRACE(testing::Message() << c.rows_per_warp << " rows per warp, " << c.loads_per_lane << " loads");
+                                   cuda::GemvConfig{2, 8}, cuda::GemvConfig{1, 2, 2}, cuda::GemvConfig{1, 4, 2},
+                                   cuda::GemvConfig{1, 2, 4}}) {
+    SCOPED_TRACE(testing::Message() << c.rows_per_warp << " rows per warp, " << c.loads_per_lane << " loads, "
+                                    << c.k_splits << " parts of k");
     expect_exact(Shape{1001, 4104, 1, 1.0f}, cuda::GemmType::FP16, &c);
     expect_exact(Shape{64, 1032, 1, 0.0f}, cuda::GemmType::BF16, &c);
+    // k = 576 (72 vectors): with 4 parts of 32, the last part is empty.
+    expect_exact(Shape{577, 576, 1, 1.0f}, cuda::GemmType::FP16, &c);
     // A bf16 row with fp16 weights (the attention output into the output projection).
     expect_exact(Shape{1001, 4104, 1, 1.0f}, cuda::GemmType::FP16, &c, cuda::GemmType::BF16);
   }
   kernels::set_programmatic_launch(false);
   EXPECT_THROW(cuda::gemv(nullptr, nullptr, cuda::GemmType::FP16, 8, 8, nullptr, 0.0f, nullptr, {2, 16}),
                std::invalid_argument);
+}
+
+TEST(Gemm, RowsSharedByWarpsOnlyWhereEachKeepsTwoRoundsOfLoads) {
+  // kGemvConfig's 2 loads a lane: a part needs 128 vectors of 8 elements.
+  EXPECT_EQ(cuda::gemv_config(4096, 4).k_splits, 4);   // Llama-3.1-8B's QKV, output, gate/up, LM head
+  EXPECT_EQ(cuda::gemv_config(14336, 4).k_splits, 4);  // its down projection
+  EXPECT_EQ(cuda::gemv_config(4088, 4).k_splits, 2);
+  EXPECT_EQ(cuda::gemv_config(2048, 4).k_splits, 2);
+  EXPECT_EQ(cuda::gemv_config(2040, 4).k_splits, 1);
+  EXPECT_EQ(cuda::gemv_config(576, 4).k_splits, 1);    // SmolLM2
+  EXPECT_EQ(cuda::gemv_config(4096, 2).k_splits, 2);   // no more than asked
+  EXPECT_EQ(cuda::gemv_config(4096, 1).k_splits, 1);   // shared rows off
+  const cuda::GemvConfig c = cuda::gemv_config(4096, 4);
+  EXPECT_EQ(c.rows_per_warp, cuda::kGemvConfig.rows_per_warp);
+  EXPECT_EQ(c.loads_per_lane, cuda::kGemvConfig.loads_per_lane);
 }
 
 TEST(Gemm, StreamingKernelTakesOnlyAlignedSingleRows) {

@@ -7,6 +7,7 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <bit>
 #include <chrono>
 #include <cstdlib>
@@ -283,7 +284,11 @@ CudaBackend::CudaBackend(std::shared_ptr<const ModelWeights> w, int device)
   // HEADSHARD_CUDA_DECODE=cp.async, or tma-shared (two blocks per multiprocessor for every grid).
   const bool cp_async = env_is("HEADSHARD_CUDA_DECODE", "cp.async");
   kernels::set_kernel_variant(cp_async ? 1 : env_is("HEADSHARD_CUDA_DECODE", "tma-shared") ? 2 : 0, 0);
-  gemm_ = std::make_unique<cuda::Gemm>(stream_.s, !env_is("HEADSHARD_CUDA_GEMV", "0"));
+  // HEADSHARD_CUDA_GEMV_SPLITS: how many warps may share a row of the single-row kernel (1 for
+  // comparisons; gemv.h's gemv_config).
+  const char* splits = std::getenv("HEADSHARD_CUDA_GEMV_SPLITS");
+  gemm_ = std::make_unique<cuda::Gemm>(stream_.s, !env_is("HEADSHARD_CUDA_GEMV", "0"),
+                                       splits ? std::clamp(std::atoi(splits), 1, 4) : 4);
   dw_ = cuda::upload_weights(*w_, gemm_type(c_), stream_.s);
   spdlog::info("CUDA GEMMs in {}", dw_.type == cuda::GemmType::FP16 ? "fp16" : "bf16");
   // The same tables as the CPU backend: scaled frequencies on global layers only.

@@ -19,7 +19,8 @@ namespace hs::cuda {
 
 class Gemm {
  public:
-  explicit Gemm(cudaStream_t stream, bool single_row_kernel = true);
+  // max_k_splits: how many warps may share a row of the streaming kernel (gemv_config()).
+  explicit Gemm(cudaStream_t stream, bool single_row_kernel = true, int max_k_splits = 4);
   ~Gemm();
   Gemm(const Gemm&) = delete;
   Gemm& operator=(const Gemm&) = delete;
@@ -37,6 +38,7 @@ class Gemm {
  private:
   cudaStream_t stream_;
   bool gemv_;  // single rows on the streaming kernel
+  int max_k_splits_;
   cublasHandle_t handle_ = nullptr;
   DeviceBuffer<uint8_t> workspace_;
 };

@@ -28,18 +28,25 @@ __device__ void unpack(const uint4& v, __nv_bfloat16, float2 (&f)[4]) {
   for (int j = 0; j < 4; ++j) f[j] = __bfloat1622float2(h[j]);
 }
 
-// One warp per R consecutive weight rows; lane l takes elements [8 l, 8 l + 8) of each
-// 256-element stretch, and issues the loads of U stretches of every row before it uses any, so
-// that U * R 16-byte loads per lane are in flight. The weights stream through without L1
-// allocation; x stays cached. No kernel writes the weights, so the first U stretches are loaded
-// before the block waits for the kernel before it (programmatic launch): they are in flight
-// during that kernel's tail.
-template <typename T, int R, int U, typename X>
+// One warp per R consecutive weight rows and part of k: a row's KS warps (in one block) each take
+// a contiguous KS-th of it, and the block adds their sums. Lane l takes elements [8 l, 8 l + 8) of
+// each 256-element stretch of its part, and issues the loads of U stretches of every row before it
+// uses any, so that U * R 16-byte loads per lane are in flight. The weights stream through without
+// L1 allocation; x stays cached. No kernel writes the weights, so the first U stretches are loaded
+// before the block waits for the kernel before it (programmatic launch): they are in flight during
+// that kernel's tail.
+template <typename T, int R, int U, int KS, typename X>
 __global__ void __launch_bounds__(kWarps * 32)
     gemv_kernel(const uint4* __restrict__ x, const uint4* __restrict__ W, int m, int k_vec, float* __restrict__ y,
                 float beta) {
-  const int lane = threadIdx.x & 31;
-  const int row0 = (blockIdx.x * kWarps + (threadIdx.x >> 5)) * R;
+  constexpr int kRowWarps = kWarps / KS;  // warps of a block that share no row
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int part = warp / kRowWarps;
+  const int row0 = (blockIdx.x * kRowWarps + warp % kRowWarps) * R;
+  const bool live = row0 < m;
+  // Parts are whole stretches of 32 vectors, so that every lane's loads stay 16-byte aligned.
+  const int per_part = (k_vec + 32 * KS - 1) / (32 * KS) * 32;
+  const int i_begin = part * per_part + lane, i_end = min(k_vec, (part + 1) * per_part);
   const uint4* w[R];
 #pragma unroll
   for (int r = 0; r < R; ++r) w[r] = W + static_cast<int64_t>(min(row0 + r, m - 1)) * k_vec;
@@ -48,16 +55,16 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
     for (int u = 0; u < U; ++u)
 #pragma unroll
-      for (int r = 0; r < R; ++r) wv[u][r] = i0 + 32 * u < k_vec ? __ldcs(w[r] + i0 + 32 * u) : make_uint4(0, 0, 0, 0);
+      for (int r = 0; r < R; ++r) wv[u][r] = i0 + 32 * u < i_end ? __ldcs(w[r] + i0 + 32 * u) : make_uint4(0, 0, 0, 0);
   };
-  if (row0 < m) load_weights(lane);
+  if (live) load_weights(i_begin);
   kernels::pdl_begin();
-  if (row0 >= m) return;
+  if (KS == 1 && !live) return;  // with parts, every warp stays for the block's sum
   float acc[R] = {};
-  for (int i0 = lane; i0 < k_vec;) {
+  for (int i0 = i_begin; live && i0 < i_end;) {
     uint4 xv[U];
 #pragma unroll
-    for (int u = 0; u < U; ++u) xv[u] = i0 + 32 * u < k_vec ? __ldg(x + i0 + 32 * u) : make_uint4(0, 0, 0, 0);
+    for (int u = 0; u < U; ++u) xv[u] = i0 + 32 * u < i_end ? __ldg(x + i0 + 32 * u) : make_uint4(0, 0, 0, 0);
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       float2 xf[4];
@@ -71,20 +78,32 @@ __global__ void __launch_bounds__(kWarps * 32)
       }
     }
     i0 += 32 * U;
-    if (i0 < k_vec) load_weights(i0);
+    if (i0 < i_end) load_weights(i0);
   }
 #pragma unroll
-  for (int r = 0; r < R; ++r) {
-    float v = acc[r];
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    if (lane == 0 && row0 + r < m) y[row0 + r] = beta != 0.0f ? v + beta * y[row0 + r] : v;
+  for (int r = 0; r < R; ++r)
+    for (int o = 16; o > 0; o >>= 1) acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], o);
+  if constexpr (KS > 1) {
+    __shared__ float part_sum[KS - 1][kRowWarps][R];
+    if (part > 0 && lane == 0)
+#pragma unroll
+      for (int r = 0; r < R; ++r) part_sum[part - 1][warp % kRowWarps][r] = acc[r];
+    __syncthreads();
+    if (part > 0) return;
+#pragma unroll
+    for (int r = 0; r < R; ++r)
+#pragma unroll
+      for (int q = 0; q < KS - 1; ++q) acc[r] += part_sum[q][warp][r];
   }
+#pragma unroll
+  for (int r = 0; r < R; ++r)
+    if (lane == 0 && row0 + r < m) y[row0 + r] = beta != 0.0f ? acc[r] + beta * y[row0 + r] : acc[r];
 }
 
-template <typename T, int R, int U>
+template <typename T, int R, int U, int KS>
 void launch(const half16* x, GemmType xt, const half16* W, int m, int k, float* y, float beta, cudaStream_t s) {
-  constexpr int per_block = kWarps * R;
-  auto* kernel = xt == GemmType::FP16 ? gemv_kernel<T, R, U, __half> : gemv_kernel<T, R, U, __nv_bfloat16>;
+  constexpr int per_block = kWarps / KS * R;
+  auto* kernel = xt == GemmType::FP16 ? gemv_kernel<T, R, U, KS, __half> : gemv_kernel<T, R, U, KS, __nv_bfloat16>;
   HS_CUDA_CHECK(kernels::launch(kernel, (m + per_block - 1) / per_block, kWarps * 32, 0, s,
                                 reinterpret_cast<const uint4*>(x), reinterpret_cast<const uint4*>(W), m, k / kVec,
                                 y, beta));
@@ -96,21 +115,32 @@ using Launcher = void (*)(const half16*, GemmType, const half16*, int, int, floa
 
 template <typename T>
 Launcher<T> launcher(const GemvConfig& c) {
-  switch (c.rows_per_warp * 100 + c.loads_per_lane) {
-    case 102: return launch<T, 1, 2>;
-    case 104: return launch<T, 1, 4>;
-    case 108: return launch<T, 1, 8>;
-    case 116: return launch<T, 1, 16>;
-    case 202: return launch<T, 2, 2>;
-    case 204: return launch<T, 2, 4>;
-    case 208: return launch<T, 2, 8>;
+  switch (c.k_splits * 1000 + c.rows_per_warp * 100 + c.loads_per_lane) {
+    case 1102: return launch<T, 1, 2, 1>;
+    case 1104: return launch<T, 1, 4, 1>;
+    case 1108: return launch<T, 1, 8, 1>;
+    case 1116: return launch<T, 1, 16, 1>;
+    case 1202: return launch<T, 2, 2, 1>;
+    case 1204: return launch<T, 2, 4, 1>;
+    case 1208: return launch<T, 2, 8, 1>;
+    case 2102: return launch<T, 1, 2, 2>;
+    case 2104: return launch<T, 1, 4, 2>;
+    case 4102: return launch<T, 1, 2, 4>;
     default:
-      throw std::invalid_argument("gemv: no kernel for " + std::to_string(c.rows_per_warp) + " rows per warp and " +
-                                  std::to_string(c.loads_per_lane) + " loads per lane");
+      throw std::invalid_argument("gemv: no kernel for " + std::to_string(c.rows_per_warp) + " rows per warp, " +
+                                  std::to_string(c.loads_per_lane) + " loads per lane and " +
+                                  std::to_string(c.k_splits) + " parts of k");
   }
 }
 
 }  // namespace
+
+GemvConfig gemv_config(int k, int max_splits) {
+  constexpr int kMinPartVectors = 2 * 32 * kGemvConfig.loads_per_lane;  // two rounds of a warp's loads
+  GemvConfig c = kGemvConfig;
+  while (c.k_splits * 2 <= max_splits && k / kVec / (c.k_splits * 2) >= kMinPartVectors) c.k_splits *= 2;
+  return c;
+}
 
 bool gemv_supports(const half16* X, const half16* W, int k, int n) {
   auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };

@@ -14,18 +14,26 @@ namespace hs::cuda {
 // elements (16 bytes).
 bool gemv_supports(const half16* X, const half16* W, int k, int n);
 
-// How the kernel cuts the work: weight rows per warp (1 or 2) and 16-byte loads each lane has in
-// flight per row (2, 4, 8, or 16 with one row).
+// How the kernel cuts the work: weight rows per warp (1 or 2), 16-byte loads each lane has in
+// flight per row (2, 4, 8, or 16 with one row), and warps sharing each row, each a contiguous part
+// of k (1; 2 or 4 with one row and 2 loads, 2 with 4 loads).
 struct GemvConfig {
   int rows_per_warp;
   int loads_per_lane;
+  int k_splits = 1;
 };
 
-// The configuration Gemm uses, for every shape (bench_gemv compares the others). On an H200 at
+// The rows and loads Gemm uses, for every shape (bench_gemv compares the others). On an H200 at
 // Llama-3.1-8B's shapes, over two runs, it had the least time per layer (114.7 and 110.3 us for
 // QKV, output, gate/up and down, against 116.4 and 119.9 us for the earlier choice) and the
 // fastest gate/up and LM head in both; the 4096-row matrices varied by up to 18% between runs.
 inline constexpr GemvConfig kGemvConfig{1, 2};
+
+// kGemvConfig with each row shared by up to max_splits warps (1, 2 or 4), as many as leave every
+// warp at least two rounds of loads (1,024 elements of k). On an H200 at Llama-3.1-8B's shapes
+// four warps a row took 3-18% less time than one, whether the grid is one wave of blocks or many
+// (kernels/NOTES.md, session 20); at k = 576 (SmolLM2) they slowed the LM head 1.9x.
+GemvConfig gemv_config(int k, int max_splits);
 
 // y[c] = sum_i x[i] * W[c][i] (+ y[c] when beta is 1), c < m, i < k, enqueued on s. x is of
 // type xt (bf16 x with fp16 weights: the attention output, converted as it is read). Throws
