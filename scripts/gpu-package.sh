@@ -16,12 +16,13 @@ B=${BUILD_DIR:-build-cuda}
 cmake -S . -B "$B" -DHEADSHARD_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=90a -DCMAKE_BUILD_TYPE=Release >/dev/null
 BINS=(headshard test_cuda_backend test_device_sampling test_gemm test_sharded_attention bench_generate bench_kv_step
       bench_gemv)
-cmake --build "$B" -j"$(nproc)" --target "${BINS[@]}"
+cmake --build "$B" -j"$(nproc)" --target "${BINS[@]}" hs_kernel_trace
 grep -qx '/.device/' .git/info/exclude 2>/dev/null || echo '/.device/' >> .git/info/exclude
 rm -rf .device/pkg && mkdir -p .device/pkg/lib
 for b in "${BINS[@]}"; do cp "$B/$b" .device/pkg/; done
+cp "$B/libhs_kernel_trace.so" .device/pkg/lib/  # CUDA_INJECTION64_PATH=.device/pkg/lib/libhs_kernel_trace.so
 # Every shared library they load except glibc's and the CUDA libraries the GPU machine has.
-for b in "${BINS[@]}"; do
+for b in "${BINS[@]}" lib/libhs_kernel_trace.so; do
   ldd ".device/pkg/$b" | awk '/=> \// {print $3}' | grep -v -E 'libc\.so|libm\.so|libpthread|libdl\.so|librt\.so|libgcc_s|libstdc\+\+|libcublas' \
     | xargs -r -I{} cp -L {} .device/pkg/lib/
 done
