@@ -174,6 +174,11 @@ def take_turns(rounds, time_peers, time_ours):
             fn()
 
 
+def ms_only(r):
+    """A peer's result without its output: its "ms" and "ms_<flush>" times."""
+    return {key: x for key, x in r.items() if key.startswith("ms")}
+
+
 def timed(fn, flushes):
     """{"ms": ...} with no flush (flushes empty), or the first flush kind's as "ms" and the others' as
     "ms_<kind>"."""
@@ -347,7 +352,7 @@ def decode_shape(lib, args, peers, rows, copy_bw, batch, ctx, stream, scale):
                     row[name + "_ms"] = None
                     row[name + "_error"] = r["error"]
                 else:
-                    peer_t[name] = [{key: x for key, x in r.items() if key.startswith("ms")}]
+                    peer_t[name] = [ms_only(r)]
             ok = [(r["ms"], name) for name, r in res.items() if "ms" in r]
             if ok:
                 ref = res[min(ok)[1]]["out"].reshape(batch, HQ * D)
@@ -410,7 +415,7 @@ def decode_shape(lib, args, peers, rows, copy_bw, batch, ctx, stream, scale):
         def time_peers():
             for name, r in peers.sdpa(q4, k, v, causal=False, flushes=args.decode_flush).items():
                 if name in peer_t and "ms" in r:
-                    peer_t[name].append({key: x for key, x in r.items() if key.startswith("ms")})
+                    peer_t[name].append(ms_only(r))
 
         time_ours()  # round 0: the peers went first, above
         take_turns(rounds, time_peers, time_ours)

@@ -84,16 +84,11 @@ def analyse(rows, marker="embed_kernel", skip=5):
                          "kernels": sum(r["end"] - r["start"] for r in s), "gap_after": nxt})
     summary = {k: median_us([p[k] for p in per_step]) for k in ("span", "busy", "idle", "kernels", "gap_after")}
     # Per kernel (short name and grid), in the order of its first call in a step.
-    keys, calls = [], {}
+    calls = {}  # (name, grid) -> its positions in a step; dicts keep the first call's order
     for j, r in enumerate(steps[idx[0]]):
-        key = (short_name(r["name"]), r["grid"])
-        if key not in calls:
-            keys.append(key)
-            calls[key] = []
-        calls[key].append(j)
+        calls.setdefault((short_name(r["name"]), r["grid"]), []).append(j)
     kernels = []
-    for key in keys:
-        pos = calls[key]
+    for key, pos in calls.items():
         totals = [sum(steps[i][j]["end"] - steps[i][j]["start"] for j in pos) for i in idx]
         leads = [steps[i][j]["start"] - steps[i][j - 1]["end"] for i in idx for j in pos if j > 0]
         kernels.append({"name": key[0], "grid": key[1], "calls": len(pos), "us_per_step": median_us(totals),

@@ -112,12 +112,12 @@ int main(int argc, char** argv) try {
       std::fflush(stdout);
       out["results"].push_back({{"m", m}, {"k", k}, {"kernel", kernel}, {"us_per_call", us}, {"tb_per_s", tbs}});
     };
+    const hs::cuda::GemvConfig used = hs::cuda::gemv_config(k, 4);
     for (const std::string& c : configs) {
       const auto colon = c.find(':'), colon2 = c.find(':', colon + 1);
       if (colon == std::string::npos) throw std::invalid_argument("--configs takes R:U[:S]");
       const hs::cuda::GemvConfig cfg{std::stoi(c.substr(0, colon)), std::stoi(c.substr(colon + 1)),
                                      colon2 == std::string::npos ? 1 : std::stoi(c.substr(colon2 + 1))};
-      const hs::cuda::GemvConfig used = hs::cuda::gemv_config(k, 4);
       const bool is_default = cfg.rows_per_warp == used.rows_per_warp && cfg.loads_per_lane == used.loads_per_lane &&
                               cfg.k_splits == used.k_splits;
       row(c + (is_default ? "*" : ""), [&](const hs::cuda::half16* wc) {
