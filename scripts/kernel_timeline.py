@@ -61,6 +61,15 @@ def busy_ns(step):
     return total + (cur_e - cur_s if cur_e is not None else 0)
 
 
+def adds_ns(step):
+    """Per record of a step: how far its end lies past every earlier end (the first: its duration)."""
+    out, latest = [], None
+    for r in step:
+        out.append(r["end"] - r["start"] if latest is None else max(0, r["end"] - latest))
+        latest = r["end"] if latest is None else max(latest, r["end"])
+    return out
+
+
 def median_us(ns):
     ns = [x for x in ns if x is not None]
     return statistics.median(ns) / 1e3 if ns else None
@@ -88,11 +97,12 @@ def analyse(rows, marker="embed_kernel", skip=5):
     for j, r in enumerate(steps[idx[0]]):
         calls.setdefault((short_name(r["name"]), r["grid"]), []).append(j)
     kernels = []
+    adds = {i: adds_ns(steps[i]) for i in idx}
     for key, pos in calls.items():
         totals = [sum(steps[i][j]["end"] - steps[i][j]["start"] for j in pos) for i in idx]
         leads = [steps[i][j]["start"] - steps[i][j - 1]["end"] for i in idx for j in pos if j > 0]
         kernels.append({"name": key[0], "grid": key[1], "calls": len(pos), "us_per_step": median_us(totals),
-                        "lead_us": median_us(leads)})
+                        "lead_us": median_us(leads), "adds_us": median_us([sum(adds[i][j] for j in pos) for i in idx])})
     return {"kernels_per_step": count, "steps": len(idx), "summary_us": summary, "kernels": kernels}
 
 
@@ -109,11 +119,11 @@ def main():
     print(f"{res['steps']} steps of {res['kernels_per_step']} kernels; medians in us: span {s['span']:.1f}, "
           f"busy {s['busy']:.1f}, idle {s['idle']:.1f}, kernels' sum {s['kernels']:.1f}"
           + (f", host gap after {s['gap_after']:.1f}" if s["gap_after"] is not None else ""))
-    print(f"{'kernel':<60} {'grid':>12} {'calls':>5} {'us/step':>9} {'share':>6} {'lead us':>8}")
-    for k in sorted(res["kernels"], key=lambda k: -k["us_per_step"])[:args.top]:
+    print(f"{'kernel':<60} {'grid':>12} {'calls':>5} {'us/step':>9} {'adds us':>9} {'share':>6} {'lead us':>8}")
+    for k in sorted(res["kernels"], key=lambda k: -k["adds_us"])[:args.top]:
         lead = f"{k['lead_us']:8.2f}" if k["lead_us"] is not None else "       -"
-        print(f"{k['name'][:60]:<60} {k['grid']:>12} {k['calls']:>5} {k['us_per_step']:9.1f} "
-              f"{100 * k['us_per_step'] / s['span']:5.1f}% {lead}")
+        print(f"{k['name'][:60]:<60} {k['grid']:>12} {k['calls']:>5} {k['us_per_step']:9.1f} {k['adds_us']:9.1f} "
+              f"{100 * k['adds_us'] / s['span']:5.1f}% {lead}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(res, f, indent=1)

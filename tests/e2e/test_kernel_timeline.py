@@ -48,4 +48,6 @@ def test_steps_spans_idle_and_leads(tmp_path):
     assert gemv["us_per_step"] == pytest.approx(2.0) and gemv["lead_us"] == pytest.approx(0.1)
     norm = by_name["residual_norm_kernel"]
     assert norm["us_per_step"] == pytest.approx(0.6) and norm["lead_us"] == pytest.approx(-0.1)
+    # What each adds to its step's end (kept steps: 400/2100/500, 600/2300/300, 400/2100/500 ns).
+    assert [k["adds_us"] for k in by_name.values()] == pytest.approx([0.4, 2.1, 0.5])
     assert "span 3.0" in done.stdout and "residual_norm_kernel" in done.stdout
