@@ -5,7 +5,8 @@
 // earlier grids have finished and their writes are visible). pdl_launch_dependents() then lets
 // the next kernel be scheduled. Both are no-ops below sm_90 and in a kernel launched the ordinary
 // way. (Scheduling the next kernel before the wait, so that whole chains are scheduled ahead,
-// measured slower: kernels/NOTES.md, session 4.)
+// measured slower: kernels/NOTES.md, session 4. The CUDA backend's qkv_prep does it alone, so
+// that the decode attention streams its older pages during the QKV projection's end: session 21.)
 #pragma once
 #include <cuda_runtime.h>
 

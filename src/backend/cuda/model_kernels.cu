@@ -93,6 +93,15 @@ template <typename T, int kPer>
 __global__ void __launch_bounds__(kNormThreads)
     residual_norm_kernel(float* x, const float* o, const float* o_weight, const float* h_weight, T* h_out, int d,
                          float eps) {
+  // The norms' weights are no kernel's output: read while the kernel before this one ends, so that
+  // after the wait only x (and o) cost a round trip to memory.
+  float ow[kPer], hw[kPer];
+#pragma unroll
+  for (int j = 0; j < kPer; ++j) {
+    const int i = threadIdx.x + j * kNormThreads;
+    ow[j] = o_weight && i < d ? o_weight[i] : 0.0f;
+    hw[j] = h_out && i < d ? h_weight[i] : 0.0f;
+  }
   pdl_begin();
   const int64_t r = blockIdx.x;
   float* xr = x + r * d;
@@ -119,7 +128,7 @@ __global__ void __launch_bounds__(kNormThreads)
 #pragma unroll
     for (int j = 0; j < kPer; ++j) {
       const int i = threadIdx.x + j * kNormThreads;
-      if (i < d) xr[i] = xv[j] += o_weight ? ov[j] * s * o_weight[i] : ov[j];
+      if (i < d) xr[i] = xv[j] += o_weight ? ov[j] * s * ow[j] : ov[j];
     }
   }
   if (h_out) {
@@ -127,7 +136,7 @@ __global__ void __launch_bounds__(kNormThreads)
 #pragma unroll
     for (int j = 0; j < kPer; ++j) {
       const int i = threadIdx.x + j * kNormThreads;
-      if (i < d) h_out[r * d + i] = from_float<T>(xv[j] * s * h_weight[i]);
+      if (i < d) h_out[r * d + i] = from_float<T>(xv[j] * s * hw[j]);
     }
   }
 }
@@ -143,20 +152,38 @@ __global__ void gather_norm_kernel(const float* x, const int32_t* rows, const fl
 }
 
 // One block per (token, head): heads [0, n_heads) are queries, the next n_kv_heads keys (whose
-// values are stored alongside).
+// values are stored alongside). Launched programmatically, a block first reads what earlier work
+// wrote (its write slot, the position) and computes its RoPE angle while the projection before it
+// ends, and lets the attention kernel launch before it waits: that kernel streams the older pages
+// meanwhile, and waits for this one before it reads the queries or the new token's page.
+static_assert(kMaxHeadDim / 2 <= kHeadThreads, "one RoPE pair per thread");
 __global__ void qkv_prep_kernel(QkvPrepParams p) {
-  pdl_begin();
   __shared__ float v[kMaxHeadDim];
   const int t = blockIdx.x, head = blockIdx.y, D = p.head_dim;
   const bool is_q = head < p.n_heads;
   const int kv = head - p.n_heads;
-  int32_t slot = -1;
-  if (!is_q) {
-    slot = p.write_slots[static_cast<int64_t>(kv) * p.n_tokens + t];
-    if (slot < 0) return;  // a padding token: nothing to store, and no query reads it
+  const int32_t slot = is_q ? -1 : p.write_slots[static_cast<int64_t>(kv) * p.n_tokens + t];
+  const int half = p.rope_dims / 2, pair = threadIdx.x;  // the thread's RoPE pair
+  float sn = 0.0f, cs = 0.0f;
+  if (pair < half) {
+    const float angle = static_cast<float>(p.pos[t]) * p.inv_freq[pair];  // float32 like the CPU table
+    sincosf(angle, &sn, &cs);  // precise (large angles)
+    cs *= p.mscale;
+    sn *= p.mscale;
   }
+  kernels::pdl_launch_dependents();
+  kernels::pdl_wait();
+  if (!is_q && slot < 0) return;  // a padding token: nothing to store, and no query reads it
   float* src = p.qkv + t * p.ld + (is_q ? head * D : p.n_heads * D + kv * D);
-  for (int i = threadIdx.x; i < D; i += blockDim.x) v[i] = src[i];
+  const float* v_src = p.qkv + t * p.ld + (p.n_heads + p.n_kv_heads) * D + kv * D;
+  constexpr int kPer = kMaxHeadDim / kHeadThreads;
+  float values[kPer];  // the value head's, read with the key's
+#pragma unroll
+  for (int j = 0; j < kPer; ++j) {
+    const int i = threadIdx.x + j * kHeadThreads;
+    if (i < D) v[i] = src[i];
+    values[j] = !is_q && i < D ? v_src[i] : 0.0f;
+  }
   __syncthreads();
   const float* norm_w = is_q ? p.q_norm : p.k_norm;
   if (norm_w) {
@@ -164,16 +191,8 @@ __global__ void qkv_prep_kernel(QkvPrepParams p) {
     for (int i = threadIdx.x; i < D; i += blockDim.x) v[i] = v[i] * s * norm_w[i];
     __syncthreads();
   }
-  const int half = p.rope_dims / 2;
-  const float pos = static_cast<float>(p.pos[t]);
-  // Each pair is owned by one thread, so it is rotated in place without a race.
-  for (int i = threadIdx.x; i < half; i += blockDim.x) {
-    const float angle = pos * p.inv_freq[i];  // float32 like the CPU table; precise sincos (large angles)
-    float sn, cs;
-    sincosf(angle, &sn, &cs);
-    cs *= p.mscale;
-    sn *= p.mscale;
-    const int a = p.neox ? i : 2 * i, b = p.neox ? i + half : 2 * i + 1;
+  if (pair < half) {  // each pair is owned by one thread, so it is rotated in place without a race
+    const int a = p.neox ? pair : 2 * pair, b = p.neox ? pair + half : 2 * pair + 1;
     const float x0 = v[a], x1 = v[b];
     v[a] = x0 * cs - x1 * sn;
     v[b] = x0 * sn + x1 * cs;
@@ -191,10 +210,13 @@ __global__ void qkv_prep_kernel(QkvPrepParams p) {
   const int B = p.block_size;
   bf16* k_row = p.pages + static_cast<int64_t>(slot / B) * 2 * B * D + static_cast<int64_t>(slot % B) * D;
   bf16* v_row = k_row + static_cast<int64_t>(B) * D;
-  const float* v_src = p.qkv + t * p.ld + (p.n_heads + p.n_kv_heads) * D + kv * D;
-  for (int i = threadIdx.x; i < D; i += blockDim.x) {
-    k_row[i] = __float2bfloat16_rn(v[i]);
-    v_row[i] = __float2bfloat16_rn(v_src[i]);
+#pragma unroll
+  for (int j = 0; j < kPer; ++j) {
+    const int i = threadIdx.x + j * kHeadThreads;
+    if (i < D) {
+      k_row[i] = __float2bfloat16_rn(v[i]);
+      v_row[i] = __float2bfloat16_rn(values[j]);
+    }
   }
 }
 
