@@ -22,6 +22,8 @@
 
 #include "backend/backend.h"
 #include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/device_buffer.h"
+#include "backend/cuda/model_kernels.h"
 #include "cuda/gpu_test.h"
 #include "engine/engine.h"
 #include "engine/forward_runner.h"
@@ -325,6 +327,36 @@ TEST(CudaBackend, ForwardBeforeConfigureThrows) {
   b.chunks.push_back({1, 0, {1}, false});
   Logits out;
   EXPECT_THROW(be->forward(b, KvStepMeta{}, out), std::logic_error);
+}
+
+// The step's uploads: one kernel reads every array from pinned host memory.
+TEST(CudaBackend, HostCopiesMoveEveryElement) {
+  REQUIRE_GPU();
+  const std::vector<int64_t> sizes = {1, 255, 256, 257, 40000, 0, 3, 300000};  // 0: dropped
+  std::vector<cuda::PinnedBuffer<int32_t>> host(sizes.size());
+  std::vector<cuda::DeviceBuffer<int32_t>> dev(sizes.size());
+  cuda::HostCopies copies;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    host[i].grow_to(std::max<int64_t>(sizes[i], 1));
+    dev[i].allocate(std::max<int64_t>(sizes[i], 1) + 1);
+    for (int64_t j = 0; j < sizes[i]; ++j) host[i].get()[j] = static_cast<int32_t>(i * 1000003 + j);
+    ASSERT_EQ(cudaMemset(dev[i].get(), 0xff, (std::max<int64_t>(sizes[i], 1) + 1) * sizeof(int32_t)), cudaSuccess);
+    copies.add(host[i].get(), dev[i].get(), sizes[i]);
+  }
+  EXPECT_EQ(copies.n, 7);
+  cuda::copy_from_host(copies, nullptr);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    std::vector<int32_t> got(std::max<int64_t>(sizes[i], 1) + 1);
+    ASSERT_EQ(cudaMemcpy(got.data(), dev[i].get(), got.size() * sizeof(int32_t), cudaMemcpyDeviceToHost), cudaSuccess);
+    int bad = 0;
+    for (int64_t j = 0; j < sizes[i]; ++j) bad += got[j] != static_cast<int32_t>(i * 1000003 + j);
+    EXPECT_EQ(bad, 0) << "copy " << i << " of " << sizes[i] << " elements";
+    EXPECT_EQ(got[std::max<int64_t>(sizes[i], 1)], -1) << "copy " << i << " wrote past its end";
+  }
+  cuda::HostCopies full;
+  for (int i = 0; i < cuda::HostCopies::kMax; ++i) full.add(host[0].get(), dev[0].get(), 1);
+  EXPECT_THROW(full.add(host[0].get(), dev[0].get(), 1), std::logic_error);
 }
 
 // ---- the real default model ------------------------------------------------------------------

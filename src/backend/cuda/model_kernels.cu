@@ -2,6 +2,9 @@
 
 #include <cuda_fp16.h>
 
+#include <algorithm>
+#include <stdexcept>
+#include <string>
 #include <type_traits>
 
 #include "backend/cuda/cuda_check.h"
@@ -249,6 +252,13 @@ __global__ void take_sampled_kernel(const int32_t* pairs, int n, const int32_t* 
   if (i < n) ids[pairs[2 * i]] = sampled[pairs[2 * i + 1]];
 }
 
+__global__ void copy_from_host_kernel(HostCopies c) {
+  const HostCopies::Copy& k = c.copy[blockIdx.y];
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < k.n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    k.dst[i] = k.src[i];
+}
+
 // Grid for a grid-stride loop over n elements: enough blocks to fill the device, no more.
 unsigned grid_for(int64_t n, int threads) {
   const int64_t blocks = (n + threads - 1) / threads;
@@ -318,6 +328,22 @@ void scatter_list_entries(const int32_t* c, int n, int32_t* blocks, int32_t* pag
 void take_sampled_tokens(const int32_t* pairs, int n, const int32_t* sampled, int32_t* ids, cudaStream_t s) {
   if (n == 0) return;
   take_sampled_kernel<<<(n + 255) / 256, 256, 0, s>>>(pairs, n, sampled, ids);
+  HS_CUDA_CHECK_LAUNCH();
+}
+
+void HostCopies::add(const int32_t* src, int32_t* dst, int64_t count) {
+  if (count <= 0) return;
+  if (n == kMax) throw std::logic_error("HostCopies: more than " + std::to_string(kMax) + " copies");
+  copy[n++] = Copy{src, dst, count};
+}
+
+void copy_from_host(const HostCopies& c, cudaStream_t s) {
+  if (c.n == 0) return;
+  int64_t longest = 0;
+  for (int i = 0; i < c.n; ++i) longest = std::max(longest, c.copy[i].n);
+  // Enough blocks per copy to keep many reads in flight across the bus for the long ones.
+  const dim3 grid(static_cast<unsigned>(std::min<int64_t>((longest + 255) / 256, 128)), static_cast<unsigned>(c.n));
+  copy_from_host_kernel<<<grid, 256, 0, s>>>(c);
   HS_CUDA_CHECK_LAUNCH();
 }
 

@@ -81,6 +81,25 @@ void scatter_list_entries(const int32_t* c, int n, int32_t* blocks, int32_t* pag
 // token ids (steps launched in flight, Backend::kFromPreviousStep).
 void take_sampled_tokens(const int32_t* pairs, int n, const int32_t* sampled, int32_t* ids, cudaStream_t s);
 
+// Copies of int32 arrays from page-locked host memory (PinnedBuffer: with unified addressing the
+// GPU reads it directly) into device memory, all made by one kernel launch. Each cudaMemcpyAsync
+// is a copy-engine operation that holds the stream a few microseconds however few bytes it moves;
+// a step uploads about a dozen small arrays (kernels/NOTES.md, session 21). The source must stay
+// unchanged until the launch has run (an event after it).
+struct HostCopies {
+  static constexpr int kMax = 16;
+  struct Copy {
+    const int32_t* src;
+    int32_t* dst;
+    int64_t n;  // elements
+  };
+  Copy copy[kMax];
+  int n = 0;
+  // Throws std::logic_error past kMax copies; empty copies are dropped.
+  void add(const int32_t* src, int32_t* dst, int64_t count);
+};
+void copy_from_host(const HostCopies& c, cudaStream_t s);
+
 // out[t][i] = ot(act(gu[t][i]) * gu[t][d_ff + i]) with act = gelu_tanh (Gemma) or silu (llama):
 // the gated MLP over the fused gate/up projection gu [T][2 * d_ff].
 void gated_activation(const float* gu, int n_tokens, int d_ff, bool gelu, half16* out, GemmType ot, cudaStream_t s);

@@ -3,11 +3,23 @@
 #include <algorithm>
 
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/model_kernels.h"
 #include "util/thread_pool.h"
 
 namespace hs::cuda {
 
 namespace {
+
+// Work items as the 32-bit words HostCopies moves.
+template <typename T>
+int32_t* words(T* p) {
+  static_assert(sizeof(T) % sizeof(int32_t) == 0 && alignof(T) >= alignof(int32_t));
+  return reinterpret_cast<int32_t*>(p);
+}
+template <typename T>
+int64_t words_of(size_t n) {
+  return static_cast<int64_t>(n * (sizeof(T) / sizeof(int32_t)));
+}
 
 int32_t next_pow2(int32_t n) {
   int32_t p = 1;
@@ -60,6 +72,7 @@ bool ShardedAttentionRunner::plan(const StepShape& shape, const StepInputs& in, 
                         tok0, c_.head_dim, prefill_);
 
   bool moved = false;
+  HostCopies copies;  // the work items, by one kernel (model_kernels.h)
   const size_t n_items = decode_.items.size();
   if (n_items > 0) {
     h_items_.grow_to(n_items);
@@ -71,10 +84,8 @@ bool ShardedAttentionRunner::plan(const StepShape& shape, const StepInputs& in, 
     std::copy(decode_.layer_begin.begin(), decode_.layer_begin.end(), h_layer_begin_.get());
     moved |= d_items_.grow_to(n_items);
     moved |= d_layer_begin_.grow_to(decode_.layer_begin.size());
-    HS_CUDA_CHECK(cudaMemcpyAsync(d_items_.get(), h_items_.get(), n_items * sizeof(kernels::DecodeWorkItem),
-                                  cudaMemcpyHostToDevice, s));
-    HS_CUDA_CHECK(cudaMemcpyAsync(d_layer_begin_.get(), h_layer_begin_.get(),
-                                  decode_.layer_begin.size() * sizeof(int32_t), cudaMemcpyHostToDevice, s));
+    copies.add(words(h_items_.get()), words(d_items_.get()), words_of<kernels::DecodeWorkItem>(n_items));
+    copies.add(h_layer_begin_.get(), d_layer_begin_.get(), static_cast<int64_t>(decode_.layer_begin.size()));
     // Partials of up to `capacity_` items per layer (a fixed layout for a graph of this class).
     kernels::DecodePlan layout;
     layout.max_partials = capacity_;
@@ -85,9 +96,9 @@ bool ShardedAttentionRunner::plan(const StepShape& shape, const StepInputs& in, 
     h_prefill_.grow_to(prefill_.size());
     std::copy(prefill_.begin(), prefill_.end(), h_prefill_.get());
     moved |= d_prefill_.grow_to(prefill_.size());
-    HS_CUDA_CHECK(cudaMemcpyAsync(d_prefill_.get(), h_prefill_.get(), prefill_.size() * sizeof(kernels::PrefillWorkItem),
-                                  cudaMemcpyHostToDevice, s));
+    copies.add(words(h_prefill_.get()), words(d_prefill_.get()), words_of<kernels::PrefillWorkItem>(prefill_.size()));
   }
+  copy_from_host(copies, s);
   return moved;
 }
 
