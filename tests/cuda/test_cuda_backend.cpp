@@ -329,10 +329,11 @@ TEST(CudaBackend, ForwardBeforeConfigureThrows) {
   EXPECT_THROW(be->forward(b, KvStepMeta{}, out), std::logic_error);
 }
 
-// The step's uploads: one kernel reads every array from pinned host memory.
+// The step's uploads: one kernel reads the arrays up to 128 KiB from pinned host memory, the copy
+// engine moves the longer ones.
 TEST(CudaBackend, HostCopiesMoveEveryElement) {
   REQUIRE_GPU();
-  const std::vector<int64_t> sizes = {1, 255, 256, 257, 40000, 0, 3, 300000};  // 0: dropped
+  const std::vector<int64_t> sizes = {1, 255, 256, 257, 32768, 0, 3, 32769, 300000};  // 0: dropped
   std::vector<cuda::PinnedBuffer<int32_t>> host(sizes.size());
   std::vector<cuda::DeviceBuffer<int32_t>> dev(sizes.size());
   cuda::HostCopies copies;
@@ -343,7 +344,7 @@ TEST(CudaBackend, HostCopiesMoveEveryElement) {
     ASSERT_EQ(cudaMemset(dev[i].get(), 0xff, (std::max<int64_t>(sizes[i], 1) + 1) * sizeof(int32_t)), cudaSuccess);
     copies.add(host[i].get(), dev[i].get(), sizes[i]);
   }
-  EXPECT_EQ(copies.n, 7);
+  EXPECT_EQ(copies.n, 8);
   cuda::copy_from_host(copies, nullptr);
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   for (size_t i = 0; i < sizes.size(); ++i) {

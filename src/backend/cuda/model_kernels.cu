@@ -338,12 +338,23 @@ void HostCopies::add(const int32_t* src, int32_t* dst, int64_t count) {
 }
 
 void copy_from_host(const HostCopies& c, cudaStream_t s) {
-  if (c.n == 0) return;
+  // Arrays above 128 KiB (batches of many sequences, long prefill chunks) stay on the copy engine,
+  // as before the kernel (its reads across the bus were timed only up to 106 KB).
+  constexpr int64_t kKernelMax = 32768;
+  HostCopies small;
   int64_t longest = 0;
-  for (int i = 0; i < c.n; ++i) longest = std::max(longest, c.copy[i].n);
-  // Enough blocks per copy to keep many reads in flight across the bus for the long ones.
-  const dim3 grid(static_cast<unsigned>(std::min<int64_t>((longest + 255) / 256, 128)), static_cast<unsigned>(c.n));
-  copy_from_host_kernel<<<grid, 256, 0, s>>>(c);
+  for (int i = 0; i < c.n; ++i) {
+    const HostCopies::Copy& k = c.copy[i];
+    if (k.n > kKernelMax) {
+      HS_CUDA_CHECK(cudaMemcpyAsync(k.dst, k.src, k.n * sizeof(int32_t), cudaMemcpyHostToDevice, s));
+      continue;
+    }
+    small.copy[small.n++] = k;
+    longest = std::max(longest, k.n);
+  }
+  if (small.n == 0) return;
+  const dim3 grid(static_cast<unsigned>((longest + 255) / 256), static_cast<unsigned>(small.n));
+  copy_from_host_kernel<<<grid, 256, 0, s>>>(small);
   HS_CUDA_CHECK_LAUNCH();
 }
 

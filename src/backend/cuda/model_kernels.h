@@ -82,10 +82,11 @@ void scatter_list_entries(const int32_t* c, int n, int32_t* blocks, int32_t* pag
 void take_sampled_tokens(const int32_t* pairs, int n, const int32_t* sampled, int32_t* ids, cudaStream_t s);
 
 // Copies of int32 arrays from page-locked host memory (PinnedBuffer: with unified addressing the
-// GPU reads it directly) into device memory, all made by one kernel launch. Each cudaMemcpyAsync
-// is a copy-engine operation that holds the stream a few microseconds however few bytes it moves;
-// a step uploads about a dozen small arrays (kernels/NOTES.md, session 21). The source must stay
-// unchanged until the launch has run (an event after it).
+// GPU reads it directly) into device memory, the ones up to 128 KiB made by one kernel launch,
+// longer ones by the copy engine. Each cudaMemcpyAsync is a copy-engine operation that holds the
+// stream a few microseconds however few bytes it moves, and a step uploads about a dozen small
+// arrays (kernels/NOTES.md, session 21). The sources must stay unchanged until the copies have run
+// (an event after them).
 struct HostCopies {
   static constexpr int kMax = 16;
   struct Copy {
