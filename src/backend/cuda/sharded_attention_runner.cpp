@@ -72,7 +72,7 @@ bool ShardedAttentionRunner::plan(const StepShape& shape, const StepInputs& in, 
                         tok0, c_.head_dim, prefill_);
 
   bool moved = false;
-  HostCopies copies;  // the work items, by one kernel (model_kernels.h)
+  HostCopies copies;  // the work items (model_kernels.h: up to 128 KiB by one kernel)
   const size_t n_items = decode_.items.size();
   if (n_items > 0) {
     h_items_.grow_to(n_items);

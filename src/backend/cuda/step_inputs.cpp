@@ -164,7 +164,7 @@ bool StepInputs::reserve(size_t n_tokens, size_t lists_per_chunk, size_t n_entri
 
 bool StepInputs::upload(cudaStream_t s, const int32_t* sampled) {
   bool moved = false;
-  HostCopies copies;  // one kernel makes them all
+  HostCopies copies;  // all but the longest by one kernel (model_kernels.h)
   auto put = [&](const Array& a, DeviceBuffer<int32_t>& d) {
     moved |= d.grow_to(std::max<size_t>(a.n, 1));
     copies.add(a.host.get(), d.get(), static_cast<int64_t>(a.n));
