@@ -112,7 +112,7 @@ int main(int argc, char** argv) try {
       std::fflush(stdout);
       out["results"].push_back({{"m", m}, {"k", k}, {"kernel", kernel}, {"us_per_call", us}, {"tb_per_s", tbs}});
     };
-    const hs::cuda::GemvConfig used = hs::cuda::gemv_config(k, 4);
+    const hs::cuda::GemvConfig used = hs::cuda::gemv_config(k, hs::cuda::kMaxGemvSplits);
     for (const std::string& c : configs) {
       const auto colon = c.find(':'), colon2 = c.find(':', colon + 1);
       if (colon == std::string::npos) throw std::invalid_argument("--configs takes R:U[:S]");
@@ -128,7 +128,7 @@ int main(int argc, char** argv) try {
       cublas.linear(x.get(), k, wc, hs::cuda::GemmType::FP16, m, k, 1, y.get(), m);
     });
   }
-  std::printf("\n* the configuration Gemm uses (gemv_config, up to 4 parts of k)\n");
+  std::printf("\n* the configuration Gemm uses (gemv_config, up to %d parts of k)\n", hs::cuda::kMaxGemvSplits);
   hs::bench::write_json(a.str("json", "bench_gemv.json"), out);
   return 0;
 } catch (const std::exception& e) {

@@ -288,7 +288,8 @@ CudaBackend::CudaBackend(std::shared_ptr<const ModelWeights> w, int device)
   // comparisons; gemv.h's gemv_config).
   const char* splits = std::getenv("HEADSHARD_CUDA_GEMV_SPLITS");
   gemm_ = std::make_unique<cuda::Gemm>(stream_.s, !env_is("HEADSHARD_CUDA_GEMV", "0"),
-                                       splits ? std::clamp(std::atoi(splits), 1, 4) : 4);
+                                       splits ? std::clamp(std::atoi(splits), 1, cuda::kMaxGemvSplits)
+                                              : cuda::kMaxGemvSplits);
   dw_ = cuda::upload_weights(*w_, gemm_type(c_), stream_.s);
   spdlog::info("CUDA GEMMs in {}", dw_.type == cuda::GemmType::FP16 ? "fp16" : "bf16");
   // The same tables as the CPU backend: scaled frequencies on global layers only.

@@ -13,6 +13,7 @@
 #include <cstdint>
 
 #include "backend/cuda/device_buffer.h"
+#include "backend/cuda/gemv.h"
 #include "backend/cuda/model_kernels.h"
 
 namespace hs::cuda {
@@ -20,7 +21,7 @@ namespace hs::cuda {
 class Gemm {
  public:
   // max_k_splits: how many warps may share a row of the streaming kernel (gemv_config()).
-  explicit Gemm(cudaStream_t stream, bool single_row_kernel = true, int max_k_splits = 4);
+  explicit Gemm(cudaStream_t stream, bool single_row_kernel = true, int max_k_splits = kMaxGemvSplits);
   ~Gemm();
   Gemm(const Gemm&) = delete;
   Gemm& operator=(const Gemm&) = delete;

@@ -34,6 +34,8 @@ inline constexpr GemvConfig kGemvConfig{1, 2};
 // four warps a row took 3-18% less time than one, whether the grid is one wave of blocks or many
 // (kernels/NOTES.md, session 20); at k = 576 (SmolLM2) they slowed the LM head 1.9x.
 GemvConfig gemv_config(int k, int max_splits);
+// The most warps that share a row: Gemm's default and the largest gemv_config() gives.
+inline constexpr int kMaxGemvSplits = 4;
 
 // y[c] = sum_i x[i] * W[c][i] (+ y[c] when beta is 1), c < m, i < k, enqueued on s. x is of
 // type xt (bf16 x with fp16 weights: the attention output, converted as it is read). Throws
