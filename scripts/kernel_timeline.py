@@ -12,8 +12,13 @@ For each kept step: its span (first kernel's start to last kernel's end), the ti
 ran (the union of the kernels' intervals), the idle time inside the span, the sum of the kernels'
 durations (more than the busy time where programmatic launches overlap), and the gap to the next
 step's first kernel (the host between steps). Then, per kernel (name and grid, in step order): its
-calls a step, the median time of those calls summed over a step, and the median "lead": its start
-minus the previous kernel's end (negative: it started before that kernel ended).
+calls a step, the median time of those calls summed over a step, the median "lead": its start
+minus the previous kernel's end (negative: it started before that kernel ended), and what it
+"adds" to the step: how far its end lies past every earlier end (the first kernel: its duration),
+summed over a step. The adds sum to the span; where programmatic launches start a kernel early to
+wait, they say what each kernel costs the step better than its duration does. The table lists the
+kernels by their adds. Copies and memsets (the trace names them "[memcpy HtoD]" and so on) are
+rows like kernels.
 """
 import argparse
 import json
@@ -111,7 +116,7 @@ def main():
     ap.add_argument("trace")
     ap.add_argument("--marker", default="embed_kernel", help="regex of the kernel that starts a step")
     ap.add_argument("--skip", type=int, default=5, help="decode steps to drop first")
-    ap.add_argument("--top", type=int, default=40, help="kernels to list, the longest first")
+    ap.add_argument("--top", type=int, default=40, help="kernels to list, the largest adds first")
     ap.add_argument("--json")
     args = ap.parse_args()
     res = analyse(read_trace(args.trace), args.marker, args.skip)
