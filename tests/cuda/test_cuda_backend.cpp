@@ -337,23 +337,24 @@ TEST(CudaBackend, HostCopiesMoveEveryElement) {
   std::vector<cuda::PinnedBuffer<int32_t>> host(sizes.size());
   std::vector<cuda::DeviceBuffer<int32_t>> dev(sizes.size());
   cuda::HostCopies copies;
+  auto room = [&](size_t i) { return static_cast<size_t>(std::max<int64_t>(sizes[i], 1)); };  // a guard word after
   for (size_t i = 0; i < sizes.size(); ++i) {
-    host[i].grow_to(std::max<int64_t>(sizes[i], 1));
-    dev[i].allocate(std::max<int64_t>(sizes[i], 1) + 1);
+    host[i].grow_to(room(i));
+    dev[i].allocate(room(i) + 1);
     for (int64_t j = 0; j < sizes[i]; ++j) host[i].get()[j] = static_cast<int32_t>(i * 1000003 + j);
-    ASSERT_EQ(cudaMemset(dev[i].get(), 0xff, (std::max<int64_t>(sizes[i], 1) + 1) * sizeof(int32_t)), cudaSuccess);
+    ASSERT_EQ(cudaMemset(dev[i].get(), 0xff, (room(i) + 1) * sizeof(int32_t)), cudaSuccess);
     copies.add(host[i].get(), dev[i].get(), sizes[i]);
   }
   EXPECT_EQ(copies.n, 8);
   cuda::copy_from_host(copies, nullptr);
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   for (size_t i = 0; i < sizes.size(); ++i) {
-    std::vector<int32_t> got(std::max<int64_t>(sizes[i], 1) + 1);
+    std::vector<int32_t> got(room(i) + 1);
     ASSERT_EQ(cudaMemcpy(got.data(), dev[i].get(), got.size() * sizeof(int32_t), cudaMemcpyDeviceToHost), cudaSuccess);
     int bad = 0;
     for (int64_t j = 0; j < sizes[i]; ++j) bad += got[j] != static_cast<int32_t>(i * 1000003 + j);
     EXPECT_EQ(bad, 0) << "copy " << i << " of " << sizes[i] << " elements";
-    EXPECT_EQ(got[std::max<int64_t>(sizes[i], 1)], -1) << "copy " << i << " wrote past its end";
+    EXPECT_EQ(got[room(i)], -1) << "copy " << i << " wrote past its end";
   }
   cuda::HostCopies full;
   for (int i = 0; i < cuda::HostCopies::kMax; ++i) full.add(host[0].get(), dev[0].get(), 1);

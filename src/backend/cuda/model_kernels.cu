@@ -349,7 +349,7 @@ void copy_from_host(const HostCopies& c, cudaStream_t s) {
       HS_CUDA_CHECK(cudaMemcpyAsync(k.dst, k.src, k.n * sizeof(int32_t), cudaMemcpyHostToDevice, s));
       continue;
     }
-    small.copy[small.n++] = k;
+    small.add(k.src, k.dst, k.n);
     longest = std::max(longest, k.n);
   }
   if (small.n == 0) return;
