@@ -2,7 +2,11 @@
 // prefill kernel there; set_kernel_variant). Same work split and results as the mma.sync kernels
 // of prefill_attention.cu:
 // one block per (query head, tile of 128 query rows), walking only the units of its KV head's
-// list that some query of the tile may attend (tile_search.cuh).
+// list that some query of the tile may attend (tile_search.cuh). With an even GQA group the block
+// instead takes two query heads of one KV head and a tile of 64 query rows (a warpgroup each, on the
+// same keys): a 128-row tile computes the union of its two query blocks' keys for both, which at
+// 8k tokens under the strided plans is 4-5% more work than each block's own (kernels/NOTES.md,
+// session 22).
 //
 // The block is two consumer warpgroups of 64 query rows each and a producer warpgroup, which
 // gives most of its registers to the consumers (setmaxnreg) and of which one warp works:
@@ -123,14 +127,22 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const __grid
 
   const PrefillParams& p = args.p;
   const PagedAttentionArgs& a = p.a;
-  const PrefillWorkItem it = p.items[blockIdx.y];
-  const int h = blockIdx.x;
+  // Packed (even group): blocks y = 2i and 2i + 1 take the second and the first half of item i's
+  // rows (the later queries first: they see more keys), x the query heads 2x and 2x + 1.
+  const bool packed = a.group % 2 == 0;
+  PrefillWorkItem it = p.items[packed ? blockIdx.y >> 1 : blockIdx.y];
+  if (packed) it.q_start += (~blockIdx.y & 1) * 64;
+  const int h0 = packed ? 2 * blockIdx.x : blockIdx.x;  // the block's (first) query head
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int kvh = h / a.group;
+  const int kvh = h0 / a.group;
   const int tok0 = a.chunk_tok0[it.chunk];
   int n_rows;
-  const TileQuery q = prefill_tile(a, it, kvh, kBM, kBN, n_rows);
+  const TileQuery q = prefill_tile(a, it, kvh, packed ? 64 : kBM, kBN, n_rows);
+  if (n_rows <= 0) return;  // packed: an item's second half past its chunk's end
   const int logU = __ffs(q.U) - 1;
+  // Row r of the block's Q (and O) tile: its query head and its row in the tile of queries.
+  auto row_head = [&](int r) { return packed ? h0 + (r >> 6) : h0; };
+  auto row_query = [&](int r) { return packed ? r & 63 : r; };
 
   if (tid == 0) {
     for (int s = 0; s < S; ++s) {
@@ -215,12 +227,12 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const __grid
   asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
   const int64_t q_stride = a.q_stride(), o_stride = a.out_stride();
   {
-    const __nv_bfloat16* qbase =
-        static_cast<const __nv_bfloat16*>(a.q) + int64_t(tok0 + it.q_start) * q_stride + int64_t(h) * kD;
+    const __nv_bfloat16* qbase = static_cast<const __nv_bfloat16*>(a.q) + int64_t(tok0 + it.q_start) * q_stride;
     for (int c = tid; c < kBM * 16; c += kConsumers) {
-      const int r = c >> 4, ch = c & 15;
-      const bool ok = r < n_rows;
-      cp_async16(sw128_chunk<kQBoxBytes>(Qs, r, ch), ok ? qbase + int64_t(r) * q_stride + ch * 8 : qbase, ok);
+      const int r = c >> 4, ch = c & 15, qr = row_query(r);
+      const bool ok = qr < n_rows;
+      cp_async16(sw128_chunk<kQBoxBytes>(Qs, r, ch),
+                 qbase + (ok ? int64_t(qr) * q_stride + int64_t(row_head(r)) * kD + ch * 8 : 0), ok);
     }
     cp_async_commit();
     cp_async_wait<0>();
@@ -228,10 +240,10 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const __grid
   }
   const int g = warp >> 2;                  // warpgroup: rows [64 g, 64 g + 64)
   const int wr0 = 64 * g + 16 * (warp & 3);  // this warp's first row
-  const int wg_last = q.t0 + min(64 * g + 63, n_rows - 1);
-  const bool wg_live = 64 * g < n_rows;
+  const int wg_last = q.t0 + min(row_query(64 * g + 63), n_rows - 1);
+  const bool wg_live = row_query(64 * g) < n_rows;
   const float sl = a.scale * kLog2e;
-  const int tr0 = q.t0 + wr0 + (lane >> 2);  // this thread's rows: tr0 and tr0 + 8
+  const int tr0 = q.t0 + row_query(wr0) + (lane >> 2);  // this thread's queries: tr0 and tr0 + 8
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
   float o[kD / 8][4];
 #pragma unroll
@@ -342,13 +354,12 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const __grid
         __floats2bfloat162_rn(o[dn][2] * inv1, o[dn][3] * inv1);
   }
   asm volatile("bar.sync %0, 128;\n" ::"r"(2 + g) : "memory");
-  __nv_bfloat16* obase =
-      static_cast<__nv_bfloat16*>(a.out) + int64_t(tok0 + it.q_start) * o_stride + int64_t(h) * kD;
+  __nv_bfloat16* obase = static_cast<__nv_bfloat16*>(a.out) + int64_t(tok0 + it.q_start) * o_stride;
 #pragma unroll
   for (int i = 0; i < 8; ++i) {
-    const int r = wr0 + 2 * i + (lane >> 4), ch = lane & 15;
-    if (r < n_rows)
-      *reinterpret_cast<uint4*>(obase + int64_t(r) * o_stride + ch * 8) =
+    const int r = wr0 + 2 * i + (lane >> 4), ch = lane & 15, qr = row_query(r);
+    if (qr < n_rows)
+      *reinterpret_cast<uint4*>(obase + int64_t(qr) * o_stride + int64_t(row_head(r)) * kD + ch * 8) =
           *reinterpret_cast<const uint4*>(sw128_chunk<kQBoxBytes>(Qs, r, ch));
   }
 #else
@@ -375,7 +386,8 @@ bool launch_prefill_wgmma(const PrefillParams& p, cudaStream_t stream, cudaError
   if (!wgmma_built() || p.a.head_dim != kD || p.a.out_stride() % 8 || reinterpret_cast<uintptr_t>(p.a.out) % 16 ||
       !pool_tensor_map(p.a, args.kv, CU_TENSOR_MAP_L2_PROMOTION_L2_256B))
     return false;  // the output's rows must take 16-byte stores
-  const dim3 grid(p.a.n_kv_heads * p.a.group, p.n_items);
+  const int pack = p.a.group % 2 == 0 ? 2 : 1;  // query heads a block takes (the kernel's `packed`)
+  const dim3 grid(p.a.n_kv_heads * p.a.group / pack, p.n_items * pack);
   prefill_wgmma_kernel<<<grid, kThreads, kSmem, stream>>>(args);
   err = cudaGetLastError();
   return true;
