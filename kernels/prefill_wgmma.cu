@@ -387,6 +387,7 @@ bool launch_prefill_wgmma(const PrefillParams& p, cudaStream_t stream, cudaError
       !pool_tensor_map(p.a, args.kv, CU_TENSOR_MAP_L2_PROMOTION_L2_256B))
     return false;  // the output's rows must take 16-byte stores
   const int pack = p.a.group % 2 == 0 ? 2 : 1;  // query heads a block takes (the kernel's `packed`)
+  if (int64_t(p.n_items) * pack > 65535) return false;  // past the grid's y limit: the mma.sync kernel
   const dim3 grid(p.a.n_kv_heads * p.a.group / pack, p.n_items * pack);
   prefill_wgmma_kernel<<<grid, kThreads, kSmem, stream>>>(args);
   err = cudaGetLastError();
