@@ -5,7 +5,7 @@ import ctypes, runpy, sys, numpy as np
 LIB, OUT = sys.argv[1], sys.argv[2]
 g = runpy.run_path('scripts/bench_attention.py', run_name='bench')
 orig_load = g['load_lib']
-traces, state = {}, {'key': None, 'n': 0}
+traces, state = {}, {'key': None}  # the last launch's arguments: a new plan's are new
 plans = ['dense', 'strided8', 'strided16']
 def load_lib(path):
     lib = orig_load(path)
@@ -24,8 +24,7 @@ def load_lib(path):
     lib._dump = dump
     g['_lib'] = lib
     return lib
-g['load_lib'] = load_lib
-g['main'].__globals__['load_lib'] = load_lib
+g['main'].__globals__['load_lib'] = load_lib  # run_path returned a copy of the module's globals
 sys.argv = ['bench', '--lib', LIB, '--skip-decode', '--ours-only', '--variants', '0,0', '--prefill-tokens', '8192', '--out', OUT]
 g['main']()
 g['_lib']._dump()
