@@ -353,7 +353,7 @@ void copy_from_host(const HostCopies& c, cudaStream_t s) {
     longest = std::max(longest, k.n);
   }
   if (small.n == 0) return;
-  const dim3 grid(static_cast<unsigned>((longest + 255) / 256), static_cast<unsigned>(small.n));
+  const dim3 grid(grid_for(longest, 256), static_cast<unsigned>(small.n));
   copy_from_host_kernel<<<grid, 256, 0, s>>>(small);
   HS_CUDA_CHECK_LAUNCH();
 }
