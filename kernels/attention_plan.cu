@@ -188,13 +188,11 @@ void plan_prefill(const int32_t* chunk_ids, int32_t n_ids, const int32_t* pos0, 
   for (int32_t i = 0; i < n_ids; ++i) {
     const int32_t c = chunk_ids[i];
     const int32_t n = tok0[c + 1] - tok0[c];
-    for (int32_t q = 0; q < n; q += bm) items.push_back(PrefillWorkItem{c, q});
+    for (int32_t q = 0; q < n; q += bm) items.push_back(PrefillWorkItem{c, pos0[c] + q, tok0[c] + q, std::min(bm, n - q)});
   }
   // Largest first: by the position of the item's last query (more keys, more work).
-  std::stable_sort(items.begin(), items.end(), [&](const PrefillWorkItem& x, const PrefillWorkItem& y) {
-    const int64_t lx = int64_t(pos0[x.chunk]) + std::min(x.q_start + bm, tok0[x.chunk + 1] - tok0[x.chunk]);
-    const int64_t ly = int64_t(pos0[y.chunk]) + std::min(y.q_start + bm, tok0[y.chunk + 1] - tok0[y.chunk]);
-    return lx > ly;
+  std::stable_sort(items.begin(), items.end(), [](const PrefillWorkItem& x, const PrefillWorkItem& y) {
+    return int64_t(x.pos) + x.n_rows > int64_t(y.pos) + y.n_rows;
   });
 }
 

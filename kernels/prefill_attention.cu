@@ -65,9 +65,8 @@ __global__ void __launch_bounds__(PrefillCfg<D, V>::kThreads) prefill_kernel(con
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int G = a.group;
   const int kvh = h / G;
-  const int tok0 = a.chunk_tok0[it.chunk];
-  int n_rows;  // real query rows of this tile
-  const TileQuery q = prefill_tile(a, it, kvh, BM, BN, n_rows);
+  const int n_rows = it.n_rows;  // real query rows of this tile
+  const TileQuery q = prefill_tile(a, it, kvh, BN);
   const int logU = __ffs(q.U) - 1;
 
   UnitScan scan(a, it.chunk, kvh, q);  // every warp walks the list alike
@@ -80,7 +79,7 @@ __global__ void __launch_bounds__(PrefillCfg<D, V>::kThreads) prefill_kernel(con
   // Q tile (rows past the chunk are zero).
   {
     const __nv_bfloat16* qbase =
-        static_cast<const __nv_bfloat16*>(a.q) + int64_t(tok0 + it.q_start) * q_stride + int64_t(h) * D;
+        static_cast<const __nv_bfloat16*>(a.q) + int64_t(it.tok) * q_stride + int64_t(h) * D;
     for (int c = tid; c < BM * CPR; c += NT) {
       const int r = c / CPR, ch = c % CPR;
       const bool ok = r < n_rows;
@@ -237,7 +236,7 @@ __global__ void __launch_bounds__(PrefillCfg<D, V>::kThreads) prefill_kernel(con
     const float inv0 = l[mt][0] > 0.f ? 1.f / l[mt][0] : 0.f;
     const float inv1 = l[mt][1] > 0.f ? 1.f / l[mt][1] : 0.f;
     const int row0 = wr0 + mt * 16 + (lane >> 2), row1 = row0 + 8;
-    __nv_bfloat16* obase = static_cast<__nv_bfloat16*>(a.out) + int64_t(tok0 + it.q_start) * o_stride +
+    __nv_bfloat16* obase = static_cast<__nv_bfloat16*>(a.out) + int64_t(it.tok) * o_stride +
                            int64_t(h) * D + (lane & 3) * 2;
 #pragma unroll
     for (int dn = 0; dn < D / 8; ++dn) {

@@ -38,6 +38,10 @@ constexpr int kTileBytes = 2 * kBoxBytes;   // K (or V) of 64 keys: the two colu
 constexpr int kQBoxBytes = kBM * 128;       // 128 query rows of 64 columns
 constexpr size_t kSmem = 1024 + 2 * kQBoxBytes + size_t(kStages) * 2 * kTileBytes;
 
+// How a stage's scores are masked (its info[][1]): not at all (every query of the tile sees every
+// key), by position alone (mask_causal), or by the rule (mask_scores).
+enum StageMask : int { kMaskRule, kMaskNone, kMaskCausal };
+
 struct TmaPrefillArgs {
   CUtensorMap kv;  // pool_tensor_map
   PrefillParams p;
@@ -123,27 +127,13 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const __grid
   unsigned char* Vbuf = Kbuf + S * kTileBytes;
   __shared__ __align__(8) uint64_t full[S], empty[S];
   __shared__ int keys[S][kBN];  // (position << 1 | block always kept), or -1: no query sees it
-  __shared__ int info[S][4];    // units (0: the list is done), interior, first key, some key is -1
+  __shared__ int info[S][4];    // units (0: the list is done), StageMask, first key, some key is -1
 
   const PrefillParams& p = args.p;
   const PagedAttentionArgs& a = p.a;
-  // Packed (even group): blocks y = 2i and 2i + 1 take the second and the first half of item i's
-  // rows (the later queries first: they see more keys), x the query heads 2x and 2x + 1.
-  const bool packed = a.group % 2 == 0;
-  PrefillWorkItem it = p.items[packed ? blockIdx.y >> 1 : blockIdx.y];
-  if (packed) it.q_start += (~blockIdx.y & 1) * 64;
-  const int h0 = packed ? 2 * blockIdx.x : blockIdx.x;  // the block's (first) query head
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int kvh = h0 / a.group;
-  const int tok0 = a.chunk_tok0[it.chunk];
-  int n_rows;
-  const TileQuery q = prefill_tile(a, it, kvh, packed ? 64 : kBM, kBN, n_rows);
-  if (n_rows <= 0) return;  // packed: an item's second half past its chunk's end
-  const int logU = __ffs(q.U) - 1;
-  // Row r of the block's Q (and O) tile: its query head and its row in the tile of queries.
-  auto row_head = [&](int r) { return packed ? h0 + (r >> 6) : h0; };
-  auto row_query = [&](int r) { return packed ? r & 63 : r; };
-
+  // The barriers are set up before any load of this thread is in flight (the fence would wait for
+  // them), and the copy engine fetches the pool's tensor map while the block finds its first keys.
   if (tid == 0) {
     for (int s = 0; s < S; ++s) {
       mbar_init(&full[s], 32);  // every producer lane: each releases the keys it wrote
@@ -151,7 +141,29 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const __grid
     }
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
-  __syncthreads();
+  if (tid == kConsumers) tma_prefetch_map(&args.kv);
+  // Packed (even group): blocks y = 2i and 2i + 1 take the second and the first half of item i's
+  // rows (the later queries first: they see more keys), x the query heads 2x and 2x + 1.
+  const bool packed = a.group % 2 == 0;
+  PrefillWorkItem it = p.items[packed ? blockIdx.y >> 1 : blockIdx.y];
+  if (packed) {
+    const int half = (~blockIdx.y & 1) * 64;
+    it.pos += half;
+    it.tok += half;
+    it.n_rows = min(it.n_rows - half, 64);
+  }
+  const int n_rows = it.n_rows;
+  if (n_rows <= 0) return;  // packed: an item's second half past its chunk's end
+  const int h0 = packed ? 2 * blockIdx.x : blockIdx.x;  // the block's (first) query head
+  const int kvh = h0 / a.group;
+  const TileQuery q = prefill_tile(a, it, kvh, kBN);
+  const int logU = __ffs(q.U) - 1;
+  // Row r of the block's Q (and O) tile: its query head and its row in the tile of queries.
+  auto row_head = [&](int r) { return packed ? h0 + (r >> 6) : h0; };
+  auto row_query = [&](int r) { return packed ? r & 63 : r; };
+  const int64_t q_stride = a.q_stride(), o_stride = a.out_stride();
+
+  __syncthreads();  // the barriers are set up
 
   if (warp >= kConsumers / 32) {
     // Producer: its warpgroup hands registers to the consumers; one warp works, every lane running
@@ -165,7 +177,7 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const __grid
       if (k >= S) mbar_wait(&empty[st], ((k / S) - 1) & 1);
       int upage[MAXU], urow[MAXU];
       int n_units = 0, first = 0;
-      bool interior = true;
+      bool interior = true, causal = true;
       int my_key[2] = {-1, -1};  // rows lane and lane + 32 of the tile
 #pragma unroll
       for (int u = 0; u < MAXU; ++u) {
@@ -181,6 +193,7 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const __grid
         const int s0 = (j << q.logB) + urow[u];
         interior = interior && unit_interior(q, j, s0, alw);
         if (u == 0) first = s0;
+        causal = causal && unit_causal(q, j, s0, alw) && s0 == first + u * q.U;
 #pragma unroll
         for (int hh = 0; hh < 2; ++hh) {
           const int r = lane + 32 * hh;
@@ -196,7 +209,7 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const __grid
       keys[st][lane + 32] = my_key[1];
       if (lane == 0) {
         info[st][0] = n_units;
-        info[st][1] = interior && n_units * q.U == kBN;
+        info[st][1] = n_units * q.U < kBN ? kMaskRule : interior ? kMaskNone : causal ? kMaskCausal : kMaskRule;
         info[st][2] = first;
         info[st][3] = invalid;
       }
@@ -223,11 +236,12 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const __grid
   }
 
   // Consumers (232 registers each, the producer warpgroup keeping 40). Q tile: 16-byte chunk c of
-  // row r at half c / 8, swizzled (rows past the chunk zero).
+  // row r at half c / 8, swizzled (rows past the chunk zero). With these copies and the list's
+  // bounds issued before the block's barrier, the barrier came later and the prefill took longer
+  // (kernels/NOTES.md, session 23).
   asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
-  const int64_t q_stride = a.q_stride(), o_stride = a.out_stride();
   {
-    const __nv_bfloat16* qbase = static_cast<const __nv_bfloat16*>(a.q) + int64_t(tok0 + it.q_start) * q_stride;
+    const __nv_bfloat16* qbase = static_cast<const __nv_bfloat16*>(a.q) + int64_t(it.tok) * q_stride;
     for (int c = tid; c < kBM * 16; c += kConsumers) {
       const int r = c >> 4, ch = c & 15, qr = row_query(r);
       const bool ok = qr < n_rows;
@@ -295,7 +309,21 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const __grid
     wgmma_wait();
     fence_regs(s);
     float mx[2], alpha[2];
-    mask_scores(s, tile_keys(st0), interior, tr0, q, mx);
+    if (interior) {
+      mask_scores(s, tile_keys(st0), true, tr0, q, mx);
+    } else {  // each stage as its own StageMask says
+      mx[0] = mx[1] = -INFINITY;
+#pragma unroll
+      for (int h = 0; h < NS; ++h) {
+        float (&sh)[kBN / 8][4] = *reinterpret_cast<float (*)[kBN / 8][4]>(&s[h * kBN / 8][0]);
+        const int mode = info[st0 + h][1];
+        float hx[2];
+        if (mode == kMaskCausal) mask_causal(sh, info[st0 + h][2], tr0, hx);
+        else mask_scores(sh, tile_keys(st0 + h), mode == kMaskNone, tr0, q, hx);
+        mx[0] = fmaxf(mx[0], hx[0]);
+        mx[1] = fmaxf(mx[1], hx[1]);
+      }
+    }
     softmax_step<NT, 4>(s, mx, sl, m, l, alpha);  // 4 chunks: kernels/NOTES.md, session 18
     scale_rows(o, alpha);
     uint32_t pa[NT / 2][4];
@@ -317,13 +345,13 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const __grid
     if (info[st0][0] == 0) break;
     mbar_wait(&full[st0 + 1], parity);
     const bool last = info[st0 + 1][0] == 0;  // stage st0 + 1 ends the list
-    if (wg_live && (info[st0][1] || info[st0][2] <= wg_last)) {  // some query of the warpgroup sees it
+    if (wg_live && (info[st0][1] == kMaskNone || info[st0][2] <= wg_last)) {  // some query of the warpgroup sees it
       if (last) {
         if (info[st0][3]) zero_hidden_v(st0, 1);
-        step(std::integral_constant<int, 1>{}, st0, info[st0][1]);
+        step(std::integral_constant<int, 1>{}, st0, info[st0][1] == kMaskNone);
       } else {
         if (info[st0][3] || info[st0 + 1][3]) zero_hidden_v(st0, 2);
-        step(std::integral_constant<int, 2>{}, st0, info[st0][1] && info[st0 + 1][1]);
+        step(std::integral_constant<int, 2>{}, st0, info[st0][1] == kMaskNone && info[st0 + 1][1] == kMaskNone);
       }
     }
     // Each thread releases the stages itself, so that its own reads of their keys and info are
@@ -354,7 +382,7 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const __grid
         __floats2bfloat162_rn(o[dn][2] * inv1, o[dn][3] * inv1);
   }
   asm volatile("bar.sync %0, 128;\n" ::"r"(2 + g) : "memory");
-  __nv_bfloat16* obase = static_cast<__nv_bfloat16*>(a.out) + int64_t(tok0 + it.q_start) * o_stride;
+  __nv_bfloat16* obase = static_cast<__nv_bfloat16*>(a.out) + int64_t(it.tok) * o_stride;
 #pragma unroll
   for (int i = 0; i < 8; ++i) {
     const int r = wr0 + 2 * i + (lane >> 4), ch = lane & 15, qr = row_query(r);

@@ -131,8 +131,14 @@ struct DecodeParams {
 cudaError_t decode_attention(const DecodeParams& p, cudaStream_t stream);
 
 // ---- prefill / chunked prefill --------------------------------------------------------------
-struct PrefillWorkItem {
-  int32_t chunk, q_start;  // a tile of prefill_block_m(head_dim) query rows of a chunk
+// A tile of at most prefill_block_m(head_dim) query rows of a chunk. It carries the tile's own
+// position, token row and row count (from the host copies of chunk_pos0 / chunk_tok0), so that a
+// block's first loads do not wait on the item to read the chunk's.
+struct alignas(16) PrefillWorkItem {
+  int32_t chunk;
+  int32_t pos;     // position of the tile's first query
+  int32_t tok;     // its token row
+  int32_t n_rows;  // query rows in the tile
 };
 
 // Query rows per thread block for head_dim.

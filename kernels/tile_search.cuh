@@ -34,6 +34,13 @@ __host__ __device__ inline bool unit_interior(const TileQuery& q, int j, int s0,
   return s0 + q.U - 1 <= q.t0 && (always || q.i1 - j < q.sh.local) && (q.window == 0 || q.t1 - s0 < q.window);
 }
 
+// Whether a query of the tile sees key s of the unit at position s0 of block j exactly when s is
+// not past the query: neither the shard's local window nor the sliding window hides the unit from a
+// query of the tile.
+__host__ __device__ inline bool unit_causal(const TileQuery& q, int j, int s0, bool always) {
+  return (always || q.i1 - j < q.sh.local) && (q.window == 0 || q.t1 - s0 < q.window);
+}
+
 #ifdef __CUDACC__
 // A warp's walk, in order, over the units of a list that some query of the tile may attend
 // (unit_attended), up to the first unit after the tile's last query; 32 at a time: for a window of
@@ -87,20 +94,16 @@ struct UnitScan {
   }
 };
 
-// Item `it`'s tile of at most bm query rows of its chunk (n_rows of them real) against KV head
-// kvh's shard, for units of at most bn keys.
-__device__ inline TileQuery prefill_tile(const PagedAttentionArgs& a, const PrefillWorkItem& it, int kvh, int bm,
-                                         int bn, int& n_rows) {
-  const int pos0 = a.chunk_pos0[it.chunk];
-  n_rows = min(bm, a.chunk_tok0[it.chunk + 1] - a.chunk_tok0[it.chunk] - it.q_start);
+// Item `it`'s tile of query rows against KV head kvh's shard, for units of at most bn keys.
+__device__ inline TileQuery prefill_tile(const PagedAttentionArgs& a, const PrefillWorkItem& it, int kvh, int bn) {
   TileQuery q;
   q.B = a.block_size;
   q.logB = __ffs(q.B) - 1;
   q.U = min(q.B, bn);
   q.window = a.window;
   q.sh = a.shards[kvh];
-  q.t0 = pos0 + it.q_start;
-  q.t1 = q.t0 + n_rows - 1;
+  q.t0 = it.pos;
+  q.t1 = q.t0 + it.n_rows - 1;
   q.i0 = q.t0 >> q.logB;
   q.i1 = q.t1 >> q.logB;
   return q;
@@ -147,6 +150,23 @@ __device__ __forceinline__ void mask_scores(float (&s)[NT][4], const int* keys, 
       mx[i >> 1] = fmaxf(mx[i >> 1], v);
     }
   }
+}
+
+// mask_scores for keys at consecutive positions from `first`, each seen by every query of the tile
+// that it does not follow (unit_causal): a score's test is one comparison with its column.
+template <int NT>
+__device__ __forceinline__ void mask_causal(float (&s)[NT][4], int first, int tr0, float (&mx)[2]) {
+  const int lane = threadIdx.x & 31;
+  const int last[2] = {tr0 - first - (lane & 3) * 2, tr0 + 8 - first - (lane & 3) * 2};  // last column seen
+  mx[0] = mx[1] = -INFINITY;
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const float v = nt * 8 + (i & 1) <= last[i >> 1] ? s[nt][i] : -INFINITY;
+      s[nt][i] = v;
+      mx[i >> 1] = fmaxf(mx[i >> 1], v);
+    }
 }
 #endif
 

@@ -623,7 +623,8 @@ TEST(ShardedAttentionSmall, WriteKvMatchesCpu) {
 // ---- host-only checks (run without a GPU too) ------------------------------------------------
 
 // The prefill tile search visits exactly the units holding a key some query of the tile attends,
-// in list order: checked exhaustively against the token rule on random lists.
+// in list order, and the units it calls interior or causal are masked as they say: checked
+// exhaustively against the token rule on random lists.
 TEST(PrefillTileSearch, VisitsExactlyTheAttendedUnits) {
   std::mt19937_64 rng(std::random_device{}());
   for (int trial = 0; trial < 4000; ++trial) {
@@ -668,6 +669,20 @@ TEST(PrefillTileSearch, VisitsExactlyTheAttendedUnits) {
       }
     ASSERT_EQ(visited, needed_units) << "B=" << B << " sink=" << h.sink << " local=" << h.local << " stride=" << h.stride
                                      << " offset=" << h.offset << " window=" << window << " t0=" << t0 << " t1=" << t1;
+    // The kernels' mask shortcuts: an interior unit is seen whole by every query of the tile, and a
+    // causal one by every query exactly up to the query's own position.
+    for (const auto& [x, so] : visited) {
+      const int s0 = list[x] * B + so;
+      const bool always = K::detail::always_kept(q.sh, list[x]);
+      const bool interior = K::detail::unit_interior(q, list[x], s0, always);
+      const bool causal = K::detail::unit_causal(q, list[x], s0, always);
+      for (int t = t0; t <= t1; ++t)
+        for (int s = s0; s < s0 + U; ++s) {
+          const bool seen = sees(h, B, window, t, s);
+          if (interior) ASSERT_TRUE(seen) << "interior unit at " << s0 << ", t=" << t << " s=" << s;
+          if (causal) ASSERT_EQ(seen, s <= t) << "causal unit at " << s0 << ", t=" << t << " s=" << s;
+        }
+    }
   }
 }
 
