@@ -188,7 +188,8 @@ void plan_prefill(const int32_t* chunk_ids, int32_t n_ids, const int32_t* pos0, 
   for (int32_t i = 0; i < n_ids; ++i) {
     const int32_t c = chunk_ids[i];
     const int32_t n = tok0[c + 1] - tok0[c];
-    for (int32_t q = 0; q < n; q += bm) items.push_back(PrefillWorkItem{c, pos0[c] + q, tok0[c] + q, std::min(bm, n - q)});
+    for (int32_t q = 0; q < n; q += bm)
+      items.push_back(PrefillWorkItem{c, pos0[c] + q, tok0[c] + q, std::min(bm, n - q)});
   }
   // Largest first: by the position of the item's last query (more keys, more work).
   std::stable_sort(items.begin(), items.end(), [](const PrefillWorkItem& x, const PrefillWorkItem& y) {
