@@ -220,6 +220,13 @@ class Peers:
         try:
             from torch.nn.attention.flex_attention import create_block_mask, flex_attention
             self.create_block_mask = create_block_mask
+            # Each shape and mask compiles FlexAttention anew. Past dynamo's limit (8 by default)
+            # the call falls back to the unfused implementation, which materializes the scores:
+            # the tables up to session 24 timed that at batch 64 and above.
+            import torch._dynamo
+            for key in ("recompile_limit", "cache_size_limit"):  # the name before torch 2.6
+                if hasattr(torch._dynamo.config, key):
+                    setattr(torch._dynamo.config, key, max(getattr(torch._dynamo.config, key), 256))
             self.flex = torch.compile(flex_attention)
         except Exception as ex:  # noqa: BLE001
             self.flex_error = f"import failed: {ex}"
