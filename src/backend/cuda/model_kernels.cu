@@ -79,13 +79,29 @@ __global__ void convert_kernel(const In* in, Out* out, size_t n) {
   }
 }
 
+// Loads in flight per thread in the row kernels below: a row of 4096 is two rounds of
+// kRowThreads threads, not sixteen round trips to memory.
+constexpr int kRowLoads = 8;
+
 template <typename T>
 __global__ void embed_kernel(const int32_t* ids, const T* table, int d, float scale, float* x) {
   pdl_begin();
   const int t = blockIdx.x;
   const T* e = table + static_cast<int64_t>(ids[t]) * d;
   float* row = x + static_cast<int64_t>(t) * d;
-  for (int i = threadIdx.x; i < d; i += blockDim.x) row[i] = to_float(e[i]) * scale;
+  for (int i0 = threadIdx.x; i0 < d; i0 += kRowLoads * blockDim.x) {
+    float v[kRowLoads];
+#pragma unroll
+    for (int u = 0; u < kRowLoads; ++u) {
+      const int i = i0 + u * blockDim.x;
+      v[u] = i < d ? to_float(e[i]) : 0.0f;
+    }
+#pragma unroll
+    for (int u = 0; u < kRowLoads; ++u) {
+      const int i = i0 + u * blockDim.x;
+      if (i < d) row[i] = v[u] * scale;
+    }
+  }
 }
 
 // One block of kNormThreads per row; each thread keeps its kPer elements of the row in registers
@@ -144,14 +160,44 @@ __global__ void __launch_bounds__(kNormThreads)
   }
 }
 
+// Rows up to 2 * kRowLoads * kRowThreads long are held in registers (x read in one round trip,
+// inv_rms's arithmetic in its order); longer ones take inv_rms and a second pass.
+constexpr int kGatherPer = 2 * kRowLoads;
+
 template <typename Out>
 __global__ void gather_norm_kernel(const float* x, const int32_t* rows, const float* weight, Out* h_out, int d,
                                    float eps) {
+  const bool held = d <= kGatherPer * static_cast<int>(blockDim.x);
+  float w[kGatherPer];  // the weights are no kernel's output: read before the wait
+#pragma unroll
+  for (int j = 0; j < kGatherPer; ++j) {
+    const int i = threadIdx.x + j * blockDim.x;
+    w[j] = held && i < d ? weight[i] : 0.0f;
+  }
   pdl_begin();
   const int64_t r = blockIdx.x;
   const float* xr = x + static_cast<int64_t>(rows[r]) * d;
-  const float s = inv_rms(xr, d, eps);
-  for (int i = threadIdx.x; i < d; i += blockDim.x) h_out[r * d + i] = from_float<Out>(xr[i] * s * weight[i]);
+  if (!held) {
+    const float s = inv_rms(xr, d, eps);
+    for (int i = threadIdx.x; i < d; i += blockDim.x) h_out[r * d + i] = from_float<Out>(xr[i] * s * weight[i]);
+    return;
+  }
+  float v[kGatherPer];
+#pragma unroll
+  for (int j = 0; j < kGatherPer; ++j) {
+    const int i = threadIdx.x + j * blockDim.x;
+    v[j] = i < d ? xr[i] : 0.0f;
+  }
+  float ss = 0.0f;
+#pragma unroll
+  for (int j = 0; j < kGatherPer; ++j)
+    if (threadIdx.x + j * blockDim.x < d) ss += v[j] * v[j];
+  const float s = 1.0f / sqrtf(block_sum(ss) / static_cast<float>(d) + eps);
+#pragma unroll
+  for (int j = 0; j < kGatherPer; ++j) {
+    const int i = threadIdx.x + j * blockDim.x;
+    if (i < d) h_out[r * d + i] = from_float<Out>(v[j] * s * w[j]);
+  }
 }
 
 // One block per (token, head): heads [0, n_heads) are queries, the next n_kv_heads keys (whose

@@ -138,7 +138,15 @@ __global__ void __launch_bounds__(kThreads)
 
   float best = -INFINITY;
   int best_i = INT_MAX;
-  for (int i = threadIdx.x; i < vocab; i += kThreads) keep_better(best, best_i, x[i], i);
+  constexpr int kLoads = 8;  // in flight per thread (the arg-max does not depend on the order)
+  for (int i0 = threadIdx.x; i0 < vocab; i0 += kLoads * kThreads) {
+    float v[kLoads];
+#pragma unroll
+    for (int u = 0; u < kLoads; ++u) v[u] = i0 + u * kThreads < vocab ? x[i0 + u * kThreads] : -INFINITY;
+#pragma unroll
+    for (int u = 0; u < kLoads; ++u)
+      if (i0 + u * kThreads < vocab) keep_better(best, best_i, v[u], i0 + u * kThreads);
+  }
   block_argmax(best, best_i, fs, is);
   if (r.temperature <= 0.0f) {
     if (threadIdx.x == 0) tokens[blockIdx.x] = best_i;
