@@ -61,12 +61,17 @@ __device__ float block_sum(float v) {
   return r;
 }
 
-// 1 / rms of a row: the scale the CPU's rms_norm multiplies by.
+// 1 / rms of a row of n, from each thread's share ss of its sum of squares (the block adds them):
+// the scale the CPU's rms_norm multiplies by.
+__device__ float inv_rms_of(float ss, int n, float eps) {
+  return 1.0f / sqrtf(block_sum(ss) / static_cast<float>(n) + eps);
+}
+
+// The same for a row in memory.
 __device__ float inv_rms(const float* v, int n, float eps) {
   float ss = 0.0f;
   for (int i = threadIdx.x; i < n; i += blockDim.x) ss += v[i] * v[i];
-  ss = block_sum(ss);
-  return 1.0f / sqrtf(ss / static_cast<float>(n) + eps);
+  return inv_rms_of(ss, n, eps);
 }
 
 template <typename In, typename Out>
@@ -134,7 +139,7 @@ __global__ void __launch_bounds__(kNormThreads)
     float ss = 0.0f;
 #pragma unroll
     for (int j = 0; j < kPer; ++j) ss += v[j] * v[j];
-    return 1.0f / sqrtf(block_sum(ss) / static_cast<float>(d) + eps);
+    return inv_rms_of(ss, d, eps);
   };
   if (o) {
     float ov[kPer];
@@ -192,7 +197,7 @@ __global__ void gather_norm_kernel(const float* x, const int32_t* rows, const fl
 #pragma unroll
   for (int j = 0; j < kGatherPer; ++j)
     if (threadIdx.x + j * blockDim.x < d) ss += v[j] * v[j];
-  const float s = 1.0f / sqrtf(block_sum(ss) / static_cast<float>(d) + eps);
+  const float s = inv_rms_of(ss, d, eps);
 #pragma unroll
   for (int j = 0; j < kGatherPer; ++j) {
     const int i = threadIdx.x + j * blockDim.x;
