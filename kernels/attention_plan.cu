@@ -76,7 +76,12 @@ void plan_decode(const int32_t* indptr, const int32_t* list_end, const int32_t* 
   plan.max_partials = 0;
   plan.n_groups = n_dc * n_kv_heads;
   const int32_t slots = std::max(1, opt.slots);
-  const int32_t min_entries = std::max<int32_t>(1, int32_t(ceil_div(std::max(opt.min_split_tokens, 1), block_size)));
+  auto entries_of = [&](int32_t tokens) {
+    return std::max<int32_t>(1, int32_t(ceil_div(std::max(tokens, 1), block_size)));
+  };
+  const int32_t min_entries = entries_of(opt.min_split_tokens);
+  const int32_t min_lone_entries =
+      opt.lone_slots > 0 ? std::min(min_entries, entries_of(opt.min_lone_split_tokens)) : min_entries;
   const int32_t overhead = std::max<int32_t>(1, 128 / block_size);  // about two 64-token tiles
   auto list_of = [&](int32_t chunk, int32_t layer, int32_t h) { return (chunk * n_layers + layer) * n_kv_heads + h; };
   std::vector<int32_t> lens(size_t(n_dc) * n_kv_heads), prev_lens;
@@ -128,15 +133,25 @@ void plan_decode(const int32_t* indptr, const int32_t* list_end, const int32_t* 
     prev_lens = lens;
     // Entries per split: candidates that fill the slots k times over, or cut the longest list
     // into s equal parts; the best estimate wins (ties: fewer splits).
-    const int32_t floor_p = std::max(min_entries, int32_t(ceil_div(std::max(lmax, 1), std::max(opt.max_splits, 1))));
+    const int32_t split_floor = int32_t(ceil_div(std::max(lmax, 1), std::max(opt.max_splits, 1)));
+    const int32_t floor_p = std::max(min_entries, split_floor), lone_floor_p = std::max(min_lone_entries, split_floor);
     cand.clear();
-    cand.push_back(std::max(lmax, 1));
+    cand.push_back(std::max({lmax, 1, floor_p}));  // always kept
     for (int32_t k = 1; k <= 8; ++k) cand.push_back(int32_t(ceil_div(std::max<int64_t>(total, 1), int64_t(k) * slots)));
     if (opt.lone_slots > 0) cand.push_back(int32_t(ceil_div(std::max<int64_t>(total, 1), opt.lone_slots)));
     for (int32_t s = 1; s <= 16; ++s) cand.push_back(int32_t(ceil_div(std::max(lmax, 1), s)));
-    for (int32_t& P : cand) P = std::max(P, floor_p);
+    // Below floor_p, only the splits whose grid runs lone.
+    auto items_at = [&](int32_t P) {
+      int64_t n = 0;
+      for (int32_t len : lens) n += std::max<int64_t>(1, ceil_div(len, P));
+      return n;
+    };
+    for (int32_t& P : cand) P = std::max(P, lone_floor_p);
     std::sort(cand.begin(), cand.end(), std::greater<>());
     cand.erase(std::unique(cand.begin(), cand.end()), cand.end());
+    cand.erase(std::remove_if(cand.begin(), cand.end(),
+                              [&](int32_t P) { return P < floor_p && items_at(P) > opt.lone_slots; }),
+               cand.end());
     int32_t best_p = cand.front();
     double best = estimate(lens, total, best_p, slots, opt.lone_slots, overhead);
     for (size_t i = 1; i < cand.size(); ++i) {

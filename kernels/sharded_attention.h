@@ -93,6 +93,11 @@ struct DecodePlanOptions {
   // fast as two shared blocks (decode_lone_slots(); 0: never).
   int32_t lone_slots = 0;
   int32_t min_split_tokens = 256;  // no split shorter than this (rounded to whole pages)
+  // In a grid of at most lone_slots blocks, splits may be as short as this instead: at batch 1 and
+  // 4k, strided (eight lists of about 23 pages), 96 items of 2 pages ran 0.8% more tokens/s
+  // through the Engine than 48 of 4 (kernels/NOTES.md, session 26). Shared grids of such short
+  // items were slower (dense, 264 items of 2 pages: 3.4% fewer tokens/s than 104 lone items of 5).
+  int32_t min_lone_split_tokens = 128;
   int32_t max_splits = 256;        // per list
   // Runs fn(begin, end) over [0, n) in chunks of `grain`, possibly on several threads: the
   // planner lays out the layers' items with it. Null: one call on the calling thread.

@@ -189,6 +189,26 @@ TEST(DeviceSampling, TiesAreCutInIndexOrderAsOnTheCpu) {
   expect_same_kept_sets(vocab, logits, n_rows);
 }
 
+// Greedy reads a row by 16-byte loads where it is 16-byte aligned and element by element
+// elsewhere: with vocab 1003, row 0 starts aligned and ends in a 3-element tail, rows 1-3 start at
+// 4, 8 and 12 bytes past a boundary. A lone maximum at each position checked is found in every row.
+TEST(DeviceSampling, GreedyFindsTheMaximumAtEveryAlignment) {
+  REQUIRE_GPU();
+  const int vocab = 1003, n_rows = 4;
+  SamplingParams greedy;
+  greedy.temperature = 0.0f;
+  std::vector<cuda::SampleRow> rows;
+  for (int r = 0; r < n_rows; ++r) rows.push_back(row_for(greedy, r, 0));
+  std::mt19937 rng(1003);
+  std::uniform_real_distribution<float> ud(-5.0f, 5.0f);
+  for (int at : {0, 1, 3, 4, 511, 998, 999, 1000, 1001, 1002}) {
+    std::vector<float> logits(static_cast<size_t>(n_rows) * vocab);
+    for (float& x : logits) x = ud(rng);
+    for (int r = 0; r < n_rows; ++r) logits[static_cast<size_t>(r) * vocab + at] = 6.0f;
+    EXPECT_EQ(sample_on_gpu(logits, vocab, rows, {}, false).tokens, std::vector<int32_t>(n_rows, at)) << "at " << at;
+  }
+}
+
 TEST(DeviceSampling, DrawsFollowTheCandidateProbabilities) {
   REQUIRE_GPU();
   const int vocab = 40, n = 20000;

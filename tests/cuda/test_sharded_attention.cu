@@ -714,6 +714,33 @@ TEST(DecodePlan, SmallGridsPlanOneBlockPerMultiprocessor) {
   }
 }
 
+// Batch 1 at 4k, B = 64, 264 shared slots, a cost of 2 pages per block. Strided: eight lists of
+// 23 pages. Lone grids (up to 132 blocks) may cut splits of 128 tokens (2 pages): 12 items a list,
+// 96 in all, cost 2 / 2 + 2 = 3, against 3 / 2 + 2 = 3.5 for 3 pages (64 items) and 4 for 4 pages
+// (48 items). Without lone grids the floor stays 256 tokens: 4 pages (six items a list, 4 + 2 = 6,
+// the least). Dense: eight lists of 65 pages. 2 pages (264 items) and 3 (176) are too many items
+// to run lone, so they are not cut; 5 pages (104 items, 5 / 2 + 2 = 4.5) is the least cost.
+TEST(DecodePlan, ShortSplitsOnlyInLoneGrids) {
+  const int n_kv = 8, B = 64;
+  const int32_t chunk = 0;
+  struct Case {
+    int len, lone, items, longest;
+  };
+  for (const Case& c : {Case{23, 132, 96, 2}, Case{23, 0, 48, 4}, Case{65, 132, 104, 5}}) {
+    std::vector<int32_t> indptr(n_kv + 1);
+    for (int h = 0; h <= n_kv; ++h) indptr[h] = h * c.len;
+    K::DecodePlanOptions o;
+    o.slots = 264;
+    o.lone_slots = c.lone;
+    K::DecodePlan plan;
+    K::plan_decode(indptr.data(), nullptr, &chunk, 1, 1, n_kv, B, o, plan);
+    EXPECT_EQ(plan.layer_begin[1], c.items) << c.len << " pages, lone " << c.lone;
+    int longest = 0;
+    for (const K::DecodeWorkItem& it : plan.items) longest = std::max(longest, it.e_end - it.e_begin);
+    EXPECT_EQ(longest, c.longest) << c.len << " pages, lone " << c.lone;
+  }
+}
+
 // Laying out the layers' items on several threads (DecodePlanOptions::parallel_for; the chunks
 // here run on threads of their own, last chunk first) gives the plan of laying them out on one:
 // a model-sized plan (32 layers, 64 chunks), whose layers share lengths in runs of random size.
@@ -792,6 +819,7 @@ TEST(DecodePlan, CoversEveryListOnce) {
     o.slots = uni(rng, 1, 600);
     o.lone_slots = uni(rng, 0, 1) ? uni(rng, 1, 300) : 0;
     o.min_split_tokens = uni(rng, 1, 1024);
+    o.min_lone_split_tokens = uni(rng, 1, 1024);
     K::DecodePlan plan;
     K::plan_decode(apart ? begin.data() : indptr.data(), apart ? end.data() : nullptr, dec.data(), int(dec.size()),
                    n_layers, n_kv, B, o, plan);

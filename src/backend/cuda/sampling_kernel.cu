@@ -3,6 +3,7 @@
 #include <climits>
 
 #include "backend/cuda/cuda_check.h"
+#include "pdl.cuh"
 
 namespace hs::cuda {
 
@@ -34,6 +35,40 @@ __device__ void keep_better(float& v, int& i, float v2, int i2) {
   if (v2 > v || (v2 == v && i2 < i)) {
     v = v2;
     i = i2;
+  }
+}
+
+// This thread's arg-max over its share of x[0, n): 16-byte loads, eight in flight (the result does
+// not depend on the order, keep_better breaking ties by index), when x is 16-byte aligned.
+__device__ void arg_max_of(const float* x, int n, float& best, int& best_i) {
+  constexpr int kLoads = 8;
+  int vec_end = 0;
+  if ((reinterpret_cast<uintptr_t>(x) & 15) == 0) {
+    const float4* x4 = reinterpret_cast<const float4*>(x);
+    const int n4 = n / 4;
+    for (int i0 = threadIdx.x; i0 < n4; i0 += kLoads * kThreads) {
+      float4 v[kLoads];
+#pragma unroll
+      for (int u = 0; u < kLoads; ++u) v[u] = i0 + u * kThreads < n4 ? x4[i0 + u * kThreads] : float4{};
+#pragma unroll
+      for (int u = 0; u < kLoads; ++u)
+        if (i0 + u * kThreads < n4) {
+          const int i = 4 * (i0 + u * kThreads);
+          keep_better(best, best_i, v[u].x, i);
+          keep_better(best, best_i, v[u].y, i + 1);
+          keep_better(best, best_i, v[u].z, i + 2);
+          keep_better(best, best_i, v[u].w, i + 3);
+        }
+    }
+    vec_end = 4 * n4;
+  }
+  for (int i0 = vec_end + threadIdx.x; i0 < n; i0 += kLoads * kThreads) {
+    float v[kLoads];
+#pragma unroll
+    for (int u = 0; u < kLoads; ++u) v[u] = i0 + u * kThreads < n ? x[i0 + u * kThreads] : -INFINITY;
+#pragma unroll
+    for (int u = 0; u < kLoads; ++u)
+      if (i0 + u * kThreads < n) keep_better(best, best_i, v[u], i0 + u * kThreads);
   }
 }
 
@@ -128,6 +163,7 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ float fs[kWarps];
   __shared__ double ds[kWarps];
   __shared__ int is[kWarps];
+  kernels::pdl_begin();
   const SampleRow r = rows[blockIdx.x];
   float* x = logits + r.logits_row * ld;
   uint8_t* mask = kept ? kept + static_cast<int64_t>(blockIdx.x) * vocab : nullptr;
@@ -138,15 +174,7 @@ __global__ void __launch_bounds__(kThreads)
 
   float best = -INFINITY;
   int best_i = INT_MAX;
-  constexpr int kLoads = 8;  // in flight per thread (the arg-max does not depend on the order)
-  for (int i0 = threadIdx.x; i0 < vocab; i0 += kLoads * kThreads) {
-    float v[kLoads];
-#pragma unroll
-    for (int u = 0; u < kLoads; ++u) v[u] = i0 + u * kThreads < vocab ? x[i0 + u * kThreads] : -INFINITY;
-#pragma unroll
-    for (int u = 0; u < kLoads; ++u)
-      if (i0 + u * kThreads < vocab) keep_better(best, best_i, v[u], i0 + u * kThreads);
-  }
+  arg_max_of(x, vocab, best, best_i);
   block_argmax(best, best_i, fs, is);
   if (r.temperature <= 0.0f) {
     if (threadIdx.x == 0) tokens[blockIdx.x] = best_i;
@@ -187,8 +215,7 @@ __global__ void __launch_bounds__(kThreads)
 void sample_tokens(float* logits, int64_t ld, int vocab, const SampleRow* rows, int n_rows, const LogitEdit* edits,
                    int32_t* tokens, uint8_t* kept, cudaStream_t s) {
   if (n_rows <= 0) return;
-  sample_kernel<<<n_rows, kThreads, 0, s>>>(logits, ld, vocab, rows, edits, tokens, kept);
-  HS_CUDA_CHECK_LAUNCH();
+  HS_CUDA_CHECK(kernels::launch(sample_kernel, n_rows, kThreads, 0, s, logits, ld, vocab, rows, edits, tokens, kept));
 }
 
 }  // namespace hs::cuda
