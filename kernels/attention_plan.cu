@@ -13,6 +13,14 @@ namespace {
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// Items of lists of these lengths cut into splits of at most P entries (an empty list: one item;
+// estimate() counts them alike, in the pass that also finds the longest item).
+int64_t items_at(const std::vector<int32_t>& lens, int32_t P) {
+  int64_t n = 0;
+  for (int32_t len : lens) n += std::max<int64_t>(1, ceil_div(len, P));
+  return n;
+}
+
 // Estimated time (in list entries) of one layer's decode when lists are cut into splits of at most
 // P entries: each thread block costs its entries plus a fixed overhead, and `slots` run at once.
 // At most `lone` items: one wave of blocks alone on their multiprocessors, each streaming twice a
@@ -80,8 +88,7 @@ void plan_decode(const int32_t* indptr, const int32_t* list_end, const int32_t* 
     return std::max<int32_t>(1, int32_t(ceil_div(std::max(tokens, 1), block_size)));
   };
   const int32_t min_entries = entries_of(opt.min_split_tokens);
-  const int32_t min_lone_entries =
-      opt.lone_slots > 0 ? std::min(min_entries, entries_of(opt.min_lone_split_tokens)) : min_entries;
+  const int32_t min_lone_entries = std::min(min_entries, entries_of(opt.min_lone_split_tokens));
   const int32_t overhead = std::max<int32_t>(1, 128 / block_size);  // about two 64-token tiles
   auto list_of = [&](int32_t chunk, int32_t layer, int32_t h) { return (chunk * n_layers + layer) * n_kv_heads + h; };
   std::vector<int32_t> lens(size_t(n_dc) * n_kv_heads), prev_lens;
@@ -136,22 +143,17 @@ void plan_decode(const int32_t* indptr, const int32_t* list_end, const int32_t* 
     const int32_t split_floor = int32_t(ceil_div(std::max(lmax, 1), std::max(opt.max_splits, 1)));
     const int32_t floor_p = std::max(min_entries, split_floor), lone_floor_p = std::max(min_lone_entries, split_floor);
     cand.clear();
-    cand.push_back(std::max({lmax, 1, floor_p}));  // always kept
+    cand.push_back(std::max(lmax, 1));
     for (int32_t k = 1; k <= 8; ++k) cand.push_back(int32_t(ceil_div(std::max<int64_t>(total, 1), int64_t(k) * slots)));
     if (opt.lone_slots > 0) cand.push_back(int32_t(ceil_div(std::max<int64_t>(total, 1), opt.lone_slots)));
     for (int32_t s = 1; s <= 16; ++s) cand.push_back(int32_t(ceil_div(std::max(lmax, 1), s)));
-    // Below floor_p, only the splits whose grid runs lone.
-    auto items_at = [&](int32_t P) {
-      int64_t n = 0;
-      for (int32_t len : lens) n += std::max<int64_t>(1, ceil_div(len, P));
-      return n;
-    };
-    for (int32_t& P : cand) P = std::max(P, lone_floor_p);
+    // Splits shorter than floor_p only where the grid runs lone.
+    for (int32_t& P : cand) {
+      P = std::max(P, lone_floor_p);
+      if (P < floor_p && items_at(lens, P) > opt.lone_slots) P = floor_p;
+    }
     std::sort(cand.begin(), cand.end(), std::greater<>());
     cand.erase(std::unique(cand.begin(), cand.end()), cand.end());
-    cand.erase(std::remove_if(cand.begin(), cand.end(),
-                              [&](int32_t P) { return P < floor_p && items_at(P) > opt.lone_slots; }),
-               cand.end());
     int32_t best_p = cand.front();
     double best = estimate(lens, total, best_p, slots, opt.lone_slots, overhead);
     for (size_t i = 1; i < cand.size(); ++i) {
