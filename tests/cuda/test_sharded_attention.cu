@@ -720,24 +720,29 @@ TEST(DecodePlan, SmallGridsPlanOneBlockPerMultiprocessor) {
 // (48 items). Without lone grids the floor stays 256 tokens: 4 pages (six items a list, 4 + 2 = 6,
 // the least). Dense: eight lists of 65 pages. 2 pages (264 items) and 3 (176) are too many items
 // to run lone, so they are not cut; 5 pages (104 items, 5 / 2 + 2 = 4.5) is the least cost.
+// Nine sequences, 72 lists of 9 pages: cuts of 2 and 3 pages give too many items to run lone, so
+// they are raised to the 4-page floor (as without the lone floor), which cuts each list into three
+// items of 3: 216 items, 3 + 2 = 5, against 9 / 2 + 2 = 6.5 for one lone item a list and 7 for
+// 5 pages (144 items).
 TEST(DecodePlan, ShortSplitsOnlyInLoneGrids) {
   const int n_kv = 8, B = 64;
-  const int32_t chunk = 0;
   struct Case {
-    int len, lone, items, longest;
+    int seqs, len, lone, items, longest;
   };
-  for (const Case& c : {Case{23, 132, 96, 2}, Case{23, 0, 48, 4}, Case{65, 132, 104, 5}}) {
-    std::vector<int32_t> indptr(n_kv + 1);
-    for (int h = 0; h <= n_kv; ++h) indptr[h] = h * c.len;
+  for (const Case& c : {Case{1, 23, 132, 96, 2}, Case{1, 23, 0, 48, 4}, Case{1, 65, 132, 104, 5},
+                        Case{9, 9, 132, 216, 3}}) {
+    std::vector<int32_t> indptr(c.seqs * n_kv + 1), chunks(c.seqs);
+    for (int l = 0; l <= c.seqs * n_kv; ++l) indptr[l] = l * c.len;
+    for (int s = 0; s < c.seqs; ++s) chunks[s] = s;
     K::DecodePlanOptions o;
     o.slots = 264;
     o.lone_slots = c.lone;
     K::DecodePlan plan;
-    K::plan_decode(indptr.data(), nullptr, &chunk, 1, 1, n_kv, B, o, plan);
-    EXPECT_EQ(plan.layer_begin[1], c.items) << c.len << " pages, lone " << c.lone;
+    K::plan_decode(indptr.data(), nullptr, chunks.data(), c.seqs, 1, n_kv, B, o, plan);
+    EXPECT_EQ(plan.layer_begin[1], c.items) << c.seqs << " x " << c.len << " pages, lone " << c.lone;
     int longest = 0;
     for (const K::DecodeWorkItem& it : plan.items) longest = std::max(longest, it.e_end - it.e_begin);
-    EXPECT_EQ(longest, c.longest) << c.len << " pages, lone " << c.lone;
+    EXPECT_EQ(longest, c.longest) << c.seqs << " x " << c.len << " pages, lone " << c.lone;
   }
 }
 
