@@ -403,7 +403,7 @@ __global__ void __launch_bounds__(kDecodeThreads + 32, TmaDecodeCfg<D, Inst>::kB
         unsigned char* vd = Vbuf + st * Cfg::kTileBytes + lane * rows * 128;
         // All of K's boxes before V's: a box holds 128 of each row's bytes, so K's boxes together read
         // its rows' bytes in one run. Interleaved with V's (K 0, V 0, K 1, V 1) the dense decode took
-        // 0.1-0.4% longer at batch 64 and 256 (kernels/NOTES.md, session 27).
+        // 0.2-0.5% longer at batch 64 and 256 (kernels/NOTES.md, session 27).
 #pragma unroll
         for (int b = 0; b < Cfg::kBoxes; ++b) tma_load_2d(kd + b * Cfg::kBoxBytes, &args.kv, b * 64, row, &full[st]);
 #pragma unroll
