@@ -29,6 +29,8 @@
 #include <cstdlib>
 #include <vector>
 
+#include "../tma.cuh"
+
 #define CK(x)                                                                             \
   do {                                                                                    \
     cudaError_t e_ = (x);                                                                 \
@@ -40,31 +42,12 @@
 
 constexpr int kPageBytes = 32768, kTileBytes = 16384, kThreads = 160;
 
-__device__ __forceinline__ uint32_t sa(const void* p) { return uint32_t(__cvta_generic_to_shared(p)); }
-__device__ __forceinline__ void bar_init(uint64_t* b, int n) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(sa(b)), "r"(n) : "memory");
-}
-__device__ __forceinline__ void bar_arrive(uint64_t* b) {
-  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(sa(b)) : "memory");
-}
-__device__ __forceinline__ void bar_expect(uint64_t* b, uint32_t bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(sa(b)), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void bar_wait(uint64_t* b, uint32_t parity) {
-  uint32_t done = 0;
-  while (!done)
-    asm volatile("{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}\n"
-                 : "=r"(done)
-                 : "r"(sa(b)), "r"(parity)
-                 : "memory");
-}
-__device__ __forceinline__ void tma2d(void* dst, const CUtensorMap* m, int c0, int c1, uint64_t* b) {
-  asm volatile(
-      "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(
-          sa(dst)),
-      "l"(m), "r"(c0), "r"(c1), "r"(sa(b))
-      : "memory");
-}
+using hs::kernels::detail::mbar_arrive;
+using hs::kernels::detail::mbar_arrive_expect_tx;
+using hs::kernels::detail::mbar_init;
+using hs::kernels::detail::mbar_wait;
+using hs::kernels::detail::tma_load_2d;
+__device__ __forceinline__ uint32_t sa(const void* p) { return hs::kernels::detail::smem_addr(p); }
 __device__ __forceinline__ void tma3d(void* dst, const CUtensorMap* m, int c0, int c1, int c2, uint64_t* b) {
   asm volatile(
       "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], "
@@ -109,7 +92,7 @@ __global__ void __launch_bounds__(kThreads) stream_kernel(const __grid_constant_
     return;
   }
   if (tid == 0) {
-    for (int s = 0; s < S; ++s) bar_init(&full[s], 1), bar_init(&empty[s], 4);
+    for (int s = 0; s < S; ++s) mbar_init(&full[s], 1), mbar_init(&empty[s], 4);
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
   __syncthreads();
@@ -117,22 +100,22 @@ __global__ void __launch_bounds__(kThreads) stream_kernel(const __grid_constant_
     if (lane != 0) return;
     for (int k = 0; k < n; ++k) {
       const int st = k % S;
-      if (k >= S) bar_wait(&empty[st], ((k / S) - 1) & 1);
-      bar_expect(&full[st], 2 * kTileBytes);
+      if (k >= S) mbar_wait(&empty[st], ((k / S) - 1) & 1);
+      mbar_arrive_expect_tx(&full[st], 2 * kTileBytes);
       unsigned char* K = smem + st * 2 * kTileBytes;
       unsigned char* V = K + kTileBytes;
       const int64_t pg = page0 + k;
       const int row = int(pg * 128);  // 2D/3D maps: rows of 256 bytes, 128 a page
       if (a.mode <= 1) {
         for (int b = 0; b < 2; ++b) {
-          tma2d(K + b * 8192, &a.map, b * 64, row, &full[st]);
-          tma2d(V + b * 8192, &a.map, b * 64, row + 64, &full[st]);
+          tma_load_2d(K + b * 8192, &a.map, b * 64, row, &full[st]);
+          tma_load_2d(V + b * 8192, &a.map, b * 64, row + 64, &full[st]);
         }
       } else if (a.mode >= 5) {
         for (int j = 0; j < 64; j += a.box_rows)
-          for (int b = 0; b < 2; ++b) tma2d(K + b * 8192 + j * 128, &a.map, b * 64, row + j, &full[st]);
+          for (int b = 0; b < 2; ++b) tma_load_2d(K + b * 8192 + j * 128, &a.map, b * 64, row + j, &full[st]);
         for (int j = 0; j < 64; j += a.box_rows)
-          for (int b = 0; b < 2; ++b) tma2d(V + b * 8192 + j * 128, &a.map, b * 64, row + 64 + j, &full[st]);
+          for (int b = 0; b < 2; ++b) tma_load_2d(V + b * 8192 + j * 128, &a.map, b * 64, row + 64 + j, &full[st]);
       } else if (a.mode == 2) {
         tma3d(K, &a.map, 0, 0, row, &full[st]);
         tma3d(V, &a.map, 0, 0, row + 64, &full[st]);
@@ -145,9 +128,9 @@ __global__ void __launch_bounds__(kThreads) stream_kernel(const __grid_constant_
   } else {
     for (int k = 0; k < n; ++k) {
       const int st = k % S;
-      bar_wait(&full[st], (k / S) & 1);
+      mbar_wait(&full[st], (k / S) & 1);
       __syncwarp();
-      if (lane == 0) bar_arrive(&empty[st]);
+      if (lane == 0) mbar_arrive(&empty[st]);
     }
   }
 }
