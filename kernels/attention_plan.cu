@@ -13,11 +13,13 @@ namespace {
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// Items of lists of these lengths cut into splits of at most P entries (an empty list: one item;
-// estimate() counts them alike, in the pass that also finds the longest item).
+// Items of a list of len entries cut into splits of at most P entries (an empty list: one item).
+int32_t splits_of(int32_t len, int32_t P) { return int32_t(std::max<int64_t>(1, ceil_div(len, P))); }
+
+// Items of lists of these lengths cut so.
 int64_t items_at(const std::vector<int32_t>& lens, int32_t P) {
   int64_t n = 0;
-  for (int32_t len : lens) n += std::max<int64_t>(1, ceil_div(len, P));
+  for (int32_t len : lens) n += splits_of(len, P);
   return n;
 }
 
@@ -31,7 +33,7 @@ double estimate(const std::vector<int32_t>& lens, int64_t total, int32_t P, int3
   int64_t n_items = 0;
   int32_t max_item = 0;
   for (int32_t n : lens) {
-    const int64_t ns = std::max<int64_t>(1, ceil_div(n, P));
+    const int32_t ns = splits_of(n, P);
     n_items += ns;
     max_item = std::max<int32_t>(max_item, int32_t(ceil_div(n, ns)));
   }
@@ -44,7 +46,7 @@ double estimate(const std::vector<int32_t>& lens, int64_t total, int32_t P, int3
   std::vector<int32_t> sizes;
   sizes.reserve(n_items);
   for (int32_t n : lens) {
-    const int32_t ns = int32_t(std::max<int64_t>(1, ceil_div(n, P)));
+    const int32_t ns = splits_of(n, P);
     for (int32_t k = 0; k < ns; ++k) sizes.push_back(n / ns + (k < n % ns ? 1 : 0) + overhead);
   }
   std::sort(sizes.begin(), sizes.end(), std::greater<>());
@@ -105,7 +107,7 @@ void plan_decode(const int32_t* indptr, const int32_t* list_end, const int32_t* 
     for (int32_t c = 0; c < n_dc; ++c)
       for (int32_t h = 0; h < n_kv_heads; ++h) {
         const int32_t n = lens[size_t(c) * n_kv_heads + h];
-        const int32_t ns = int32_t(std::max<int64_t>(1, ceil_div(n, P)));
+        const int32_t ns = splits_of(n, P);
         int32_t e = indptr[list_of(decode_chunks[c], layer, h)];
         for (int32_t k = 0; k < ns; ++k) {
           const int32_t len = n / ns + (k < n % ns ? 1 : 0);
