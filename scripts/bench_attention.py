@@ -306,8 +306,9 @@ def run_decode(lib, args, peers, results, copy_bw):
     return rows
 
 
-def decode_shape(lib, args, peers, rows, copy_bw, batch, ctx, stream, scale):
-    torch.manual_seed(batch * 1000003 + ctx)
+def decode_tensors(batch, ctx):
+    """Random queries, keys and values of a decode shape, the page pool that holds the keys and
+    values (list (b, h) in pages [(b * HKV + h) * nblk, ... + nblk)), and an output buffer."""
     nblk = ctx // BLK
     q = torch.randn(batch, HQ, D, dtype=torch.bfloat16, device="cuda")
     k = torch.randn(batch, HKV, ctx, D, dtype=torch.bfloat16, device="cuda")
@@ -317,6 +318,13 @@ def decode_shape(lib, args, peers, rows, copy_bw, batch, ctx, stream, scale):
     pv[:, :, :, 0].copy_(k.view(batch, HKV, nblk, BLK, D))
     pv[:, :, :, 1].copy_(v.view(batch, HKV, nblk, BLK, D))
     out = torch.empty(batch, HQ * D, dtype=torch.bfloat16, device="cuda")
+    return q, k, v, pool, out
+
+
+def decode_shape(lib, args, peers, rows, copy_bw, batch, ctx, stream, scale):
+    torch.manual_seed(batch * 1000003 + ctx)
+    nblk = ctx // BLK
+    q, k, v, pool, out = decode_tensors(batch, ctx)
     pos0 = np.full(batch, ctx - 1, dtype=np.int32)
     tok0 = np.arange(batch + 1, dtype=np.int32)
     d_pos0 = torch.from_numpy(pos0).cuda()
@@ -481,7 +489,7 @@ def decode_shape(lib, args, peers, rows, copy_bw, batch, ctx, stream, scale):
               f"{row['ours_TBps']:.2f} TB/s  items {row['items']}  "
               f"torch best {row.get('torch_best_ms', float('nan')) * 1e3:8.1f} us  "
               f"flex {row.get('flex_ms', float('nan')) * 1e3:8.1f} us", flush=True)
-    del q, k, v, pool, pv, out
+    del q, k, v, pool, out
 
 
 def strided_pairs(n, sh):

@@ -16,14 +16,7 @@ HQ, HKV, D, BLK, G = ba.HQ, ba.HKV, ba.D, ba.BLK, ba.GROUP
 stream = torch.cuda.current_stream().cuda_stream
 for batch, ctx in [(64, 4096), (64, 32768), (16, 32768), (16, 131072)]:
     nblk = ctx // BLK
-    q = torch.randn(batch, HQ, D, dtype=torch.bfloat16, device="cuda")
-    k = torch.randn(batch, HKV, ctx, D, dtype=torch.bfloat16, device="cuda")
-    v = torch.randn(batch, HKV, ctx, D, dtype=torch.bfloat16, device="cuda")
-    pool = torch.empty(batch * HKV * nblk, 2, BLK, D, dtype=torch.bfloat16, device="cuda")
-    pv = pool.view(batch, HKV, nblk, 2, BLK, D)
-    pv[:, :, :, 0].copy_(k.view(batch, HKV, nblk, BLK, D))
-    pv[:, :, :, 1].copy_(v.view(batch, HKV, nblk, BLK, D))
-    out = torch.empty(batch, HQ * D, dtype=torch.bfloat16, device="cuda")
+    q, k, v, pool, out = ba.decode_tensors(batch, ctx)
     indptr = np.arange(0, batch * HKV * nblk + 1, nblk, dtype=np.int32)
     blocks = torch.from_numpy(np.tile(np.arange(nblk, dtype=np.int32), batch * HKV)).cuda()
     pages = torch.arange(batch * HKV * nblk, dtype=torch.int32, device="cuda")
@@ -56,5 +49,5 @@ for batch, ctx in [(64, 4096), (64, 32768), (16, 32768), (16, 131072)]:
         torch.cuda.nvtx.range_pop()
         torch.cuda.synchronize()
     lib.hs_decode_free(h)
-    del q, k, v, pool, pv, out
+    del q, k, v, pool, out
     torch.cuda.empty_cache()
