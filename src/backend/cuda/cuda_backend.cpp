@@ -369,10 +369,15 @@ void CudaBackend::launch(const Batch& batch, const KvStepMeta& meta, Logits& out
   timer_.phase(1);
   const int slot = static_cast<int>(launched_ & 1);
   ++launched_;
-  if (inputs_.upload(stream_.s, sampler_.device_tokens())) ++generation_;
-  if (sharded_kernels_ && sharded_.plan(s, inputs_, stream_.s)) ++generation_;
+  // Everything the step uploads goes up in one launch (model_kernels.h: HostCopies).
+  cuda::HostCopies copies;
+  if (inputs_.add_copies(copies)) ++generation_;
+  if (sharded_kernels_ && sharded_.plan(s, inputs_, copies)) ++generation_;
   if (reserve_activations(s.n_tokens, s.n_rows)) ++generation_;
-  sampler_.upload(stream_.s);
+  sampler_.add_copies(copies);
+  cuda::copy_from_host(copies, stream_.s);
+  inputs_.finish_upload(stream_.s, sampler_.device_tokens());
+  if (sharded_kernels_) sharded_.zero_counters(stream_.s);
   HS_CUDA_CHECK(cudaEventRecord(uploaded_.e, stream_.s));
   timer_.phase(2);
   timer_.gpu_begin(slot);
@@ -432,7 +437,6 @@ void CudaBackend::record_step(const cuda::StepShape& s) {
   const float eps = c_.norm_eps;
   cudaStream_t st = stream_.s;
 
-  if (sharded_kernels_) sharded_.start_step(st);
   const cuda::GemmType gt = dw_.type;
   cuda::embed_tokens(inputs_.tok_id(), dw_.token_embd.get(), gt, T, d, c_.embed_scale, x_.get(), st);
   cuda::residual_norm(x_.get(), nullptr, nullptr, dw_.layers[0].attn_norm.get(), h_.get(), gt, T, d, eps, st);

@@ -8,6 +8,7 @@
 
 #include "backend/backend.h"
 #include "backend/cuda/device_buffer.h"
+#include "backend/cuda/model_kernels.h"
 #include "backend/cuda/sampling_kernel.h"
 
 namespace hs::cuda {
@@ -16,17 +17,24 @@ namespace hs::cuda {
 // what comes back, and collect() reads the oldest.
 class DeviceSampler {
  public:
+  DeviceSampler() = default;
+  ~DeviceSampler();
+  DeviceSampler(const DeviceSampler&) = delete;
+  DeviceSampler& operator=(const DeviceSampler&) = delete;
+
   // Lays out the samples of `batch` (rows from out.first_row, which must be set) in pinned memory.
   // Returns how many there are.
   int stage(const Batch& batch, const Logits& out);
-  // Uploads the staged rows, enqueued on s (before the step's kernels: the pinned rows are free
-  // again once the copies ran).
-  void upload(cudaStream_t s);
-  // Samples the rows from `logits` (rows of `vocab` floats, edited in place) and copies the tokens
-  // back, enqueued on s after the step's kernels.
+  // Adds the staged rows' upload to `copies`, which must run before the step's kernels (the
+  // pinned rows are free again once the copies ran).
+  void add_copies(HostCopies& copies);
+  // Samples the rows from `logits` (rows of `vocab` floats, edited in place), enqueued on s after
+  // the step's kernels, and copies the tokens back on a stream of its own: the next step's
+  // kernels, enqueued on s, need not wait for that copy (a copy-engine operation that held s about
+  // 6 us; kernels/NOTES.md, session 30).
   void sample(float* logits, int vocab, cudaStream_t s);
-  // Once the oldest staged step that was not collected has finished on the device: out.sampled
-  // for its chunks (-1 where none was asked).
+  // Once the oldest staged step that was not collected has finished on the device: waits for its
+  // tokens' copy, then out.sampled for its chunks (-1 where none was asked).
   void collect(Logits& out);
   // The step staged last: per chunk, the row of its token in device_tokens() (-1: none).
   const std::vector<int32_t>& last_rows() const { return slots_[(staged_ + 1) & 1].row_of_chunk; }
@@ -37,6 +45,7 @@ class DeviceSampler {
   struct Slot {
     std::vector<int32_t> row_of_chunk;  // chunk -> staged row, or -1
     PinnedBuffer<int32_t> h_tokens;
+    cudaEvent_t copied = nullptr;  // after the copy of the tokens into h_tokens
   };
   Slot slots_[2];
   int64_t staged_ = 0, collected_ = 0;
@@ -47,6 +56,8 @@ class DeviceSampler {
   DeviceBuffer<SampleRow> d_rows_;
   DeviceBuffer<LogitEdit> d_edits_;
   DeviceBuffer<int32_t> d_tokens_;
+  cudaStream_t copy_stream_ = nullptr;  // the tokens' copies (made at the first sample())
+  cudaEvent_t sampled_ = nullptr;       // after a step's sampling kernel
 };
 
 }  // namespace hs::cuda

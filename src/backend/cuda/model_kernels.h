@@ -85,10 +85,11 @@ void take_sampled_tokens(const int32_t* pairs, int n, const int32_t* sampled, in
 // GPU reads it directly) into device memory, the ones up to 128 KiB made by one kernel launch,
 // longer ones by the copy engine. Each cudaMemcpyAsync is a copy-engine operation that holds the
 // stream a few microseconds however few bytes it moves, and a step uploads about a dozen small
-// arrays (kernels/NOTES.md, session 21). The sources must stay unchanged until the copies have run
-// (an event after them).
+// arrays (kernels/NOTES.md, session 21), all of them (the inputs, the attention's plan, the
+// sampler's rows) in one launch (session 30). The sources must stay unchanged until the copies
+// have run (an event after them).
 struct HostCopies {
-  static constexpr int kMax = 16;
+  static constexpr int kMax = 24;
   struct Copy {
     const int32_t* src;
     int32_t* dst;
@@ -98,6 +99,13 @@ struct HostCopies {
   int n = 0;
   // Throws std::logic_error past kMax copies; empty copies are dropped.
   void add(const int32_t* src, int32_t* dst, int64_t count);
+  // n records of a type made of 32-bit words (work items, sampler rows), moved as those words.
+  template <typename T>
+  void add_records(const T* src, T* dst, size_t count) {
+    static_assert(sizeof(T) % sizeof(int32_t) == 0 && alignof(T) >= alignof(int32_t));
+    add(reinterpret_cast<const int32_t*>(src), reinterpret_cast<int32_t*>(dst),
+        static_cast<int64_t>(count * (sizeof(T) / sizeof(int32_t))));
+  }
 };
 void copy_from_host(const HostCopies& c, cudaStream_t s);
 

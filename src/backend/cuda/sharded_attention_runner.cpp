@@ -1,6 +1,7 @@
 #include "backend/cuda/sharded_attention_runner.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/model_kernels.h"
@@ -9,17 +10,6 @@
 namespace hs::cuda {
 
 namespace {
-
-// Work items as the 32-bit words HostCopies moves.
-template <typename T>
-int32_t* words(T* p) {
-  static_assert(sizeof(T) % sizeof(int32_t) == 0 && alignof(T) >= alignof(int32_t));
-  return reinterpret_cast<int32_t*>(p);
-}
-template <typename T>
-int64_t words_of(size_t n) {
-  return static_cast<int64_t>(n * (sizeof(T) / sizeof(int32_t)));
-}
 
 int32_t next_pow2(int32_t n) {
   int32_t p = 1;
@@ -45,13 +35,15 @@ void ShardedAttentionRunner::configure(const ModelConfig& c, int32_t block_size)
   options_ = {};
   options_.slots = std::max(1, kernels::decode_slots(c.head_dim));
   options_.lone_slots = kernels::decode_lone_slots(c.head_dim);
+  items_on_device_ = false;
+  zeroed_ = {};
   options_.parallel_for = [](int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
     ThreadPool::global().parallel_for(n, grain, fn);
   };
   HS_CUDA_CHECK(cudaGetLastError());
 }
 
-bool ShardedAttentionRunner::plan(const StepShape& shape, const StepInputs& in, cudaStream_t s) {
+bool ShardedAttentionRunner::plan(const StepShape& shape, const StepInputs& in, HostCopies& copies) {
   const int32_t* tok0 = in.host_chunk_tok0();
   decode_chunks_.clear();
   prefill_chunks_.clear();
@@ -72,42 +64,59 @@ bool ShardedAttentionRunner::plan(const StepShape& shape, const StepInputs& in, 
                         tok0, c_.head_dim, prefill_);
 
   bool moved = false;
-  HostCopies copies;  // the work items (model_kernels.h: up to 128 KiB by one kernel)
   const size_t n_items = decode_.items.size();
   if (n_items > 0) {
-    h_items_.grow_to(n_items);
-    h_layer_begin_.grow_to(decode_.layer_begin.size());
-    // (2 MB a step at 256 sequences of an 8B model: in pieces of 512 KB across the threads)
-    ThreadPool::global().parallel_for(static_cast<int64_t>(n_items), 16384, [&](int64_t b, int64_t e) {
-      std::copy(decode_.items.begin() + b, decode_.items.begin() + e, h_items_.get() + b);
-    });
-    std::copy(decode_.layer_begin.begin(), decode_.layer_begin.end(), h_layer_begin_.get());
     moved |= d_items_.grow_to(n_items);
     moved |= d_layer_begin_.grow_to(decode_.layer_begin.size());
-    copies.add(words(h_items_.get()), words(d_items_.get()), words_of<kernels::DecodeWorkItem>(n_items));
-    copies.add(h_layer_begin_.get(), d_layer_begin_.get(), static_cast<int64_t>(decode_.layer_begin.size()));
     // Partials of up to `capacity_` items per layer (a fixed layout for a graph of this class).
     kernels::DecodePlan layout;
     layout.max_partials = capacity_;
     layout.n_groups = n_groups_;
     moved |= workspace_.grow_to(kernels::decode_workspace_bytes(layout, c_.n_heads / c_.n_kv_heads, c_.head_dim));
+    if (moved) {  // the new buffers hold no plan and no zeroed counters
+      items_on_device_ = false;
+      zeroed_ = {};
+    }
+    // A decode step's plan changes only when a list gains a page or a sequence comes or goes: at
+    // batch 1, one step in 64 (block size 64). Until then the device keeps the last one.
+    const bool same = items_on_device_ && n_items == last_items_.size() &&
+                      decode_.layer_begin == last_layer_begin_ &&
+                      std::memcmp(decode_.items.data(), last_items_.data(), n_items * sizeof(last_items_[0])) == 0;
+    if (!same) {
+      h_items_.grow_to(n_items);
+      h_layer_begin_.grow_to(decode_.layer_begin.size());
+      // (2 MB a step at 256 sequences of an 8B model: in pieces of 512 KB across the threads)
+      ThreadPool::global().parallel_for(static_cast<int64_t>(n_items), 16384, [&](int64_t b, int64_t e) {
+        std::copy(decode_.items.begin() + b, decode_.items.begin() + e, h_items_.get() + b);
+      });
+      std::copy(decode_.layer_begin.begin(), decode_.layer_begin.end(), h_layer_begin_.get());
+      copies.add_records(h_items_.get(), d_items_.get(), n_items);
+      copies.add(h_layer_begin_.get(), d_layer_begin_.get(), static_cast<int64_t>(decode_.layer_begin.size()));
+      last_items_ = decode_.items;
+      last_layer_begin_ = decode_.layer_begin;
+      items_on_device_ = true;
+    }
   }
   if (!prefill_.empty()) {
     h_prefill_.grow_to(prefill_.size());
     std::copy(prefill_.begin(), prefill_.end(), h_prefill_.get());
     moved |= d_prefill_.grow_to(prefill_.size());
-    copies.add(words(h_prefill_.get()), words(d_prefill_.get()), words_of<kernels::PrefillWorkItem>(prefill_.size()));
+    copies.add_records(h_prefill_.get(), d_prefill_.get(), prefill_.size());
   }
-  copy_from_host(copies, s);
   return moved;
 }
 
-void ShardedAttentionRunner::start_step(cudaStream_t s) const {
+void ShardedAttentionRunner::zero_counters(cudaStream_t s) {
   if (capacity_ == 0) return;
   // The workspace holds capacity_ partial outputs ([group][D] floats each), their LSEs ([group]),
-  // then the merge counters, which must start at zero (the merging blocks leave them so).
+  // then the merge counters, which must start at zero. The merging blocks leave them so, and only
+  // the decode kernel uses the workspace: the counters need zeroing when they move (the capacity
+  // class sets where they lie, and another class's partials may have been written there) or when
+  // a step has more groups than were zeroed.
+  if (zeroed_.capacity == capacity_ && zeroed_.groups >= n_groups_) return;
   const size_t counters_at = size_t(capacity_) * (c_.n_heads / c_.n_kv_heads) * (c_.head_dim + 1) * sizeof(float);
   HS_CUDA_CHECK(cudaMemsetAsync(workspace_.get() + counters_at, 0, size_t(n_groups_) * sizeof(int32_t), s));
+  zeroed_ = {capacity_, n_groups_};
 }
 
 void ShardedAttentionRunner::run(int layer, const __nv_bfloat16* q, __nv_bfloat16* out, const __nv_bfloat16* pool,

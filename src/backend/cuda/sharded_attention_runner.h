@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "backend/cuda/device_buffer.h"
+#include "backend/cuda/model_kernels.h"
 #include "backend/cuda/step_inputs.h"
 #include "model/config.h"
 #include "sharded_attention.h"
@@ -31,13 +32,15 @@ class ShardedAttentionRunner {
 
   // For the current device; call again after the plan or block size changes.
   void configure(const ModelConfig& c, int32_t block_size);
-  // Plans the staged step and uploads the plan on s. Returns true when a device buffer moved.
-  bool plan(const StepShape& shape, const StepInputs& in, cudaStream_t s);
+  // Plans the staged step and adds its upload to `copies` (only what the device does not hold
+  // already). Returns true when a device buffer moved.
+  bool plan(const StepShape& shape, const StepInputs& in, HostCopies& copies);
   int32_t capacity() const { return capacity_; }
 
-  // Enqueues what a step does before its first layer. Then run() for each layer; both are
-  // captured by decode graphs: no synchronization, no allocation.
-  void start_step(cudaStream_t s) const;
+  // Enqueues what a step needs before its first layer, outside any graph: the decode's merge
+  // counters zeroed where they have not been. Then run() for each layer, which decode graphs
+  // capture: no synchronization, no allocation.
+  void zero_counters(cudaStream_t s);
   // Enqueues the layer's attention: q and out bf16 [token][n_heads * D], pool the page pool of
   // n_pages pages, shards this layer's {sink, local, stride, offset} per KV head.
   void run(int layer, const __nv_bfloat16* q, __nv_bfloat16* out, const __nv_bfloat16* pool, int64_t n_pages,
@@ -60,6 +63,15 @@ class ShardedAttentionRunner {
   DeviceBuffer<int32_t> d_layer_begin_;
   DeviceBuffer<kernels::PrefillWorkItem> d_prefill_;
   DeviceBuffer<unsigned char> workspace_;  // partial outputs and LSEs, then merge counters
+
+  // What the device holds: the decode plan last uploaded (valid while items_on_device_), and
+  // the capacity and group count whose counters are zero.
+  std::vector<kernels::DecodeWorkItem> last_items_;
+  std::vector<int32_t> last_layer_begin_;
+  bool items_on_device_ = false;
+  struct Zeroed {
+    int32_t capacity = 0, groups = 0;
+  } zeroed_;
 };
 
 }  // namespace hs::cuda

@@ -162,9 +162,8 @@ bool StepInputs::reserve(size_t n_tokens, size_t lists_per_chunk, size_t n_entri
   return moved || arena_moved;
 }
 
-bool StepInputs::upload(cudaStream_t s, const int32_t* sampled) {
+bool StepInputs::add_copies(HostCopies& copies) {
   bool moved = false;
-  HostCopies copies;  // all but the longest by one kernel (model_kernels.h)
   auto put = [&](const Array& a, DeviceBuffer<int32_t>& d) {
     moved |= d.grow_to(std::max<size_t>(a.n, 1));
     copies.add(a.host.get(), d.get(), static_cast<int64_t>(a.n));
@@ -178,21 +177,24 @@ bool StepInputs::upload(cudaStream_t s, const int32_t* sampled) {
   put(list_end_, d_list_end_);
   put(chunk_pos0_, d_chunk_pos0_);
   put(chunk_tok0_, d_chunk_tok0_);
-  // The pairs and the changes are read only here, outside any graph: moving them is harmless.
-  if (taken_.n && !sampled) throw std::logic_error("StepInputs: tokens from the step before, but no sampled tokens");
+  // The pairs and the changes are read only by finish_upload's kernels, outside any graph: moving
+  // them is harmless.
   if (taken_.n) d_taken_.grow_to(taken_.n);
   if (changes_.n) d_changes_.grow_to(changes_.n);
   copies.add(taken_.host.get(), d_taken_.get(), static_cast<int64_t>(taken_.n));
   copies.add(changes_.host.get(), d_changes_.get(), static_cast<int64_t>(changes_.n));
-  copy_from_host(copies, s);
-  if (taken_.n) take_sampled_tokens(d_taken_.get(), static_cast<int>(taken_.n / 2), sampled, d_tok_id_.get(), s);
   // The arena grows only when it was laid out anew (stage()), so that nothing it held is lost.
   moved |= d_blocks_.grow_to(std::max<size_t>(arena_.size(), 1));
   moved |= d_pages_.grow_to(std::max<size_t>(arena_.size(), 1));
+  return moved;
+}
+
+void StepInputs::finish_upload(cudaStream_t s, const int32_t* sampled) {
+  if (taken_.n && !sampled) throw std::logic_error("StepInputs: tokens from the step before, but no sampled tokens");
+  if (taken_.n) take_sampled_tokens(d_taken_.get(), static_cast<int>(taken_.n / 2), sampled, d_tok_id_.get(), s);
   if (changes_.n)
     scatter_list_entries(d_changes_.get(), static_cast<int>(changes_.n / 3), d_blocks_.get(), d_pages_.get(), s);
   staged_ = false;
-  return moved;
 }
 
 }  // namespace hs::cuda

@@ -2,7 +2,7 @@
 // (KvStepMeta: page lists and write slots) and which tokens need logits. Staged in pinned host
 // memory and copied up asynchronously; the device buffers keep their addresses from step to step
 // (they only grow), so CUDA graphs that captured them stay valid until a reallocation, which
-// upload() reports.
+// add_copies() reports.
 //
 // The page lists live on the device in a ListArena's layout: each (sequence, layer, KV head) list
 // keeps its place from step to step, and a step uploads only the entries that changed (a scatter
@@ -10,8 +10,8 @@
 // not O(pages).
 //
 // A token Backend::kFromPreviousStep - j stands for the token sampled for chunk j of the step
-// before: stage() takes where that step's sampler put each chunk's token, and upload() copies the
-// tokens into the step's ids on the device.
+// before: stage() takes where that step's sampler put each chunk's token, and finish_upload()
+// copies the tokens into the step's ids on the device.
 //
 // Padding (decode graphs): a step of n one-token chunks can be padded to P >= n chunks. Padding
 // tokens have id 0 and position 0, write no K/V (slot -1), have empty page lists, and their
@@ -23,6 +23,7 @@
 
 #include "backend/backend.h"
 #include "backend/cuda/device_buffer.h"
+#include "backend/cuda/model_kernels.h"
 #include "kv/list_arena.h"
 
 namespace hs::cuda {
@@ -51,10 +52,13 @@ class StepInputs {
   // Forgets where the lists are (a new KV cache: its sequence ids and list stamps may repeat the
   // old one's); the next step places every list anew.
   void forget_lists() { arena_.clear(); }
-  // Copies what stage() laid out to the device, in stream order on s, taking the tokens that come
-  // from the step before from `sampled` (its sampler's device output). Returns true when a device
-  // buffer was reallocated (its address changed).
-  bool upload(cudaStream_t s, const int32_t* sampled = nullptr);
+  // Uploads what stage() laid out, in two parts: add_copies() adds the arrays to `copies`, which
+  // the caller then launches (copy_from_host, with whatever else the step uploads); finish_upload()
+  // enqueues on s what must follow those copies: the tokens that come from the step before, taken
+  // from `sampled` (its sampler's device output), and the changed page-list entries. add_copies()
+  // returns true when a device buffer was reallocated (its address changed).
+  bool add_copies(HostCopies& copies);
+  void finish_upload(cudaStream_t s, const int32_t* sampled = nullptr);
 
   const int32_t* tok_id() const { return d_tok_id_.get(); }
   const int32_t* tok_pos() const { return d_tok_pos_.get(); }
@@ -99,7 +103,7 @@ class StepInputs {
   ListArena arena_;
   ListArena::Placement placed_;
   std::vector<int64_t> seqs_;
-  bool staged_ = false;  // a stage() whose changes upload() has not enqueued yet
+  bool staged_ = false;  // a stage() whose changes finish_upload() has not enqueued yet
 };
 
 }  // namespace hs::cuda
