@@ -48,23 +48,40 @@ struct GpuResult {
   std::vector<uint8_t> kept;  // [row][vocab]
 };
 
-// Samples rows[i] from the host logits (n_logit_rows of vocab) on the GPU.
-GpuResult sample_on_gpu(const std::vector<float>& logits, int vocab, const std::vector<cuda::SampleRow>& rows,
-                        const std::vector<LogitEdit>& edits, bool want_kept) {
-  float* d_logits = to_device(logits);
+// Samples rows[i] from the host logits (n_logit_rows of vocab) on the GPU, with scratch (greedy
+// rows of up to 16 split over several blocks) or without (one block a row). With scratch it samples
+// twice, each time from fresh logits: the second launch finds the scratch as the first left it.
+GpuResult sample_once(const std::vector<float>& logits, int vocab, const std::vector<cuda::SampleRow>& rows,
+                      const std::vector<LogitEdit>& edits, bool want_kept, bool split) {
   cuda::SampleRow* d_rows = to_device(rows);
   LogitEdit* d_edits = to_device(edits);
-  int32_t* d_tokens = to_device(std::vector<int32_t>(rows.size(), -7));
-  uint8_t* d_kept = want_kept ? to_device(std::vector<uint8_t>(rows.size() * vocab, 2)) : nullptr;
-  cuda::sample_tokens(d_logits, vocab, vocab, d_rows, static_cast<int>(rows.size()), d_edits, d_tokens, d_kept, nullptr);
-  check_cuda(cudaDeviceSynchronize());
+  int32_t* d_scratch = split ? to_device(std::vector<int32_t>(cuda::sample_scratch_words(), 0)) : nullptr;
   GpuResult r;
-  r.tokens = to_host(d_tokens, rows.size());
-  if (want_kept) r.kept = to_host(d_kept, rows.size() * vocab);
-  for (void* p : {static_cast<void*>(d_logits), static_cast<void*>(d_rows), static_cast<void*>(d_edits),
-                  static_cast<void*>(d_tokens), static_cast<void*>(d_kept)})
-    cudaFree(p);
+  for (int launch = 0; launch < (split ? 2 : 1); ++launch) {
+    float* d_logits = to_device(logits);  // edited in place
+    int32_t* d_tokens = to_device(std::vector<int32_t>(rows.size(), -7));
+    uint8_t* d_kept = want_kept ? to_device(std::vector<uint8_t>(rows.size() * vocab, 2)) : nullptr;
+    cuda::sample_tokens(d_logits, vocab, vocab, d_rows, static_cast<int>(rows.size()), d_edits, d_tokens, d_kept,
+                        d_scratch, nullptr);
+    check_cuda(cudaDeviceSynchronize());
+    const std::vector<int32_t> tokens = to_host(d_tokens, rows.size());
+    if (launch > 0) EXPECT_EQ(tokens, r.tokens) << "vocab " << vocab << ": a second launch on the same scratch";
+    r.tokens = tokens;
+    if (want_kept) r.kept = to_host(d_kept, rows.size() * vocab);
+    for (void* p : {static_cast<void*>(d_logits), static_cast<void*>(d_tokens), static_cast<void*>(d_kept)}) cudaFree(p);
+  }
+  for (void* p : {static_cast<void*>(d_rows), static_cast<void*>(d_edits), static_cast<void*>(d_scratch)}) cudaFree(p);
   return r;
+}
+
+// Both ways; they must agree token for token and flag for flag.
+GpuResult sample_on_gpu(const std::vector<float>& logits, int vocab, const std::vector<cuda::SampleRow>& rows,
+                        const std::vector<LogitEdit>& edits, bool want_kept) {
+  const GpuResult one = sample_once(logits, vocab, rows, edits, want_kept, false);
+  const GpuResult split = sample_once(logits, vocab, rows, edits, want_kept, true);
+  EXPECT_EQ(split.tokens, one.tokens) << "vocab " << vocab << ": split greedy rows against one block a row";
+  EXPECT_TRUE(split.kept == one.kept) << "vocab " << vocab << ": kept flags, split against one block a row";
+  return split;
 }
 
 cuda::SampleRow row_for(const SamplingParams& p, int64_t logits_row, uint64_t seed) {
@@ -191,22 +208,29 @@ TEST(DeviceSampling, TiesAreCutInIndexOrderAsOnTheCpu) {
 
 // Greedy reads a row by 16-byte loads where it is 16-byte aligned and element by element
 // elsewhere: with vocab 1003, row 0 starts aligned and ends in a 3-element tail, rows 1-3 start at
-// 4, 8 and 12 bytes past a boundary. A lone maximum at each position checked is found in every row.
+// 4, 8 and 12 bytes past a boundary. With vocab 20483 a split launch cuts each row into 11 slices
+// of 1864 (the last 1843): the positions checked include the slices' first and last tokens. A lone
+// maximum at each position checked is found in every row.
 TEST(DeviceSampling, GreedyFindsTheMaximumAtEveryAlignment) {
   REQUIRE_GPU();
-  const int vocab = 1003, n_rows = 4;
+  const int n_rows = 4;
   SamplingParams greedy;
   greedy.temperature = 0.0f;
   std::vector<cuda::SampleRow> rows;
   for (int r = 0; r < n_rows; ++r) rows.push_back(row_for(greedy, r, 0));
   std::mt19937 rng(1003);
   std::uniform_real_distribution<float> ud(-5.0f, 5.0f);
-  for (int at : {0, 1, 3, 4, 511, 998, 999, 1000, 1001, 1002}) {
-    std::vector<float> logits(static_cast<size_t>(n_rows) * vocab);
-    for (float& x : logits) x = ud(rng);
-    for (int r = 0; r < n_rows; ++r) logits[static_cast<size_t>(r) * vocab + at] = 6.0f;
-    EXPECT_EQ(sample_on_gpu(logits, vocab, rows, {}, false).tokens, std::vector<int32_t>(n_rows, at)) << "at " << at;
-  }
+  const std::vector<std::pair<int, std::vector<int>>> cases = {
+      {1003, {0, 1, 3, 4, 511, 998, 999, 1000, 1001, 1002}},
+      {20483, {0, 1863, 1864, 1865, 3727, 3728, 18639, 18640, 20479, 20482}}};
+  for (const auto& [vocab, positions] : cases)
+    for (int at : positions) {
+      std::vector<float> logits(static_cast<size_t>(n_rows) * vocab);
+      for (float& x : logits) x = ud(rng);
+      for (int r = 0; r < n_rows; ++r) logits[static_cast<size_t>(r) * vocab + at] = 6.0f;
+      EXPECT_EQ(sample_on_gpu(logits, vocab, rows, {}, false).tokens, std::vector<int32_t>(n_rows, at))
+          << "vocab " << vocab << ", at " << at;
+    }
 }
 
 TEST(DeviceSampling, DrawsFollowTheCandidateProbabilities) {

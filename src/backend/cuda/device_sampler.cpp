@@ -65,6 +65,8 @@ void DeviceSampler::sample(float* logits, int vocab, cudaStream_t s) {
     HS_CUDA_CHECK(cudaStreamCreateWithFlags(&copy_stream_, cudaStreamNonBlocking));
     HS_CUDA_CHECK(cudaEventCreateWithFlags(&sampled_, cudaEventDisableTiming));
     for (Slot& slot : slots_) HS_CUDA_CHECK(cudaEventCreateWithFlags(&slot.copied, cudaEventDisableTiming));
+    d_scratch_.allocate(sample_scratch_words());
+    HS_CUDA_CHECK(cudaMemsetAsync(d_scratch_.get(), 0, sample_scratch_words() * sizeof(int32_t), s));
   }
   Slot& slot = slots_[(staged_ - 1) & 1];
   slot.h_tokens.grow_to(n);
@@ -72,7 +74,8 @@ void DeviceSampler::sample(float* logits, int vocab, cudaStream_t s) {
   // The step before's copy reads d_tokens_, which this step's kernel writes. (An event never
   // recorded counts as complete.)
   HS_CUDA_CHECK(cudaStreamWaitEvent(s, slots_[staged_ & 1].copied, 0));
-  sample_tokens(logits, vocab, vocab, d_rows_.get(), static_cast<int>(n), d_edits_.get(), d_tokens_.get(), nullptr, s);
+  sample_tokens(logits, vocab, vocab, d_rows_.get(), static_cast<int>(n), d_edits_.get(), d_tokens_.get(), nullptr,
+                d_scratch_.get(), s);
   HS_CUDA_CHECK(cudaEventRecord(sampled_, s));
   HS_CUDA_CHECK(cudaStreamWaitEvent(copy_stream_, sampled_, 0));
   HS_CUDA_CHECK(

@@ -56,6 +56,7 @@ class DeviceSampler {
   DeviceBuffer<SampleRow> d_rows_;
   DeviceBuffer<LogitEdit> d_edits_;
   DeviceBuffer<int32_t> d_tokens_;
+  DeviceBuffer<int32_t> d_scratch_;     // sample_tokens' scratch (made with the stream)
   cudaStream_t copy_stream_ = nullptr;  // the tokens' copies (made at the first sample())
   cudaEvent_t sampled_ = nullptr;       // after a step's sampling kernel
 };

@@ -1,5 +1,6 @@
 #include "backend/cuda/sampling_kernel.h"
 
+#include <algorithm>
 #include <climits>
 
 #include "backend/cuda/cuda_check.h"
@@ -11,6 +12,11 @@ namespace {
 
 constexpr int kThreads = 1024;
 constexpr int kWarps = kThreads / 32;
+// Greedy rows of a launch of at most kSplitMaxRows rows split into slices of at least kSliceMin
+// logits, at most kMaxSlices: one block reads 128 KB of a row per round of loads, and a row of
+// 128,256 logits took it four rounds (9 us of a batch-1 step; kernels/NOTES.md, session 30).
+constexpr int kSliceMin = 2048, kMaxSlices = 16, kSplitMaxRows = 16;
+constexpr int kScratchRecord = 2 * kMaxSlices + 1;  // a row's partial values, their indices, its counter
 
 // Larger floats map to larger keys (negative floats reversed), so a threshold on logits is a
 // threshold on keys and bisection over the 32 key bits finds any order statistic.
@@ -157,9 +163,51 @@ __device__ float uniform01(uint64_t seed, int i) {
   return (static_cast<float>(z >> 40) + 0.5f) * 0x1.0p-24f;  // in (0, 1)
 }
 
+// A greedy row split over gridDim.y blocks: block y applies the edits of its slice of the row and
+// takes the slice's arg-max, and the last block of the row to finish (a counter in the row's
+// scratch record: kMaxSlices values, kMaxSlices indices, the counter) picks the best of them.
+__device__ void greedy_split(float* x, int vocab, const SampleRow& r, const LogitEdit* edits, int32_t* token,
+                             uint8_t* mask, int32_t* record, float* fs, int* is) {
+  const int n_slices = gridDim.y, slice = blockIdx.y;
+  const int per = ((vocab + n_slices - 1) / n_slices + 3) & ~3;  // a multiple of 4: the slices keep x's alignment
+  const int b0 = min(vocab, slice * per), b1 = min(vocab, b0 + per);
+  for (int e = r.edit_begin + threadIdx.x; e < r.edit_end; e += kThreads) {
+    const int t = edits[e].token;
+    if (t >= b0 && t < b1) x[t] = edits[e].apply(x[t]);
+  }
+  __syncthreads();  // the slice's edits are visible to the whole block
+  float best = -INFINITY;
+  int best_i = INT_MAX;
+  arg_max_of(x + b0, b1 - b0, best, best_i);
+  if (best_i != INT_MAX) best_i += b0;
+  block_argmax(best, best_i, fs, is);
+  float* part_v = reinterpret_cast<float*>(record);
+  int32_t* part_i = record + kMaxSlices;
+  int32_t* counter = record + 2 * kMaxSlices;
+  int last = 0;
+  if (threadIdx.x == 0) {
+    part_v[slice] = best;
+    part_i[slice] = best_i;
+    int before;  // releases this block's partial; in the last block, acquires the others'
+    asm volatile("atom.add.acq_rel.gpu.s32 %0, [%1], 1;\n" : "=r"(before) : "l"(counter) : "memory");
+    last = before == n_slices - 1;
+  }
+  if (!__syncthreads_or(last)) return;
+  float v = -INFINITY;
+  int i = INT_MAX;
+  if (threadIdx.x < n_slices) v = __ldcg(part_v + threadIdx.x), i = __ldcg(part_i + threadIdx.x);
+  block_argmax(v, i, fs, is);
+  if (threadIdx.x == 0) {
+    *token = i;
+    *counter = 0;  // ready for the next launch
+  }
+  if (mask)
+    for (int k = threadIdx.x; k < vocab; k += kThreads) mask[k] = k == i;
+}
+
 __global__ void __launch_bounds__(kThreads)
     sample_kernel(float* logits, int64_t ld, int vocab, const SampleRow* rows, const LogitEdit* edits, int32_t* tokens,
-                  uint8_t* kept) {
+                  uint8_t* kept, int32_t* scratch) {
   __shared__ float fs[kWarps];
   __shared__ double ds[kWarps];
   __shared__ int is[kWarps];
@@ -167,6 +215,13 @@ __global__ void __launch_bounds__(kThreads)
   const SampleRow r = rows[blockIdx.x];
   float* x = logits + r.logits_row * ld;
   uint8_t* mask = kept ? kept + static_cast<int64_t>(blockIdx.x) * vocab : nullptr;
+  if (gridDim.y > 1) {  // split launch: greedy rows take every block, the others their first alone
+    if (r.temperature <= 0.0f) {
+      greedy_split(x, vocab, r, edits, tokens + blockIdx.x, mask, scratch + blockIdx.x * kScratchRecord, fs, is);
+      return;
+    }
+    if (blockIdx.y > 0) return;
+  }
 
   // Bias and penalties, one thread per edited token.
   for (int e = r.edit_begin + threadIdx.x; e < r.edit_end; e += kThreads) x[edits[e].token] = edits[e].apply(x[edits[e].token]);
@@ -212,10 +267,15 @@ __global__ void __launch_bounds__(kThreads)
 
 }  // namespace
 
+size_t sample_scratch_words() { return static_cast<size_t>(kSplitMaxRows) * kScratchRecord; }
+
 void sample_tokens(float* logits, int64_t ld, int vocab, const SampleRow* rows, int n_rows, const LogitEdit* edits,
-                   int32_t* tokens, uint8_t* kept, cudaStream_t s) {
+                   int32_t* tokens, uint8_t* kept, int32_t* scratch, cudaStream_t s) {
   if (n_rows <= 0) return;
-  HS_CUDA_CHECK(kernels::launch(sample_kernel, n_rows, kThreads, 0, s, logits, ld, vocab, rows, edits, tokens, kept));
+  const int slices =
+      scratch && n_rows <= kSplitMaxRows ? std::clamp((vocab + kSliceMin - 1) / kSliceMin, 1, kMaxSlices) : 1;
+  HS_CUDA_CHECK(kernels::launch(sample_kernel, dim3(n_rows, slices), kThreads, 0, s, logits, ld, vocab, rows, edits,
+                                tokens, kept, scratch));
 }
 
 }  // namespace hs::cuda
