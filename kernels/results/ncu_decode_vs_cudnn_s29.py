@@ -1,6 +1,6 @@
-# Session 29 (prepared, never run: no device time left). Ours and cuDNN's dense decode at the four
-# shapes main loses, one call each inside an NVTX range "prof", for ncu --nvtx-include prof/ (ncu
-# flushes the caches before each kernel). Run by ncu_decode_vs_cudnn_s29.sh.
+# Prepared in session 29, run in session 30 (ncu_decode_vs_cudnn_s30.csv). Ours and cuDNN's dense
+# decode at the four shapes main loses, one call each inside an NVTX range "prof", for ncu
+# --nvtx-include prof/ (ncu flushes the caches before each kernel). Run by ncu_decode_vs_cudnn_s29.sh.
 import ctypes
 import sys
 import numpy as np
