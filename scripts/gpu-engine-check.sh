@@ -19,10 +19,10 @@
 #             THROUGHPUT_GEN and THROUGHPUT_PLANS shorten the others.
 #             The engine logs where each 100 steps' time goes (HEADSHARD_CUDA_TIMING=1).
 #   trace-4k  the timeline of batch-1 decode steps at 4k (synthetic Llama-3.1-8B; PLAN_4K, default
-#             dense; TRACE_DRIVER runner or engine, default runner): every kernel's and copy's start
-#             and end on the GPU, recorded by the CUPTI injection library of
-#             tests/bench/kernel_trace.cpp, summed per kernel by scripts/kernel_timeline.py (not in
-#             the default stages)
+#             dense; TRACE_DRIVER runner or engine, default runner; TRACE_REPS, default 1): every
+#             kernel's and copy's start and end on the GPU, recorded by the CUPTI injection library
+#             of tests/bench/kernel_trace.cpp, summed per kernel (and per rep, with several) by
+#             scripts/kernel_timeline.py (not in the default stages)
 #   serve     `headshard serve --device cuda` on the default model under scripts/loadtest.py
 #   build-stage  docker/build-stage.sh --flavour cuda: the container image's compile stage
 #   scripts/gpu-engine-check.sh [STAGE...]   (none named: kernels tests memcheck bench serve)
@@ -115,7 +115,7 @@ while [ $i -lt ${#STAGES[@]} ]; do  # a stage may append stages
     trace-4k)
       CUDA_INJECTION64_PATH=$ROOT/$PKG/lib/libhs_kernel_trace.so HS_KERNEL_TRACE=$OUT/trace_4k.tsv \
         run trace_4k 300 "$PKG/bench_generate" --model $M8B --device cuda --plan "${PLAN_4K:-dense}" --prompt 0 \
-        --driver "${TRACE_DRIVER:-runner}" --context 4096 --batch 1 --gen 64 --reps 1 --json "$OUT/trace_4k_bench.json"
+        --driver "${TRACE_DRIVER:-runner}" --context 4096 --batch 1 --gen 64 --reps "${TRACE_REPS:-1}" --json "$OUT/trace_4k_bench.json"
       TAIL=45 run trace_4k_timeline 60 python3 scripts/kernel_timeline.py "$OUT/trace_4k.tsv" --json "$OUT/trace_4k.json"
       ;;
     kv-report)

@@ -7,7 +7,9 @@
 
 A step starts at each kernel whose name matches --marker (the token embedding: every forward
 pass begins with it). Only the steps with the most common kernel count are kept (the decode
-steps; prefill steps launch other kernels), and the first --skip of those are dropped (warm-up).
+steps; prefill steps launch other kernels). They fall into runs: a step with a kernel whose name
+matches --run-marker (a prefill, such as each rep of bench_generate begins with) ends a run. The
+first --skip steps of each run are dropped (warm-up: the first steps of a run capture their graphs).
 For each kept step: its span (first kernel's start to last kernel's end), the time some kernel
 ran (the union of the kernels' intervals), the idle time inside the span, the sum of the kernels'
 durations (more than the busy time where programmatic launches overlap), and the gap to the next
@@ -18,7 +20,8 @@ minus the previous kernel's end (negative: it started before that kernel ended),
 summed over a step. The adds sum to the span; where programmatic launches start a kernel early to
 wait, they say what each kernel costs the step better than its duration does. The table lists the
 kernels by their adds. Copies and memsets (the trace names them "[memcpy HtoD]" and so on) are
-rows like kernels.
+rows like kernels. With more than one run, each run's median span and its kernels' adds follow, to
+compare the runs (session 30 saw the second of three reps run 5% slower on one machine).
 """
 import argparse
 import json
@@ -80,14 +83,47 @@ def median_us(ns):
     return statistics.median(ns) / 1e3 if ns else None
 
 
-def analyse(rows, marker="embed_kernel", skip=5):
+def runs_of(steps, count, marker, skip):
+    """Runs of the steps of `count` kernels between the steps with a kernel matching `marker`, each
+    less its first `skip` steps; empty runs dropped."""
+    pat = re.compile(marker)
+    runs, cur = [], []
+    for i, s in enumerate(steps):
+        if any(pat.search(r["name"]) for r in s):
+            runs.append(cur[skip:])
+            cur = []
+        elif len(s) == count:
+            cur.append(i)
+    runs.append(cur[skip:])
+    return [r for r in runs if r]
+
+
+def kernel_stats(steps, idx, calls):
+    """Per kernel of `calls` ((name, grid) -> positions in a step), over the steps idx: its calls, the
+    median of its summed durations, of its leads and of its summed adds."""
+    adds = {i: adds_ns(steps[i]) for i in idx}
+    out = []
+    for key, pos in calls.items():
+        totals = [sum(steps[i][j]["end"] - steps[i][j]["start"] for j in pos) for i in idx]
+        leads = [steps[i][j]["start"] - steps[i][j - 1]["end"] for i in idx for j in pos if j > 0]
+        out.append({"name": key[0], "grid": key[1], "calls": len(pos), "us_per_step": median_us(totals),
+                    "lead_us": median_us(leads), "adds_us": median_us([sum(adds[i][j] for j in pos) for i in idx])})
+    return out
+
+
+def span_ns(step):
+    return max(r["end"] for r in step) - step[0]["start"]
+
+
+def analyse(rows, marker="embed_kernel", skip=5, run_marker="prefill"):
     steps = split_steps(rows, marker)
     if not steps:
         raise SystemExit("no kernels in the trace")
     count = Counter(len(s) for s in steps).most_common(1)[0][0]
-    idx = [i for i, s in enumerate(steps) if len(s) == count][skip:]
+    runs = runs_of(steps, count, run_marker, skip)
+    idx = [i for r in runs for i in r]
     if not idx:
-        raise SystemExit(f"no step of {count} kernels left after skipping {skip}")
+        raise SystemExit(f"no step of {count} kernels left after skipping {skip} of each run")
     per_step = []
     for i in idx:
         s = steps[i]
@@ -101,25 +137,22 @@ def analyse(rows, marker="embed_kernel", skip=5):
     calls = {}  # (name, grid) -> its positions in a step; dicts keep the first call's order
     for j, r in enumerate(steps[idx[0]]):
         calls.setdefault((short_name(r["name"]), r["grid"]), []).append(j)
-    kernels = []
-    adds = {i: adds_ns(steps[i]) for i in idx}
-    for key, pos in calls.items():
-        totals = [sum(steps[i][j]["end"] - steps[i][j]["start"] for j in pos) for i in idx]
-        leads = [steps[i][j]["start"] - steps[i][j - 1]["end"] for i in idx for j in pos if j > 0]
-        kernels.append({"name": key[0], "grid": key[1], "calls": len(pos), "us_per_step": median_us(totals),
-                        "lead_us": median_us(leads), "adds_us": median_us([sum(adds[i][j] for j in pos) for i in idx])})
-    return {"kernels_per_step": count, "steps": len(idx), "summary_us": summary, "kernels": kernels}
+    per_run = [{"steps": len(r), "span_us": median_us([span_ns(steps[i]) for i in r]),
+                "adds_us": [k["adds_us"] for k in kernel_stats(steps, r, calls)]} for r in runs]
+    return {"kernels_per_step": count, "steps": len(idx), "summary_us": summary,
+            "kernels": kernel_stats(steps, idx, calls), "runs": per_run}
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("trace")
     ap.add_argument("--marker", default="embed_kernel", help="regex of the kernel that starts a step")
-    ap.add_argument("--skip", type=int, default=5, help="decode steps to drop first")
+    ap.add_argument("--skip", type=int, default=5, help="decode steps to drop first in each run")
+    ap.add_argument("--run-marker", default="prefill", help="regex of a kernel whose step ends a run")
     ap.add_argument("--top", type=int, default=40, help="kernels to list, the largest adds first")
     ap.add_argument("--json")
     args = ap.parse_args()
-    res = analyse(read_trace(args.trace), args.marker, args.skip)
+    res = analyse(read_trace(args.trace), args.marker, args.skip, args.run_marker)
     s = res["summary_us"]
     print(f"{res['steps']} steps of {res['kernels_per_step']} kernels; medians in us: span {s['span']:.1f}, "
           f"busy {s['busy']:.1f}, idle {s['idle']:.1f}, kernels' sum {s['kernels']:.1f}"
@@ -129,6 +162,14 @@ def main():
         lead = f"{k['lead_us']:8.2f}" if k["lead_us"] is not None else "       -"
         print(f"{k['name'][:60]:<60} {k['grid']:>12} {k['calls']:>5} {k['us_per_step']:9.1f} {k['adds_us']:9.1f} "
               f"{100 * k['adds_us'] / s['span']:5.1f}% {lead}")
+    if len(res["runs"]) > 1:
+        runs = res["runs"]
+        print(f"{len(runs)} runs; median span, us: " + ", ".join(f"{r['span_us']:.1f} ({r['steps']} steps)" for r in runs))
+        print(f"{'kernel':<60} {'grid':>12}  adds us by run")
+        order = sorted(range(len(res["kernels"])), key=lambda j: -res["kernels"][j]["adds_us"])[:args.top]
+        for j in order:
+            k = res["kernels"][j]
+            print(f"{k['name'][:60]:<60} {k['grid']:>12}  " + " ".join(f"{r['adds_us'][j]:9.1f}" for r in runs))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(res, f, indent=1)

@@ -51,3 +51,33 @@ def test_steps_spans_idle_and_leads(tmp_path):
     # What each adds to its step's end (kept steps: 400/2100/500, 600/2300/300, 400/2100/500 ns).
     assert [k["adds_us"] for k in by_name.values()] == pytest.approx([0.4, 2.1, 0.5])
     assert "span 3.0" in done.stdout and "residual_norm_kernel" in done.stdout
+
+
+def test_runs_split_at_prefill_steps(tmp_path):
+    # Two reps, each a prefill step (a kernel named like the prefill attention) then three decode
+    # steps; --skip 1 drops each rep's first decode step. The second rep's GEMV runs 1000 ns longer.
+    kernels = []
+    t = 0
+    for gemv_ns in (2000, 3000):
+        kernels += [(t, t + 500, EMBED), (t + 500, t + 4500, "void hs::kernels::prefill_wgmma_kernel<128>()")]
+        t += 10000
+        for _ in range(3):
+            kernels += [(t, t + 400, EMBED), (t + 500, t + 500 + gemv_ns, GEMV), (t + 600 + gemv_ns, t + 1100 + gemv_ns, NORM)]
+            t += 10000
+    trace = tmp_path / "trace.tsv"
+    with open(trace, "w") as f:
+        f.write("start_ns\tend_ns\tstream\tgraph_node\tgrid\tblock\tregisters\tshared\tname\n")
+        for s, e, name in kernels:
+            f.write(f"{s}\t{e}\t7\t0\t1x1x1\t256\t32\t0\t{name}\n")
+    out = tmp_path / "timeline.json"
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "kernel_timeline.py"), str(trace), "--skip", "1",
+                           "--json", str(out)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    r = json.loads(out.read_text())
+    assert r["steps"] == 4
+    runs = r["runs"]
+    assert [x["steps"] for x in runs] == [2, 2]
+    # Spans: 400 + 100 + GEMV + 100 + 500 ns; adds: embed 400, GEMV 100 + its duration, norm 600.
+    assert [x["span_us"] for x in runs] == pytest.approx([3.1, 4.1])
+    assert runs[0]["adds_us"] == pytest.approx([0.4, 2.1, 0.6]) and runs[1]["adds_us"] == pytest.approx([0.4, 3.1, 0.6])
+    assert "2 runs; median span, us: 3.1 (2 steps), 4.1 (2 steps)" in done.stdout
