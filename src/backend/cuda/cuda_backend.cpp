@@ -305,14 +305,18 @@ void CudaBackend::configure_kv(const ShardPlan& plan, int32_t n_pages) {
   graphs_.clear();
   ++generation_;
   configured_ = false;
-  pages_.allocate(0);  // free the old pool before asking for the new one
-  const size_t page_elems = static_cast<size_t>(page_bytes(plan.block_size()) / sizeof(bf16));
-  try {
-    pages_.allocate(static_cast<size_t>(n_pages) * page_elems);
-  } catch (const std::runtime_error& e) {
-    throw std::runtime_error("CUDA backend: cannot allocate the KV page pool (" + std::to_string(n_pages) +
-                             " pages of " + std::to_string(page_bytes(plan.block_size())) +
-                             " bytes); lower --kv-memory. " + e.what());
+  // A pool of the same size is kept (an engine built again on this backend, as each rep of
+  // bench_generate builds one): its contents mean nothing to the new cache either way.
+  const size_t pool_elems = static_cast<size_t>(n_pages) * (page_bytes(plan.block_size()) / sizeof(bf16));
+  if (pages_.size() != pool_elems) {
+    pages_.allocate(0);  // free the old pool before asking for the new one
+    try {
+      pages_.allocate(pool_elems);
+    } catch (const std::runtime_error& e) {
+      throw std::runtime_error("CUDA backend: cannot allocate the KV page pool (" + std::to_string(n_pages) +
+                               " pages of " + std::to_string(page_bytes(plan.block_size())) +
+                               " bytes); lower --kv-memory. " + e.what());
+    }
   }
   std::vector<int4> shards;
   shards.reserve(plan.heads().size());
