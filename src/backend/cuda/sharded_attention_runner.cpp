@@ -64,10 +64,10 @@ bool ShardedAttentionRunner::plan(const StepShape& shape, const StepInputs& in, 
                         tok0, c_.head_dim, prefill_);
 
   bool moved = false;
-  const size_t n_items = decode_.items.size();
+  const size_t n_items = decode_.items.size(), n_begins = decode_.layer_begin.size();
   if (n_items > 0) {
     moved |= d_items_.grow_to(n_items);
-    moved |= d_layer_begin_.grow_to(decode_.layer_begin.size());
+    moved |= d_layer_begin_.grow_to(n_begins);
     // Partials of up to `capacity_` items per layer (a fixed layout for a graph of this class).
     kernels::DecodePlan layout;
     layout.max_partials = capacity_;
@@ -78,22 +78,23 @@ bool ShardedAttentionRunner::plan(const StepShape& shape, const StepInputs& in, 
       zeroed_ = {};
     }
     // A decode step's plan changes only when a list gains a page or a sequence comes or goes: at
-    // batch 1, one step in 64 (block size 64). Until then the device keeps the last one.
-    const bool same = items_on_device_ && n_items == last_items_.size() &&
-                      decode_.layer_begin == last_layer_begin_ &&
-                      std::memcmp(decode_.items.data(), last_items_.data(), n_items * sizeof(last_items_[0])) == 0;
+    // batch 1, one step in 64 (block size 64). Until then the device keeps the last one, which the
+    // pinned buffers still hold (they are written only to upload a plan).
+    const bool same = items_on_device_ && n_items == uploaded_items_ && n_begins == uploaded_begins_ &&
+                      std::equal(decode_.layer_begin.begin(), decode_.layer_begin.end(), h_layer_begin_.get()) &&
+                      std::memcmp(decode_.items.data(), h_items_.get(), n_items * sizeof(decode_.items[0])) == 0;
     if (!same) {
       h_items_.grow_to(n_items);
-      h_layer_begin_.grow_to(decode_.layer_begin.size());
+      h_layer_begin_.grow_to(n_begins);
       // (2 MB a step at 256 sequences of an 8B model: in pieces of 512 KB across the threads)
       ThreadPool::global().parallel_for(static_cast<int64_t>(n_items), 16384, [&](int64_t b, int64_t e) {
         std::copy(decode_.items.begin() + b, decode_.items.begin() + e, h_items_.get() + b);
       });
       std::copy(decode_.layer_begin.begin(), decode_.layer_begin.end(), h_layer_begin_.get());
       copies.add_records(h_items_.get(), d_items_.get(), n_items);
-      copies.add(h_layer_begin_.get(), d_layer_begin_.get(), static_cast<int64_t>(decode_.layer_begin.size()));
-      last_items_ = decode_.items;
-      last_layer_begin_ = decode_.layer_begin;
+      copies.add(h_layer_begin_.get(), d_layer_begin_.get(), static_cast<int64_t>(n_begins));
+      uploaded_items_ = n_items;
+      uploaded_begins_ = n_begins;
       items_on_device_ = true;
     }
   }
