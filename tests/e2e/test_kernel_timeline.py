@@ -12,6 +12,21 @@ GEMV = "void hs::cuda::(anonymous namespace)::gemv_kernel<__half, 1, 2, 4, __hal
 NORM = "hs::cuda::residual_norm_kernel(float*, float const*)"
 
 
+def run_timeline(tmp_path, kernels, *args):
+    """Writes (start, end, name) kernels as a trace (in reverse: the script orders them by start),
+    runs the script on it with args, and returns its JSON and what it printed."""
+    trace = tmp_path / "trace.tsv"
+    with open(trace, "w") as f:
+        f.write("start_ns\tend_ns\tstream\tgraph_node\tgrid\tblock\tregisters\tshared\tname\n")
+        for s, e, name in reversed(kernels):
+            f.write(f"{s}\t{e}\t7\t0\t1x1x1\t256\t32\t0\t{name}\n")
+    out = tmp_path / "timeline.json"
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "kernel_timeline.py"), str(trace), *args,
+                           "--json", str(out)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads(out.read_text()), done.stdout
+
+
 def test_steps_spans_idle_and_leads(tmp_path):
     # A prefill step (4 kernels, left out: the decode steps' 3 is the common count), then four
     # decode steps of embed, GEMV, norm; --skip 1 drops the first.
@@ -25,16 +40,7 @@ def test_steps_spans_idle_and_leads(tmp_path):
         # as the first kept step; 6800 after the step before
         (40000, 40400, EMBED), (40500, 42500, GEMV), (42400, 43000, NORM),
     ]
-    trace = tmp_path / "trace.tsv"
-    with open(trace, "w") as f:
-        f.write("start_ns\tend_ns\tstream\tgraph_node\tgrid\tblock\tregisters\tshared\tname\n")
-        for s, e, name in reversed(kernels):  # the script orders them by start
-            f.write(f"{s}\t{e}\t7\t0\t1x1x1\t256\t32\t0\t{name}\n")
-    out = tmp_path / "timeline.json"
-    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "kernel_timeline.py"), str(trace), "--skip", "1",
-                           "--json", str(out)], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stdout + done.stderr
-    r = json.loads(out.read_text())
+    r, stdout = run_timeline(tmp_path, kernels, "--skip", "1")
     assert r["kernels_per_step"] == 3 and r["steps"] == 3
     s = r["summary_us"]
     assert s["span"] == pytest.approx(3.0) and s["busy"] == pytest.approx(2.9) and s["idle"] == pytest.approx(0.1)
@@ -50,7 +56,7 @@ def test_steps_spans_idle_and_leads(tmp_path):
     assert norm["us_per_step"] == pytest.approx(0.6) and norm["lead_us"] == pytest.approx(-0.1)
     # What each adds to its step's end (kept steps: 400/2100/500, 600/2300/300, 400/2100/500 ns).
     assert [k["adds_us"] for k in by_name.values()] == pytest.approx([0.4, 2.1, 0.5])
-    assert "span 3.0" in done.stdout and "residual_norm_kernel" in done.stdout
+    assert "span 3.0" in stdout and "residual_norm_kernel" in stdout
 
 
 def test_runs_split_at_prefill_steps(tmp_path):
@@ -64,20 +70,11 @@ def test_runs_split_at_prefill_steps(tmp_path):
         for _ in range(3):
             kernels += [(t, t + 400, EMBED), (t + 500, t + 500 + gemv_ns, GEMV), (t + 600 + gemv_ns, t + 1100 + gemv_ns, NORM)]
             t += 10000
-    trace = tmp_path / "trace.tsv"
-    with open(trace, "w") as f:
-        f.write("start_ns\tend_ns\tstream\tgraph_node\tgrid\tblock\tregisters\tshared\tname\n")
-        for s, e, name in kernels:
-            f.write(f"{s}\t{e}\t7\t0\t1x1x1\t256\t32\t0\t{name}\n")
-    out = tmp_path / "timeline.json"
-    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "kernel_timeline.py"), str(trace), "--skip", "1",
-                           "--json", str(out)], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stdout + done.stderr
-    r = json.loads(out.read_text())
+    r, stdout = run_timeline(tmp_path, kernels, "--skip", "1")
     assert r["steps"] == 4
     runs = r["runs"]
     assert [x["steps"] for x in runs] == [2, 2]
     # Spans: 400 + 100 + GEMV + 100 + 500 ns; adds: embed 400, GEMV 100 + its duration, norm 600.
     assert [x["span_us"] for x in runs] == pytest.approx([3.1, 4.1])
     assert runs[0]["adds_us"] == pytest.approx([0.4, 2.1, 0.6]) and runs[1]["adds_us"] == pytest.approx([0.4, 3.1, 0.6])
-    assert "2 runs; median span, us: 3.1 (2 steps), 4.1 (2 steps)" in done.stdout
+    assert "2 runs; median span, us: 3.1 (2 steps), 4.1 (2 steps)" in stdout
