@@ -14,8 +14,10 @@
 //     the others' scores to -inf and zero their V rows (a slot no query may see may hold anything,
 //     NaN included). Blocks the rule no longer attends are not copied at all. A grid of at most
 //     one block per multiprocessor (decode_lone_slots) runs an instance that takes 192 KB of
-//     shared memory (half of it stages), one block per SM; larger grids run two blocks per SM,
-//     and grids of many waves three (DecodeInstance; variant 2: always two, 3: always three).
+//     shared memory (half of it stages), one block per SM, and copies long items' K and V rows
+//     in address order instead (kLoneRowsMinTiles; variant 4: every item); larger grids run two
+//     blocks per SM, and grids of many waves three (DecodeInstance; variant 2: always two, 3:
+//     always three).
 //   1 cp.async: every thread copies 16-byte pieces of the tile through a 2..4-stage pipeline and
 //     zero-fills the slots the query may not see.
 //
@@ -269,7 +271,11 @@ __device__ __forceinline__ void load_q(const PagedAttentionArgs& a, const Decode
 // ---- variant 0: bulk tensor copies ------------------------------------------------------------
 struct TmaDecodeArgs {
   CUtensorMap kv;  // the pool as rows of D bf16 (2B rows a page), boxes of min(B, 64) rows x 64 columns
+  // The pool as {64 columns, D / 64 parts, rows}: one box is all parts of min(B, 64) rows, a tile's
+  // K (or V) in address order. Items of at least rows_min_tiles tiles (0: none) copy by it.
+  CUtensorMap kv_rows;
   DecodeParams p;
+  int32_t rows_min_tiles = 0;
 };
 
 // The copy-engine kernel's instances; launch_decode picks one by the grid's size.
@@ -285,6 +291,13 @@ struct TmaDecodeArgs {
 //   strided, at 32k the same; 64 sequences (512 items, two waves) took 3.5% more (session 17).
 enum DecodeInstance : int { kShared, kLone, kTriple };
 constexpr int kTripleWaves = 4;
+// Lone blocks copy the tiles of items of at least this many tiles (16k tokens) by rows, in address
+// order (TmaDecodeArgs::kv_rows; variant 4: every item). Side by side with the 64-column boxes, 16
+// sequences at 32k and 128k took 0.25-0.3% less time, in session 27 and again in 31, and at 4k
+// (64 tiles) 0.3 us more: an ldmatrix over the row-ordered lines has two-way bank conflicts, which
+// lengthen the last tile's work. The shared and triple instances keep the boxes: their 32k and 128k
+// grids gained 0.2-1.6% by rows in session 27 and lost up to 0.3% in session 31 (kernels/NOTES.md).
+constexpr int kLoneRowsMinTiles = 256;
 
 template <int D, int Inst>
 struct TmaDecodeCfg {
@@ -318,7 +331,6 @@ __global__ void __launch_bounds__(kDecodeThreads + 32, TmaDecodeCfg<D, Inst>::kB
   __shared__ uint32_t visible[S][2];  // per stage: which of the tile's 64 tokens the query may see
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  if (tid == kDecodeThreads) tma_prefetch_map(&args.kv);  // the producer's lane 0, before its first copy
   if (tid == 0) {
     for (int s = 0; s < S; ++s) {
       mbar_init(&full[s], 1);
@@ -339,6 +351,11 @@ __global__ void __launch_bounds__(kDecodeThreads + 32, TmaDecodeCfg<D, Inst>::kB
   const int t = a.chunk_pos0[it.chunk];
   const int e0 = it.e_begin, e1 = it.e_end;
   const int n_tiles = (((e1 - e0) << logB) + kDecodeTile - 1) / kDecodeTile;
+  // Row order (lone instance): the tile's K (and V) is one box in address order, and shared memory
+  // holds [row][part][128 bytes], each line swizzled by its index in the tile.
+  constexpr bool kMayRows = Cfg::kIsLone && Cfg::kBoxes > 1;
+  const bool by_rows = kMayRows && args.rows_min_tiles > 0 && n_tiles >= args.rows_min_tiles;
+  if (tid == kDecodeThreads) tma_prefetch_map(by_rows ? &args.kv_rows : &args.kv);  // before the first copy
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
   float o[D / 8][4];
 #pragma unroll
@@ -397,7 +414,12 @@ __global__ void __launch_bounds__(kDecodeThreads + 32, TmaDecodeCfg<D, Inst>::kB
         mbar_arrive_expect_tx(&full[st], uint32_t(__popc(copies)) * 2u * uint32_t(rows) * D * 2u);
       }
       __syncwarp();
-      if (copy) {
+      if (copy && by_rows) {
+        const int row = pg * 2 * B + slot0;
+        const int off = st * Cfg::kTileBytes + lane * rows * 128 * Cfg::kBoxes;
+        tma_load_3d(Kbuf + off, &args.kv_rows, 0, 0, row, &full[st]);
+        tma_load_3d(Vbuf + off, &args.kv_rows, 0, 0, row + B, &full[st]);
+      } else if (copy) {
         const int row = pg * 2 * B + slot0;
         unsigned char* kd = Kbuf + st * Cfg::kTileBytes + lane * rows * 128;
         unsigned char* vd = Vbuf + st * Cfg::kTileBytes + lane * rows * 128;
@@ -419,31 +441,42 @@ __global__ void __launch_bounds__(kDecodeThreads + 32, TmaDecodeCfg<D, Inst>::kB
     cp_async_wait<0>();
     asm volatile("bar.sync 1, %0;\n" ::"n"(kDecodeThreads) : "memory");  // Qs complete
     const float sl = a.scale * kLog2e;
-    for (int k = 0; k < n_tiles; ++k) {
-      const int st = k % S;
-      mbar_wait(&full[st], (k / S) & 1);
-      // Read by the lane that will release the stage (its arrive orders its own accesses only).
-      uint32_t vis = lane == 0 ? (visible[st][warp >> 1] >> ((warp & 1) * 16)) & 0xffffu : 0u;
-      vis = __shfl_sync(kFull, vis, 0);
-      const unsigned char* Kt = Kbuf + st * Cfg::kTileBytes;
-      unsigned char* Vt = Vbuf + st * Cfg::kTileBytes;
-      if (vis != 0) {
-        if (vis != 0xffffu) {  // zero the V rows of the warp's hidden tokens
-          for (int x = lane; x < 16 * Cfg::kBoxes * 8; x += 32) {
-            const int r = x / (Cfg::kBoxes * 8), b = (x / 8) % Cfg::kBoxes, c = x % 8;
-            if (!((vis >> r) & 1u))
-              *reinterpret_cast<uint4*>(Vt + b * Cfg::kBoxBytes + (warp * 16 + r) * 128 + c * 16) = uint4{0, 0, 0, 0};
+    auto consume = [&](auto rows_tag) {
+      constexpr bool kRows = decltype(rows_tag)::value;
+      auto chunk = [](auto* tile, int r, int c) {
+        if constexpr (kRows) return sw128_row_chunk<Cfg::kBoxes>(tile, r, c);
+        else return sw128_chunk<Cfg::kBoxBytes>(tile, r, c);
+      };
+      for (int k = 0; k < n_tiles; ++k) {
+        const int st = k % S;
+        mbar_wait(&full[st], (k / S) & 1);
+        // Read by the lane that will release the stage (its arrive orders its own accesses only).
+        uint32_t vis = lane == 0 ? (visible[st][warp >> 1] >> ((warp & 1) * 16)) & 0xffffu : 0u;
+        vis = __shfl_sync(kFull, vis, 0);
+        const unsigned char* Kt = Kbuf + st * Cfg::kTileBytes;
+        unsigned char* Vt = Vbuf + st * Cfg::kTileBytes;
+        if (vis != 0) {
+          if (vis != 0xffffu) {  // zero the V rows of the warp's hidden tokens
+            for (int x = lane; x < 16 * Cfg::kBoxes * 8; x += 32) {
+              const int r = x / (Cfg::kBoxes * 8), b = (x / 8) % Cfg::kBoxes, c = x % 8;
+              if (!((vis >> r) & 1u)) *reinterpret_cast<uint4*>(chunk(Vt, warp * 16 + r, b * 8 + c)) = uint4{0, 0, 0, 0};
+            }
+            asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");  // before the copy engine refills it
+            __syncwarp();
           }
-          asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");  // before the copy engine refills it
-          __syncwarp();
+          decode_tile<D>(
+              Qs, [&](int r, int c) { return chunk(Kt, r, c); }, [&](int r, int c) { return chunk(Vt, r, c); }, vis,
+              sl, m, l, o);
         }
-        decode_tile<D>(
-            Qs, [&](int r, int c) { return sw128_chunk<Cfg::kBoxBytes>(Kt, r, c); },
-            [&](int r, int c) { return sw128_chunk<Cfg::kBoxBytes>(Vt, r, c); },
-            vis, sl, m, l, o);
+        __syncwarp();
+        if (lane == 0) mbar_arrive(&empty[st]);
       }
-      __syncwarp();
-      if (lane == 0) mbar_arrive(&empty[st]);
+    };
+    if constexpr (kMayRows) {
+      if (by_rows) consume(std::true_type{});
+      else consume(std::false_type{});
+    } else {
+      consume(std::false_type{});
     }
   }
   __syncthreads();  // every copy has landed and been used: the stages become merge scratch
@@ -631,6 +664,22 @@ bool pool_tensor_map(const PagedAttentionArgs& a, CUtensorMap& map, CUtensorMapL
                 CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
+// The pool for the row-ordered copies: {64 columns, D / 64 parts, rows}, boxes of all parts of
+// min(B, 64) rows, 128-byte swizzle, no L2 promotion.
+bool pool_rows_tensor_map(const PagedAttentionArgs& a, CUtensorMap& map) {
+  const int64_t rows = a.kv_pool_pages * 2LL * a.block_size;
+  const auto encode = tensor_map_encoder();
+  if (!encode || rows <= 0 || rows >= (int64_t(1) << 31) || reinterpret_cast<uintptr_t>(a.kv_pool) % 16 != 0)
+    return false;
+  const cuuint64_t dims[3] = {64, cuuint64_t(a.head_dim / 64), cuuint64_t(rows)};
+  const cuuint64_t strides[2] = {128, cuuint64_t(a.head_dim) * sizeof(__nv_bfloat16)};
+  const cuuint32_t box[3] = {64, cuuint32_t(a.head_dim / 64), cuuint32_t(std::min(a.block_size, kDecodeTile))};
+  const cuuint32_t element_strides[3] = {1, 1, 1};
+  return encode(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, const_cast<void*>(a.kv_pool), dims, strides, box,
+                element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                CU_TENSOR_MAP_L2_PROMOTION_NONE, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
 // Blocks of the kernel resident on one multiprocessor (0 on error).
 int blocks_per_sm(const void* kernel, int threads, size_t smem) {
   int n = 0;
@@ -664,12 +713,13 @@ int32_t triple_above() {
 template <int D>
 bool runs_triple(int32_t n_items) {
   const int v = kernel_variant(0);
-  return triple_above<D>() && (v == 3 || (v == 0 && n_items > triple_above<D>()));
+  return triple_above<D>() && (v == 3 || ((v == 0 || v == 4) && n_items > triple_above<D>()));
 }
 
 // Variant 0: the copy engine, with its lone instance for grids of at most lone_slots_for() blocks
 // and its triple one for grids of more than kTripleWaves waves; variant 2: the copy engine, always
-// the shared instance; variant 3: always the triple one (but for lone grids); variant 1: cp.async.
+// the shared instance; variant 3: always the triple one (but for lone grids); variant 4: variant 0
+// with every item of a lone grid copied by rows; variant 1: cp.async.
 template <int D>
 int32_t slots_for() {
   const int v = kernel_variant(0);
@@ -683,7 +733,7 @@ template <int D>
 int32_t lone_slots_for() {
   static const int32_t lone = tma_slots<D, kShared>() > tma_slots<D, kLone>() ? tma_slots<D, kLone>() : 0;
   const int v = kernel_variant(0);
-  return v == 0 || v == 3 ? lone : 0;
+  return v == 0 || v == 3 || v == 4 ? lone : 0;
 }
 
 // One instance of the copy-engine kernel, its shared-memory limit set first (tma_kernel_ptr).
@@ -700,7 +750,11 @@ cudaError_t launch_decode(const DecodeParams& p, cudaStream_t stream) {
     TmaDecodeArgs args;
     args.p = p;
     if (pool_tensor_map(p.a, args.kv, CU_TENSOR_MAP_L2_PROMOTION_NONE)) {
-      if (p.n_items <= lone_slots_for<D>()) return launch_tma<D, kLone>(args, stream);
+      if (p.n_items <= lone_slots_for<D>()) {
+        if (D >= 128 && pool_rows_tensor_map(p.a, args.kv_rows))
+          args.rows_min_tiles = kernel_variant(0) == 4 ? 1 : kLoneRowsMinTiles;
+        return launch_tma<D, kLone>(args, stream);
+      }
       if constexpr (D == 128) {
         if (runs_triple<D>(p.n_items)) return launch_tma<D, kTriple>(args, stream);
       }

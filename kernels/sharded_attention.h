@@ -181,10 +181,11 @@ cudaError_t write_kv(const KvWriteParams& p, cudaStream_t stream);
 // Benchmark knob (not thread-safe; process-wide): kernel variants. Decode (every head_dim) 0: pages
 // streamed by the copy engine (bulk tensor copies, needs kv_pool_pages; default); 1: cp.async by
 // every thread; 2: as 0 but two blocks per multiprocessor for every grid; 3: as 0 but three blocks
-// per multiprocessor for every grid that is not lone (head_dim 128; elsewhere as 0). Prefill
-// (head_dim 128) 0: warpgroup MMA (wgmma) with pages streamed by the copy engine where it runs
-// (default; else as 2), 1: mma.sync with 32 keys per tile, 2: mma.sync with 64. Plan decode after
-// changing it (decode_slots() and decode_lone_slots() depend on it).
+// per multiprocessor for every grid that is not lone (head_dim 128; elsewhere as 0); 4: as 0 but a
+// lone grid copies every item's rows in address order, not only long items' (head_dim 128 and
+// 256). Prefill (head_dim 128) 0: warpgroup MMA (wgmma) with pages streamed by the copy engine
+// where it runs (default; else as 2), 1: mma.sync with 32 keys per tile, 2: mma.sync with 64. Plan
+// decode after changing it (decode_slots() and decode_lone_slots() depend on it).
 void set_kernel_variant(int32_t decode, int32_t prefill);
 
 // Whether this build and GPU run the warpgroup-MMA prefill kernel (device code built for sm_90a,

@@ -42,6 +42,15 @@ __device__ __forceinline__ void tma_load_2d(void* dst, const CUtensorMap* map, i
       : "memory");
 }
 
+// Box at (c0, c1, c2) of a 3D tensor map into dst, completing its bytes on bar.
+__device__ __forceinline__ void tma_load_3d(void* dst, const CUtensorMap* map, int c0, int c1, int c2, uint64_t* bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
+      " [%0], [%1, {%2, %3, %4}], [%5];\n" ::"r"(smem_addr(dst)),
+      "l"(map), "r"(c0), "r"(c1), "r"(c2), "r"(smem_addr(bar))
+      : "memory");
+}
+
 // Starts fetching a tensor map into the copy engine's descriptor cache, so that the first copy
 // through it does not wait for the descriptor (map: a kernel parameter).
 __device__ __forceinline__ void tma_prefetch_map(const CUtensorMap* map) {
@@ -53,6 +62,14 @@ __device__ __forceinline__ void tma_prefetch_map(const CUtensorMap* map) {
 template <int BoxBytes, typename Byte>
 __device__ __forceinline__ Byte* sw128_chunk(Byte* tile, int r, int c) {
   return tile + (c >> 3) * BoxBytes + r * 128 + (((c & 7) ^ (r & 7)) << 4);
+}
+
+// The same for a tile whose rows are Parts 128-byte lines each, in address order (line r * Parts +
+// c / 8), the swizzle by the line's index.
+template <int Parts, typename Byte>
+__device__ __forceinline__ Byte* sw128_row_chunk(Byte* tile, int r, int c) {
+  const int line = r * Parts + (c >> 3);
+  return tile + line * 128 + (((c & 7) ^ (line & 7)) << 4);
 }
 
 // The current device's compute capability (major); 0 when it cannot be read.
