@@ -26,7 +26,10 @@
 #   serve     `headshard serve --device cuda` on the default model under scripts/loadtest.py
 #   build-stage  docker/build-stage.sh --flavour cuda: the container image's compile stage
 #   scripts/gpu-engine-check.sh [STAGE...]   (none named: kernels tests memcheck bench serve)
-# Logs and JSON go to $OUT (default build-cuda/engine-check-out).
+# Logs and JSON go to $OUT (default build-cuda/engine-check-out). POWER_LOG=1 also logs the board's
+# power and SM clock every 100 ms (nvidia-smi) and prints them per run at the end
+# (scripts/power_log.py; power.json): at its 700 W limit an H200 lowers the SM clock, and the
+# batch-1 decode with it (kernels/NOTES.md, session 31).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -51,13 +54,22 @@ M8B=synthetic:llama-3.1-8b
 export HEADSHARD_CUDA_TIMING=1
 STRIDED=s2:stride=8,local=16,sink=1
 status=0
+if [ "${POWER_LOG:-0}" = 1 ]; then
+  rm -f "$OUT/power_marks.tsv"
+  nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,clocks_event_reasons.sw_power_cap --format=csv,noheader \
+    -lms 100 >"$OUT/power.csv" 2>&1 &
+  POWER_PID=$!
+fi
+mark() { [ -n "${POWER_PID:-}" ] && echo "$(date +%s.%N) $1 $2" >>"$OUT/power_marks.tsv"; }
 run() {  # run NAME TIMEOUT command...: logs to $OUT/NAME.log, prints its tail
   local name=$1 limit=$2
   shift 2
   echo "=== $name: $*"
   local t0=$SECONDS
+  mark start "$name"
   timeout "$limit" "$@" >"$OUT/$name.log" 2>&1
   local rc=$?
+  mark end "$name"
   tail -n "${TAIL:-25}" "$OUT/$name.log"
   echo "=== $name: exit $rc after $((SECONDS - t0)) s"
   [ $rc -eq 0 ] || status=1
@@ -153,4 +165,9 @@ while [ $i -lt ${#STAGES[@]} ]; do  # a stage may append stages
     *) echo "unknown stage $stage" >&2; exit 2 ;;
   esac
 done
+if [ -n "${POWER_PID:-}" ]; then
+  kill "$POWER_PID"
+  echo "=== power and SM clock per run (samples over 250 W, every 100 ms)"
+  python3 scripts/power_log.py "$OUT/power.csv" "$OUT/power_marks.tsv" --json "$OUT/power.json"
+fi
 exit $status
