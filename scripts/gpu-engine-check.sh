@@ -23,6 +23,10 @@
 #             kernel's and copy's start and end on the GPU, recorded by the CUPTI injection library
 #             of tests/bench/kernel_trace.cpp, summed per kernel (and per rep, with several) by
 #             scripts/kernel_timeline.py (not in the default stages)
+#   power     with POWER_LOG=1 (set by this stage): batch-1 decode at 4k through the Engine with the
+#             streaming GEMV, then cuBLAS, then each streaming configuration of GEMV_CONFIGS (default
+#             1:2:4 1:2 1:4 1:8 2:4) alone at the gate/up shape for several seconds, so that
+#             power_log.py gives each its watts and clock (not in the default stages)
 #   serve     `headshard serve --device cuda` on the default model under scripts/loadtest.py
 #   build-stage  docker/build-stage.sh --flavour cuda: the container image's compile stage
 #   scripts/gpu-engine-check.sh [STAGE...]   (none named: kernels tests memcheck bench serve)
@@ -54,6 +58,7 @@ M8B=synthetic:llama-3.1-8b
 export HEADSHARD_CUDA_TIMING=1
 STRIDED=s2:stride=8,local=16,sink=1
 status=0
+[[ " ${STAGES[*]} " == *" power "* ]] && POWER_LOG=1
 if [ "${POWER_LOG:-0}" = 1 ]; then
   rm -f "$OUT/power_marks.tsv"
   nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,clocks_event_reasons.sw_power_cap --format=csv,noheader \
@@ -123,6 +128,16 @@ while [ $i -lt ${#STAGES[@]} ]; do  # a stage may append stages
       ;;
     bench-kv-step)
       TAIL=9 run bench_kv_step 120 "$PKG/bench_kv_step" --context 1024 --seqs 64,256 --json "$OUT/bench_kv_step.json"
+      ;;
+    power)
+      for g in on off; do
+        run "power_engine_gemv_$g" 200 "$PKG/bench_generate" --model $M8B --device cuda --driver engine --plan dense \
+          --prompt 0 --context 4096 --batch 1 --gen 512 --reps 3 --gemv $g --json "$OUT/power_engine_gemv_$g.json"
+      done
+      for c in ${GEMV_CONFIGS:-1:2:4 1:2 1:4 1:8 2:4}; do
+        TAIL=3 run "power_gemv_${c//:/_}" 120 "$PKG/bench_gemv" --shapes 28672x4096 --configs "$c" --calls 20000 --reps 3 --no-cublas \
+          --json "$OUT/power_gemv_${c//:/_}.json"
+      done
       ;;
     trace-4k)
       CUDA_INJECTION64_PATH=$ROOT/$PKG/lib/libhs_kernel_trace.so HS_KERNEL_TRACE=$OUT/trace_4k.tsv \

@@ -1,12 +1,14 @@
 // The single-row linear layers (decode of one sequence) at a model's shapes: the streaming kernel
 // of gemv.h in each configuration, and cuBLAS, side by side in one run.
 //   bench_gemv [--shapes MxK[,MxK...]] [--configs R:U[:S][,...]] [--calls N] [--reps R] [--json FILE]
+//              [--no-cublas]
 // Shapes default to Llama-3.1-8B's (QKV, output, gate/up, down, LM head); configurations to every
 // kernel gemv.h has (R rows per warp, U loads in flight per lane and row, S warps sharing a row).
 // Each timed run launches N calls back to back, each on its own copy of the weights (copies enough
 // to be 4x the L2), and reports the median over R runs of the time per call; bandwidth is the
 // weight bytes over it. A device-to-device copy of 1 GiB in the same run gives the ceiling (bytes
-// read and written).
+// read and written). --no-cublas leaves cuBLAS out (a run that times one kernel alone, as
+// gpu-engine-check.sh's power stage does).
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -63,7 +65,7 @@ struct Timer {
 }  // namespace
 
 int main(int argc, char** argv) try {
-  hs::cli::Args a(argc, argv, 1, {"shapes", "configs", "calls", "reps", "json"}, {});
+  hs::cli::Args a(argc, argv, 1, {"shapes", "configs", "calls", "reps", "json"}, {"no-cublas"});
   const auto shapes = split(a.str("shapes", "6144x4096,4096x4096,28672x4096,4096x14336,128256x4096"), ',');
   const auto configs = split(a.str("configs", "1:2,1:4,1:8,1:16,2:2,2:4,2:8,1:2:2,1:2:4,1:4:2"), ',');
   const int calls = static_cast<int>(a.integer("calls", 64));
@@ -124,9 +126,10 @@ int main(int argc, char** argv) try {
         hs::cuda::gemv(x.get(), wc, hs::cuda::GemmType::FP16, m, k, y.get(), 0.0f, nullptr, cfg);
       });
     }
-    row("cublas", [&](const hs::cuda::half16* wc) {
-      cublas.linear(x.get(), k, wc, hs::cuda::GemmType::FP16, m, k, 1, y.get(), m);
-    });
+    if (!a.has("no-cublas"))
+      row("cublas", [&](const hs::cuda::half16* wc) {
+        cublas.linear(x.get(), k, wc, hs::cuda::GemmType::FP16, m, k, 1, y.get(), m);
+      });
   }
   std::printf("\n* the configuration Gemm uses (gemv_config, up to %d parts of k)\n", hs::cuda::kMaxGemvSplits);
   hs::bench::write_json(a.str("json", "bench_gemv.json"), out);

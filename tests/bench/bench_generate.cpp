@@ -116,8 +116,8 @@ int main(int argc, char** argv) try {
       }
   }
 
+  const std::string device = hs::cli::resolve_device(a.str("device", "auto"));  // fail before loading
   hs::Model m = hs::load_model(path);
-  const std::string device = hs::cli::resolve_device(a.str("device", "auto"));
   std::mt19937 rng(42);
   auto random_tokens = [&](int n) {
     std::vector<int32_t> t(n);
