@@ -35,7 +35,7 @@ void ShardedAttentionRunner::configure(const ModelConfig& c, int32_t block_size)
   options_ = {};
   options_.slots = std::max(1, kernels::decode_slots(c.head_dim));
   options_.lone_slots = kernels::decode_lone_slots(c.head_dim);
-  items_on_device_ = false;
+  uploaded_items_ = 0;
   zeroed_ = {};
   options_.parallel_for = [](int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
     ThreadPool::global().parallel_for(n, grain, fn);
@@ -74,13 +74,13 @@ bool ShardedAttentionRunner::plan(const StepShape& shape, const StepInputs& in, 
     layout.n_groups = n_groups_;
     moved |= workspace_.grow_to(kernels::decode_workspace_bytes(layout, c_.n_heads / c_.n_kv_heads, c_.head_dim));
     if (moved) {  // the new buffers hold no plan and no zeroed counters
-      items_on_device_ = false;
+      uploaded_items_ = 0;
       zeroed_ = {};
     }
     // A decode step's plan changes only when a list gains a page or a sequence comes or goes: at
     // batch 1, one step in 64 (block size 64). Until then the device keeps the last one, which the
     // pinned buffers still hold (they are written only to upload a plan).
-    const bool same = items_on_device_ && n_items == uploaded_items_ && n_begins == uploaded_begins_ &&
+    const bool same = n_items == uploaded_items_ && n_begins == uploaded_begins_ &&
                       std::equal(decode_.layer_begin.begin(), decode_.layer_begin.end(), h_layer_begin_.get()) &&
                       std::memcmp(decode_.items.data(), h_items_.get(), n_items * sizeof(decode_.items[0])) == 0;
     if (!same) {
@@ -95,7 +95,6 @@ bool ShardedAttentionRunner::plan(const StepShape& shape, const StepInputs& in, 
       copies.add(h_layer_begin_.get(), d_layer_begin_.get(), static_cast<int64_t>(n_begins));
       uploaded_items_ = n_items;
       uploaded_begins_ = n_begins;
-      items_on_device_ = true;
     }
   }
   if (!prefill_.empty()) {

@@ -65,10 +65,9 @@ class ShardedAttentionRunner {
   DeviceBuffer<unsigned char> workspace_;  // partial outputs and LSEs, then merge counters
 
   // What the device holds: the decode plan last uploaded, whose items and layer begins
-  // (uploaded_items_ and uploaded_begins_ of them) h_items_ and h_layer_begin_ still hold, valid
-  // while items_on_device_; and the capacity and group count whose counters are zero.
+  // (uploaded_items_ and uploaded_begins_ of them; no plan while uploaded_items_ is 0) h_items_
+  // and h_layer_begin_ still hold; and the capacity and group count whose counters are zero.
   size_t uploaded_items_ = 0, uploaded_begins_ = 0;
-  bool items_on_device_ = false;
   struct Zeroed {
     int32_t capacity = 0, groups = 0;
   } zeroed_;
