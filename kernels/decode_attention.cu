@@ -650,34 +650,36 @@ PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
   return fn;
 }
 
-bool pool_tensor_map(const PagedAttentionArgs& a, CUtensorMap& map, CUtensorMapL2promotion promotion) {
+// The pool as a bf16 tensor of `rank` dimensions, the innermost first and the last its rows
+// (dims[rank - 1] is set here), in 128-byte swizzled boxes; false where the copy engine cannot take
+// it (see pool_tensor_map).
+bool encode_pool_map(const PagedAttentionArgs& a, CUtensorMap& map, cuuint32_t rank, cuuint64_t* dims,
+                     const cuuint64_t* strides, const cuuint32_t* box, CUtensorMapL2promotion promotion) {
   const int64_t rows = a.kv_pool_pages * 2LL * a.block_size;
   const auto encode = tensor_map_encoder();
   if (!encode || rows <= 0 || rows >= (int64_t(1) << 31) || reinterpret_cast<uintptr_t>(a.kv_pool) % 16 != 0)
     return false;
-  const cuuint64_t dims[2] = {cuuint64_t(a.head_dim), cuuint64_t(rows)};
-  const cuuint64_t strides[1] = {cuuint64_t(a.head_dim) * sizeof(__nv_bfloat16)};
-  const cuuint32_t box[2] = {64, cuuint32_t(std::min(a.block_size, kDecodeTile))};
-  const cuuint32_t element_strides[2] = {1, 1};
-  return encode(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<void*>(a.kv_pool), dims, strides, box,
+  dims[rank - 1] = cuuint64_t(rows);
+  const cuuint32_t element_strides[3] = {1, 1, 1};
+  return encode(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, rank, const_cast<void*>(a.kv_pool), dims, strides, box,
                 element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, promotion,
                 CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
+bool pool_tensor_map(const PagedAttentionArgs& a, CUtensorMap& map, CUtensorMapL2promotion promotion) {
+  cuuint64_t dims[2] = {cuuint64_t(a.head_dim), 0};
+  const cuuint64_t strides[1] = {cuuint64_t(a.head_dim) * sizeof(__nv_bfloat16)};
+  const cuuint32_t box[2] = {64, cuuint32_t(std::min(a.block_size, kDecodeTile))};
+  return encode_pool_map(a, map, 2, dims, strides, box, promotion);
+}
+
 // The pool for the row-ordered copies: {64 columns, D / 64 parts, rows}, boxes of all parts of
-// min(B, 64) rows, 128-byte swizzle, no L2 promotion.
+// min(B, 64) rows, no L2 promotion.
 bool pool_rows_tensor_map(const PagedAttentionArgs& a, CUtensorMap& map) {
-  const int64_t rows = a.kv_pool_pages * 2LL * a.block_size;
-  const auto encode = tensor_map_encoder();
-  if (!encode || rows <= 0 || rows >= (int64_t(1) << 31) || reinterpret_cast<uintptr_t>(a.kv_pool) % 16 != 0)
-    return false;
-  const cuuint64_t dims[3] = {64, cuuint64_t(a.head_dim / 64), cuuint64_t(rows)};
+  cuuint64_t dims[3] = {64, cuuint64_t(a.head_dim / 64), 0};
   const cuuint64_t strides[2] = {128, cuuint64_t(a.head_dim) * sizeof(__nv_bfloat16)};
   const cuuint32_t box[3] = {64, cuuint32_t(a.head_dim / 64), cuuint32_t(std::min(a.block_size, kDecodeTile))};
-  const cuuint32_t element_strides[3] = {1, 1, 1};
-  return encode(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, const_cast<void*>(a.kv_pool), dims, strides, box,
-                element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                CU_TENSOR_MAP_L2_PROMOTION_NONE, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+  return encode_pool_map(a, map, 3, dims, strides, box, CU_TENSOR_MAP_L2_PROMOTION_NONE);
 }
 
 // Blocks of the kernel resident on one multiprocessor (0 on error).
