@@ -25,8 +25,9 @@
 #             scripts/kernel_timeline.py (not in the default stages)
 #   power     with POWER_LOG=1 (set by this stage): batch-1 decode at 4k through the Engine with the
 #             streaming GEMV, then cuBLAS, then each streaming configuration of GEMV_CONFIGS (default
-#             1:2:4 1:2 1:4 1:8 2:4) alone at the gate/up shape for several seconds, so that
-#             power_log.py gives each its watts and clock (not in the default stages)
+#             1:2:4 1:2 1:4 1:8 2:4) alone at the gate/up shape for several seconds, then the Engine's
+#             configuration at each other shape of GEMV_SHAPES (MxK:calls), so that power_log.py
+#             gives each its watts and clock (not in the default stages)
 #   serve     `headshard serve --device cuda` on the default model under scripts/loadtest.py
 #   build-stage  docker/build-stage.sh --flavour cuda: the container image's compile stage
 #   scripts/gpu-engine-check.sh [STAGE...]   (none named: kernels tests memcheck bench serve)
@@ -137,6 +138,11 @@ while [ $i -lt ${#STAGES[@]} ]; do  # a stage may append stages
       for c in ${GEMV_CONFIGS:-1:2:4 1:2 1:4 1:8 2:4}; do
         TAIL=3 run "power_gemv_${c//:/_}" 120 "$PKG/bench_gemv" --shapes 28672x4096 --configs "$c" --calls 20000 --reps 3 --no-cublas \
           --json "$OUT/power_gemv_${c//:/_}.json"
+      done
+      # The Engine's configuration (1:2:4) at the model's other shapes, each call count about 3 s a rep.
+      for sc in ${GEMV_SHAPES:-6144x4096:250000 4096x4096:375000 4096x14336:110000 128256x4096:12000}; do
+        TAIL=3 run "power_gemv_shape_${sc%%:*}" 120 "$PKG/bench_gemv" --shapes "${sc%%:*}" --configs 1:2:4 --calls "${sc##*:}" \
+          --reps 3 --no-cublas --json "$OUT/power_gemv_shape_${sc%%:*}.json"
       done
       ;;
     trace-4k)
