@@ -139,7 +139,7 @@ while [ $i -lt ${#STAGES[@]} ]; do  # a stage may append stages
         TAIL=3 run "power_gemv_${c//:/_}" 120 "$PKG/bench_gemv" --shapes 28672x4096 --configs "$c" --calls 20000 --reps 3 --no-cublas \
           --json "$OUT/power_gemv_${c//:/_}.json"
       done
-      # The Engine's configuration (1:2:4) at the model's other shapes, each call count about 3 s a rep.
+      # The Engine's configuration (1:2:4) at the model's other shapes, calls enough for about 3 s a rep.
       for sc in ${GEMV_SHAPES:-6144x4096:250000 4096x4096:375000 4096x14336:110000 128256x4096:12000}; do
         TAIL=3 run "power_gemv_shape_${sc%%:*}" 120 "$PKG/bench_gemv" --shapes "${sc%%:*}" --configs 1:2:4 --calls "${sc##*:}" \
           --reps 3 --no-cublas --json "$OUT/power_gemv_shape_${sc%%:*}.json"
