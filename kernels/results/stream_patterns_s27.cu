@@ -47,14 +47,8 @@ using hs::kernels::detail::mbar_arrive_expect_tx;
 using hs::kernels::detail::mbar_init;
 using hs::kernels::detail::mbar_wait;
 using hs::kernels::detail::tma_load_2d;
+using hs::kernels::detail::tma_load_3d;
 __device__ __forceinline__ uint32_t sa(const void* p) { return hs::kernels::detail::smem_addr(p); }
-__device__ __forceinline__ void tma3d(void* dst, const CUtensorMap* m, int c0, int c1, int c2, uint64_t* b) {
-  asm volatile(
-      "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], "
-      "[%5];\n" ::"r"(sa(dst)),
-      "l"(m), "r"(c0), "r"(c1), "r"(c2), "r"(sa(b))
-      : "memory");
-}
 __device__ __forceinline__ void bulk(void* dst, const void* src, uint32_t bytes, uint64_t* b) {
   asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(
                    sa(dst)),
@@ -117,8 +111,8 @@ __global__ void __launch_bounds__(kThreads) stream_kernel(const __grid_constant_
         for (int j = 0; j < 64; j += a.box_rows)
           for (int b = 0; b < 2; ++b) tma_load_2d(V + b * 8192 + j * 128, &a.map, b * 64, row + 64 + j, &full[st]);
       } else if (a.mode == 2) {
-        tma3d(K, &a.map, 0, 0, row, &full[st]);
-        tma3d(V, &a.map, 0, 0, row + 64, &full[st]);
+        tma_load_3d(K, &a.map, 0, 0, row, &full[st]);
+        tma_load_3d(V, &a.map, 0, 0, row + 64, &full[st]);
       } else {
         const unsigned char* g = a.pool + pg * kPageBytes;
         bulk(K, g, kTileBytes, &full[st]);
