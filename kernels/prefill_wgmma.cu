@@ -142,20 +142,26 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const __grid
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
   if (tid == kConsumers) tma_prefetch_map(&args.kv);
-  // Packed (even group): blocks y = 2i and 2i + 1 take the second and the first half of item i's
-  // rows (the later queries first: they see more keys), x the query heads 2x and 2x + 1.
+  // The grid is one row of blocks in the order KV head, then item, then the KV head's query heads
+  // (hb: one, or two when packed). The blocks in flight together read one KV head's keys, which
+  // then stay in the L2; with the query heads first across all KV heads, the 32k and 128k dense
+  // prefills read 11 and 28 times the DRAM bytes and took 1.3-6% longer (kernels/NOTES.md, session 33).
+  // Packed (even group): y = 2i and 2i + 1 take the second and the first half of item i's rows
+  // (the later queries first: they see more keys).
   const bool packed = a.group % 2 == 0;
-  PrefillWorkItem it = p.items[packed ? blockIdx.y >> 1 : blockIdx.y];
+  const int per_kv = packed ? a.group / 2 : a.group, ny = packed ? 2 * p.n_items : p.n_items;
+  const int kvh = blockIdx.x / (per_kv * ny), r = blockIdx.x - kvh * per_kv * ny, y = r / per_kv;
+  const int hb = kvh * per_kv + r - y * per_kv;
+  PrefillWorkItem it = p.items[packed ? y >> 1 : y];
   if (packed) {
-    const int half = (~blockIdx.y & 1) * 64;
+    const int half = (~y & 1) * 64;
     it.pos += half;
     it.tok += half;
     it.n_rows = min(it.n_rows - half, 64);
   }
   const int n_rows = it.n_rows;
   if (n_rows <= 0) return;  // packed: an item's second half past its chunk's end
-  const int h0 = packed ? 2 * blockIdx.x : blockIdx.x;  // the block's (first) query head
-  const int kvh = h0 / a.group;
+  const int h0 = packed ? 2 * hb : hb;  // the block's (first) query head
   const TileQuery q = prefill_tile(a, it, kvh, kBN);
   const int logU = __ffs(q.U) - 1;
   // Row r of the block's Q (and O) tile: its query head and its row in the tile of queries.
@@ -414,10 +420,8 @@ bool launch_prefill_wgmma(const PrefillParams& p, cudaStream_t stream, cudaError
   if (!wgmma_built() || p.a.head_dim != kD || p.a.out_stride() % 8 || reinterpret_cast<uintptr_t>(p.a.out) % 16 ||
       !pool_tensor_map(p.a, args.kv, CU_TENSOR_MAP_L2_PROMOTION_L2_256B))
     return false;  // the output's rows must take 16-byte stores
-  const int pack = p.a.group % 2 == 0 ? 2 : 1;  // query heads a block takes (the kernel's `packed`)
-  if (int64_t(p.n_items) * pack > 65535) return false;  // past the grid's y limit: the mma.sync kernel
-  const dim3 grid(p.a.n_kv_heads * p.a.group / pack, p.n_items * pack);
-  prefill_wgmma_kernel<<<grid, kThreads, kSmem, stream>>>(args);
+  const int64_t blocks = int64_t(p.a.n_kv_heads) * p.a.group * p.n_items;  // packed: twice the items, half the heads
+  prefill_wgmma_kernel<<<unsigned(blocks), kThreads, kSmem, stream>>>(args);
   err = cudaGetLastError();
   return true;
 }
