@@ -159,7 +159,7 @@ struct PrefillParams {
   int32_t n_items = 0;
 };
 
-// Every query row of every item, for every query head (grid: heads x items).
+// Every query row of every item, for every query head (a block per query head, or two, and item).
 cudaError_t prefill_attention(const PrefillParams& p, cudaStream_t stream);
 
 // ---- K/V write ------------------------------------------------------------------------------
