@@ -530,7 +530,9 @@ def run_prefill(lib, args, peers, results):
     return rows
 
 
-def prefill_shape(lib, args, peers, rows, n, stream, scale):
+def prefill_tensors(n):
+    """Batch-1 prefill inputs of n tokens (seeded by n): q [n, HQ, D], k and v [1, HKV, n, D], and the
+    page pool [HKV * pages, 2 (K, V), BLK, D] holding k and v, KV head h in pages h * pages onwards."""
     torch.manual_seed(n)
     nblk = (n + BLK - 1) // BLK
     q = torch.randn(n, HQ, D, dtype=torch.bfloat16, device="cuda")
@@ -538,12 +540,14 @@ def prefill_shape(lib, args, peers, rows, n, stream, scale):
     v = torch.randn(1, HKV, n, D, dtype=torch.bfloat16, device="cuda")
     pool = torch.zeros(HKV * nblk, 2, BLK, D, dtype=torch.bfloat16, device="cuda")
     pv = pool.view(HKV, nblk, 2, BLK, D)
-    pad = nblk * BLK - n
-    kp = F.pad(k[0], (0, 0, 0, pad)).view(HKV, nblk, BLK, D)
-    vp = F.pad(v[0], (0, 0, 0, pad)).view(HKV, nblk, BLK, D)
-    pv[:, :, 0].copy_(kp)
-    pv[:, :, 1].copy_(vp)
-    del kp, vp
+    for part, x in enumerate((k, v)):
+        pv[:, :, part].copy_(F.pad(x[0], (0, 0, 0, nblk * BLK - n)).view(HKV, nblk, BLK, D))
+    return q, k, v, pool
+
+
+def prefill_shape(lib, args, peers, rows, n, stream, scale):
+    nblk = (n + BLK - 1) // BLK
+    q, k, v, pool = prefill_tensors(n)
     out = torch.empty(n, HQ * D, dtype=torch.bfloat16, device="cuda")
     indptr = (np.arange(HKV + 1) * nblk).astype(np.int32)
     blocks = np.tile(np.arange(nblk, dtype=np.int32), HKV)
@@ -659,7 +663,7 @@ def prefill_shape(lib, args, peers, rows, n, stream, scale):
         print(f"prefill n {n:6d} {plan:9s} ours {row['ours_ms']:9.3f} ms {row['ours_TFLOPs']:6.1f} TFLOP/s  "
               f"flex {row.get('flex_ms', float('nan')):9.3f} ms  rel err {row['rel_err']:.2e}", flush=True)
     lib.hs_prefill_free(h)
-    del q, k, v, pool, pv, out, qt, d, sdpa_res
+    del q, k, v, pool, out, qt, d, sdpa_res
 
 
 def by_variant(r, prefix):

@@ -7,7 +7,7 @@ KV-head-major order (one and two KV heads at a time), call B on main's library a
   --mode ncu:   one call each inside NVTX range "prof" (for ncu --nvtx-include prof/)
   --mode power: each run back to back for --secs, marks for scripts/power_log.py, ms per call printed
 """
-import argparse, ctypes, os, sys, time
+import argparse, ctypes, sys, time
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -28,15 +28,8 @@ stream = torch.cuda.current_stream().cuda_stream
 HQ, HKV, D, BLK, G = ba.HQ, ba.HKV, ba.D, ba.BLK, ba.GROUP
 marks = open(args.marks, "w") if args.mode == "power" else None
 for n in args.tokens:
-    torch.manual_seed(n)
     nblk = (n + BLK - 1) // BLK
-    q = torch.randn(n, HQ, D, dtype=torch.bfloat16, device="cuda")
-    k = torch.randn(1, HKV, n, D, dtype=torch.bfloat16, device="cuda")
-    v = torch.randn(1, HKV, n, D, dtype=torch.bfloat16, device="cuda")
-    pool = torch.zeros(HKV * nblk, 2, BLK, D, dtype=torch.bfloat16, device="cuda")
-    pv = pool.view(HKV, nblk, 2, BLK, D)
-    pv[:, :, 0].copy_(F.pad(k[0], (0, 0, 0, nblk * BLK - n)).view(HKV, nblk, BLK, D))
-    pv[:, :, 1].copy_(F.pad(v[0], (0, 0, 0, nblk * BLK - n)).view(HKV, nblk, BLK, D))
+    q, k, v, pool = ba.prefill_tensors(n)
     out = torch.empty(n, HQ * D, dtype=torch.bfloat16, device="cuda")
     dev = lambda x: torch.from_numpy(x).cuda()  # noqa: E731
     indptr = dev((np.arange(HKV + 1) * nblk).astype(np.int32))
@@ -100,5 +93,5 @@ for n in args.tokens:
                 time.sleep(1.0)
     for lib, h in zip(libs, hs):
         lib.hs_prefill_free(h)
-    del q, k, v, pool, pv, out, qt
+    del q, k, v, pool, out, qt
     torch.cuda.empty_cache()
