@@ -142,10 +142,11 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const __grid
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
   if (tid == kConsumers) tma_prefetch_map(&args.kv);
-  // The grid is one row of blocks in the order KV head, then item, then the KV head's query heads
-  // (hb: one, or two when packed). The blocks in flight together read one KV head's keys, which
-  // then stay in the L2; with the query heads first across all KV heads, the 32k and 128k dense
-  // prefills read 11 and 28 times the DRAM bytes and took 1.5-6.5% longer (kernels/NOTES.md, session 33).
+  // The grid is one row of blocks nested as KV head, then item, then the KV head's query-head blocks
+  // (hb; a block takes one query head, or two when packed). The blocks in flight together read one
+  // KV head's keys, which then stay in the L2. With the query-head blocks varying fastest across
+  // all KV heads (the 2D grid before), the 32k and 128k dense prefills read 11 and 28 times the DRAM
+  // bytes and took 1.5-6.5% longer (kernels/NOTES.md, session 33).
   // Packed (even group): y = 2i and 2i + 1 take the second and the first half of item i's rows
   // (the later queries first: they see more keys).
   const bool packed = a.group % 2 == 0;
