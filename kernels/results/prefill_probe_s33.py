@@ -35,10 +35,10 @@ for n in args.tokens:
     indptr = dev((np.arange(HKV + 1) * nblk).astype(np.int32))
     blocks = dev(np.tile(np.arange(nblk, dtype=np.int32), HKV))
     pages = dev(np.arange(HKV * nblk, dtype=np.int32))
-    pos0, tok0 = dev(np.zeros(1, np.int32)), dev(np.array([0, n], np.int32))
+    pos0_h, tok0_h = np.zeros(1, np.int32), np.array([0, n], np.int32)
+    pos0, tok0 = dev(pos0_h), dev(tok0_h)
     sh = dev(ba.shards_for("dense"))
-    hs = [lib.hs_prefill_plan(ba.np_ptr(np.zeros(1, np.int32)), 1, ba.np_ptr(np.zeros(1, np.int32)),
-                              ba.np_ptr(np.array([0, n], np.int32)), D) for lib in libs]
+    hs = [lib.hs_prefill_plan(ba.np_ptr(np.zeros(1, np.int32)), 1, ba.np_ptr(pos0_h), ba.np_ptr(tok0_h), D) for lib in libs]
     a = ba.AttnArgs(q.data_ptr(), out.data_ptr(), pool.data_ptr(), indptr.data_ptr(), blocks.data_ptr(),
                     pages.data_ptr(), pos0.data_ptr(), tok0.data_ptr(), sh.data_ptr(), 0, 0, pool.shape[0], 1, 0,
                     HKV, G, D, BLK, 0, D ** -0.5)
