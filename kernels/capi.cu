@@ -64,6 +64,7 @@ struct DecodeHandle {
 struct PrefillHandle {
   std::vector<PrefillWorkItem> host;
   PrefillWorkItem* items = nullptr;
+  int kv_heads_together = 1;  // PrefillParams::kv_heads_together
 };
 
 }  // namespace
@@ -146,7 +147,17 @@ int hs_prefill_run(void* handle, const HsAttnArgs* args, void* stream) {
   p.a = to_args(*args);
   p.items = h->items;
   p.n_items = int(h->host.size());
+  p.kv_heads_together = h->kv_heads_together;
   return int(prefill_attention(p, static_cast<cudaStream_t>(stream)));
+}
+
+// The grid order of the handle's later runs (PrefillParams::kv_heads_together).
+void hs_prefill_set_order(void* handle, int kv_heads_together) {
+  static_cast<PrefillHandle*>(handle)->kv_heads_together = kv_heads_together;
+}
+
+int hs_prefill_kv_heads_together(int n_kv_heads, int64_t kv_bytes) {
+  return prefill_kv_heads_together(n_kv_heads, kv_bytes);
 }
 
 void hs_prefill_free(void* handle) {

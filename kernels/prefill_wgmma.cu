@@ -142,17 +142,21 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const __grid
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
   if (tid == kConsumers) tma_prefetch_map(&args.kv);
-  // The grid is one row of blocks nested as KV head, then item, then the KV head's query-head blocks
-  // (hb; a block takes one query head, or two when packed). The blocks in flight together read one
-  // KV head's keys, which then stay in the L2. With the query-head blocks varying fastest across
-  // all KV heads (the 2D grid before), the 32k and 128k dense prefills read 11 and 28 times the DRAM
-  // bytes and took 1.5-6.5% longer (kernels/NOTES.md, session 33).
+  // The grid is one row of blocks nested as a group of p.kv_heads_together KV heads, then item,
+  // then the group's query-head blocks (hb; a block takes one query head, or two when packed). With
+  // one KV head a group, the blocks in flight together read one KV head's keys, which then stay in
+  // the L2: with the query-head blocks varying fastest across all KV heads (a single group), the
+  // 32k and 128k dense prefills read 11 and 28 times the DRAM bytes and took 1.5-6.5% longer. A
+  // single group keeps the plan's largest-first order across the whole grid, which short chunks
+  // whose keys all fit in the L2 gain by (kernels/NOTES.md, sessions 33 and 34).
   // Packed (even group): y = 2i and 2i + 1 take the second and the first half of item i's rows
   // (the later queries first: they see more keys).
   const bool packed = a.group % 2 == 0;
   const int per_kv = packed ? a.group / 2 : a.group, ny = packed ? 2 * p.n_items : p.n_items;
-  const int kvh = blockIdx.x / (per_kv * ny), r = blockIdx.x - kvh * per_kv * ny, y = r / per_kv;
-  const int hb = kvh * per_kv + r - y * per_kv;
+  const int per_group = p.kv_heads_together * per_kv;  // query-head blocks of a group
+  const int grp = blockIdx.x / (per_group * ny), r = blockIdx.x - grp * per_group * ny, y = r / per_group;
+  const int hb = grp * per_group + r - y * per_group;
+  const int kvh = hb / per_kv;
   PrefillWorkItem it = p.items[packed ? y >> 1 : y];
   if (packed) {
     const int half = (~y & 1) * 64;
@@ -421,6 +425,7 @@ bool launch_prefill_wgmma(const PrefillParams& p, cudaStream_t stream, cudaError
   if (!wgmma_built() || p.a.head_dim != kD || p.a.out_stride() % 8 || reinterpret_cast<uintptr_t>(p.a.out) % 16 ||
       !pool_tensor_map(p.a, args.kv, CU_TENSOR_MAP_L2_PROMOTION_L2_256B))
     return false;  // the output's rows must take 16-byte stores
+  if (p.kv_heads_together < 1 || p.a.n_kv_heads % p.kv_heads_together) args.p.kv_heads_together = 1;
   const int64_t blocks = int64_t(p.a.n_kv_heads) * p.a.group * p.n_items;  // packed: twice the items, half the heads
   prefill_wgmma_kernel<<<unsigned(blocks), kThreads, kSmem, stream>>>(args);
   err = cudaGetLastError();

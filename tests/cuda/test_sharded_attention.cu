@@ -395,12 +395,20 @@ void check_variant(const Problem& p, K::DecodePlanOptions dopt, bool run_prefill
     pp.a = f.args(apart);
     pp.items = d_items.as<K::PrefillWorkItem>();
     pp.n_items = int(items.size());
-    f.poison_out();
-    CK(K::prefill_attention(pp, nullptr));
-    CK(cudaDeviceSynchronize());
-    const auto out = f.download_out();
-    const std::string err = compare(f, out, ref, all);
-    EXPECT_EQ(err, "") << "prefill";
+    // Every grid order of the warpgroup-MMA kernel: one KV head at a time, all at once, and a
+    // group of two between them (the other kernels ignore it).
+    std::vector<int> orders{1};
+    if (p.n_kv % 2 == 0 && p.n_kv > 2) orders.push_back(2);
+    if (p.n_kv > 1) orders.push_back(p.n_kv);
+    for (const int together : orders) {
+      pp.kv_heads_together = together;
+      f.poison_out();
+      CK(K::prefill_attention(pp, nullptr));
+      CK(cudaDeviceSynchronize());
+      const auto out = f.download_out();
+      const std::string err = compare(f, out, ref, all);
+      EXPECT_EQ(err, "") << "prefill, KV heads together " << together;
+    }
   }
   if (run_decode && !dec.empty()) {
     K::DecodePlan plan;
@@ -691,6 +699,20 @@ TEST(PrefillTileSearch, VisitsExactlyTheAttendedUnits) {
 auto item_fields(const K::DecodeWorkItem& it, int32_t list_begin = 0) {
   return std::make_tuple(it.chunk, it.kv_head, it.e_begin - list_begin, it.e_end - list_begin, it.split, it.n_splits,
                          it.partial0, it.group_id);
+}
+
+// The prefill grid order: the largest divisor of the KV head count whose share of the lists' bytes
+// fits in two thirds of the L2.
+TEST(PrefillOrder, KvHeadsTogetherFitTheL2) {
+  const int64_t MiB = 1 << 20, l2 = 50 * MiB;  // the H200's: 33.3 MiB for the keys
+  EXPECT_EQ(K::prefill_kv_heads_together(8, 32 * MiB, l2), 8);   // 2048 queries at 8k, dense
+  EXPECT_EQ(K::prefill_kv_heads_together(8, 40 * MiB, l2), 4);   // 5 MiB a head: 4 of them 20 MiB
+  EXPECT_EQ(K::prefill_kv_heads_together(8, 128 * MiB, l2), 2);  // 32k: 16 MiB a head
+  EXPECT_EQ(K::prefill_kv_heads_together(8, 512 * MiB, l2), 1);  // 128k: 64 MiB a head
+  EXPECT_EQ(K::prefill_kv_heads_together(6, 60 * MiB, l2), 3);   // 10 MiB a head; 4 and 5 do not divide 6
+  EXPECT_EQ(K::prefill_kv_heads_together(1, 0, l2), 1);
+  EXPECT_EQ(K::prefill_kv_heads_together(8, 0, 0), 8);           // nothing to keep
+  EXPECT_EQ(K::prefill_kv_heads_together(8, 8 * MiB, 0), 1);     // no L2
 }
 
 // Batch 1 at 32k tokens, strided: eight lists of 80 pages (B = 64), splits of at least 256 tokens
