@@ -273,9 +273,10 @@ int32_t prefill_kv_heads_together(int32_t n_kv_heads, int64_t kv_bytes, int64_t 
                    ? l2
                    : 0;
   }
-  // Two thirds of the L2: a chunk of 2048 queries at the end of an 8k context (32 MiB over eight KV
-  // heads) ran 1-1.7% faster all together than one KV head at a time on the H200's 50 MiB, and at 32k
-  // (128 MiB) one at a time was up to 2% faster (kernels/NOTES.md, sessions 33 and 34).
+  // Two thirds of the L2. Session 33 (kernels/NOTES.md) timed a chunk of 2048 queries in both
+  // orders: at the end of an 8k context (32 MiB of keys over eight KV heads) all KV heads together
+  // ran 1.5-1.7% faster than one at a time on the H200's 50 MiB L2, and so did the strided plan at
+  // 32k (0.7-1%); at 128k dense (512 MiB) one at a time ran 2-3.5% faster.
   const int64_t budget = l2_bytes * 2 / 3;
   for (int32_t g = n_kv_heads; g > 1; --g)
     if (n_kv_heads % g == 0 && kv_bytes / n_kv_heads * g <= budget) return g;
