@@ -156,10 +156,6 @@ void hs_prefill_set_order(void* handle, int kv_heads_together) {
   static_cast<PrefillHandle*>(handle)->kv_heads_together = kv_heads_together;
 }
 
-int hs_prefill_kv_heads_together(int n_kv_heads, int64_t kv_bytes) {
-  return prefill_kv_heads_together(n_kv_heads, kv_bytes);
-}
-
 void hs_prefill_free(void* handle) {
   auto* h = static_cast<PrefillHandle*>(handle);
   if (!h) return;

@@ -266,23 +266,6 @@ cudaError_t launch_prefill(const PrefillParams& p, cudaStream_t stream) {
 
 int32_t prefill_block_m(int32_t head_dim) { return head_dim == 256 ? 64 : 128; }
 
-int32_t prefill_kv_heads_together(int32_t n_kv_heads, int64_t kv_bytes, int64_t l2_bytes) {
-  if (l2_bytes < 0) {
-    int dev = 0, l2 = 0;
-    l2_bytes = cudaGetDevice(&dev) == cudaSuccess && cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, dev) == cudaSuccess
-                   ? l2
-                   : 0;
-  }
-  // Two thirds of the L2. Session 33 (kernels/NOTES.md) timed a chunk of 2048 queries in both
-  // orders: at the end of an 8k context (32 MiB of keys over eight KV heads) all KV heads together
-  // ran 1.5-1.7% faster than one at a time on the H200's 50 MiB L2, and so did the strided plan at
-  // 32k (0.7-1%); at 128k dense (512 MiB) one at a time ran 2-3.5% faster.
-  const int64_t budget = l2_bytes * 2 / 3;
-  for (int32_t g = n_kv_heads; g > 1; --g)
-    if (n_kv_heads % g == 0 && kv_bytes / n_kv_heads * g <= budget) return g;
-  return 1;
-}
-
 cudaError_t prefill_attention(const PrefillParams& p, cudaStream_t stream) {
   const int B = p.a.block_size;
   if (p.a.group < 1 || B < 16 || B > 128 || (B & (B - 1)) != 0 || p.n_items > 65535) return cudaErrorInvalidValue;

@@ -146,9 +146,8 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const __grid
   // then the group's query-head blocks (hb; a block takes one query head, or two when packed). With
   // one KV head a group, the blocks in flight together read one KV head's keys, which then stay in
   // the L2: with the query-head blocks varying fastest across all KV heads (a single group), the
-  // 32k and 128k dense prefills read 11 and 28 times the DRAM bytes and took 1.5-6.5% longer. A
-  // single group keeps the plan's largest-first order across the whole grid, which short chunks
-  // whose keys all fit in the L2 gain by (kernels/NOTES.md, session 33).
+  // 32k and 128k dense prefills read 11 and 28 times the DRAM bytes and took 1.5-6.5% longer
+  // (kernels/NOTES.md, session 33; session 34 timed the groups between).
   // Packed (even group): y = 2i and 2i + 1 take the second and the first half of item i's rows
   // (the later queries first: they see more keys).
   const bool packed = a.group % 2 == 0;

@@ -160,15 +160,11 @@ struct PrefillParams {
   // The warpgroup-MMA kernel's grid order: groups of this many KV heads (a divisor of n_kv_heads;
   // anything else counts as 1), then the items, then the group's query heads. 1 keeps the blocks in
   // flight on one KV head's keys, which long contexts need to stay in the L2; n_kv_heads keeps the
-  // items' largest-first order across the grid, which short chunks gain by when every KV head's keys
-  // fit in the L2. prefill_kv_heads_together() picks it from the bytes the lists hold.
+  // items' largest-first order across the grid. Session 34 timed both and the ones between
+  // (kernels/NOTES.md): no rule by the lists' bytes beat 1 across chunk and context lengths.
   int32_t kv_heads_together = 1;
 };
 
-// kv_heads_together for a prefill whose lists (all KV heads, all chunks) hold kv_bytes of the pool:
-// the largest divisor of n_kv_heads whose share of those bytes fits in part of the L2 of
-// l2_bytes (< 0: the current device's).
-int32_t prefill_kv_heads_together(int32_t n_kv_heads, int64_t kv_bytes, int64_t l2_bytes = -1);
 
 // Every query row of every item, for every query head (a block per query head, or two, and item).
 cudaError_t prefill_attention(const PrefillParams& p, cudaStream_t stream);

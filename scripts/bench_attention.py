@@ -69,7 +69,6 @@ def load_lib(path):
     lib.hs_prefill_run.argtypes = [vp, ctypes.POINTER(AttnArgs), vp]
     lib.hs_prefill_free.argtypes = [vp]
     lib.hs_prefill_set_order.argtypes = [vp, i32]
-    lib.hs_prefill_kv_heads_together.argtypes = [i32, i64]
     lib.hs_set_variant.argtypes = [i32, i32]
     lib.hs_error_string.argtypes = [i32]
     lib.hs_error_string.restype = ctypes.c_char_p
@@ -560,9 +559,6 @@ def prefill_shape(lib, args, peers, rows, n, stream, scale):
          (("indptr", indptr), ("blocks", blocks), ("pages", pages), ("pos0", pos0), ("tok0", tok0))}
     chunk_ids = np.zeros(1, dtype=np.int32)
     h = lib.hs_prefill_plan(np_ptr(chunk_ids), 1, np_ptr(pos0), np_ptr(tok0), D)
-    # The grid order the engine picks for lists of these bytes (PrefillParams::kv_heads_together).
-    together = lib.hs_prefill_kv_heads_together(HKV, pool.numel() * pool.element_size())
-    lib.hs_prefill_set_order(h, together)
     qt = q.view(1, n, HQ, D).transpose(1, 2).contiguous()
     sdpa_res = None
     flash_dense_ms = None  # torch's flash kernel on the dense problem, for the strided rows' ratio
@@ -574,7 +570,7 @@ def prefill_shape(lib, args, peers, rows, n, stream, scale):
                      d_sh.data_ptr(), 0, 0, pool.shape[0], 1, 0, HKV, GROUP, D, BLK, 0, scale)
         pairs = sum(strided_pairs(n, sh[hh]) for hh in range(HKV)) * GROUP
         flops = 4.0 * D * pairs
-        row = {"tokens": n, "plan": plan, "work_flops": flops, "kv_heads_together": together}
+        row = {"tokens": n, "plan": plan, "work_flops": flops}
         offs = torch.tensor([int(x[3]) for x in sh], device="cuda")
 
         def mm(b, hh, qi, kv, offs=offs, stride=stride):

@@ -7,7 +7,8 @@ chunks of 2048), and whole prefills of n tokens (--full). The lists hold what th
 every page for dense heads; for strided heads (stride 8, local 16 blocks) the pages some query of
 the chunk attends. Prints each shape's times, the g the library's rule picks for the lists' bytes
 (hs_prefill_kv_heads_together), and whether every order's output is bitwise the same.
-32 q / 8 kv heads, D 128, B 64."""
+32 q / 8 kv heads, D 128, B 64. The rule's column needs the library of 1d170e7, which had
+hs_prefill_kv_heads_together (two thirds of the L2; dropped after this probe, call A)."""
 import argparse, ctypes, json, sys
 import numpy as np
 import torch

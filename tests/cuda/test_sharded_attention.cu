@@ -701,20 +701,6 @@ auto item_fields(const K::DecodeWorkItem& it, int32_t list_begin = 0) {
                          it.partial0, it.group_id);
 }
 
-// The prefill grid order: the largest divisor of the KV head count whose share of the lists' bytes
-// fits in two thirds of the L2.
-TEST(PrefillOrder, KvHeadsTogetherFitTheL2) {
-  const int64_t MiB = 1 << 20, l2 = 50 * MiB;  // the H200's: 33.3 MiB for the keys
-  EXPECT_EQ(K::prefill_kv_heads_together(8, 32 * MiB, l2), 8);   // 2048 queries at 8k, dense
-  EXPECT_EQ(K::prefill_kv_heads_together(8, 40 * MiB, l2), 4);   // 5 MiB a head: 4 of them 20 MiB
-  EXPECT_EQ(K::prefill_kv_heads_together(8, 128 * MiB, l2), 2);  // 32k: 16 MiB a head
-  EXPECT_EQ(K::prefill_kv_heads_together(8, 512 * MiB, l2), 1);  // 128k: 64 MiB a head
-  EXPECT_EQ(K::prefill_kv_heads_together(6, 60 * MiB, l2), 3);   // 10 MiB a head; 4 and 5 do not divide 6
-  EXPECT_EQ(K::prefill_kv_heads_together(1, 0, l2), 1);
-  EXPECT_EQ(K::prefill_kv_heads_together(8, 0, 0), 8);           // nothing to keep
-  EXPECT_EQ(K::prefill_kv_heads_together(8, 8 * MiB, 0), 1);     // no L2
-}
-
 // Batch 1 at 32k tokens, strided: eight lists of 80 pages (B = 64), splits of at least 256 tokens
 // (4 pages), 264 shared slots, a cost of 2 pages per block. Shared blocks only: 4 pages an item
 // (160 items) costs 4 + 2, the least. With one block per multiprocessor for grids of up to 132

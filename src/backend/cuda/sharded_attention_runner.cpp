@@ -35,10 +35,6 @@ void ShardedAttentionRunner::configure(const ModelConfig& c, int32_t block_size)
   options_ = {};
   options_.slots = std::max(1, kernels::decode_slots(c.head_dim));
   options_.lone_slots = kernels::decode_lone_slots(c.head_dim);
-  int dev = 0, l2 = 0;
-  HS_CUDA_CHECK(cudaGetDevice(&dev));
-  HS_CUDA_CHECK(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, dev));
-  l2_bytes_ = l2;
   uploaded_items_ = 0;
   zeroed_ = {};
   options_.parallel_for = [](int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
@@ -66,21 +62,6 @@ bool ShardedAttentionRunner::plan(const StepShape& shape, const StepInputs& in, 
   n_groups_ = decode_.n_groups;
   kernels::plan_prefill(prefill_chunks_.data(), static_cast<int32_t>(prefill_chunks_.size()), in.host_chunk_pos0(),
                         tok0, c_.head_dim, prefill_);
-  // Each layer's prefill grid order, by the pool bytes its chunks' lists hold.
-  prefill_together_.assign(c_.n_layers, 1);
-  if (!prefill_.empty()) {
-    const int32_t *begin = in.host_list_begin(), *end = in.host_list_end();
-    const int64_t page_bytes = int64_t(2) * block_size_ * c_.head_dim * sizeof(__nv_bfloat16);
-    for (int l = 0; l < c_.n_layers; ++l) {
-      int64_t pages = 0;
-      for (const int32_t ch : prefill_chunks_)
-        for (int h = 0; h < c_.n_kv_heads; ++h) {
-          const int64_t li = (int64_t(ch) * c_.n_layers + l) * c_.n_kv_heads + h;
-          pages += (end ? end[li] : begin[li + 1]) - begin[li];
-        }
-      prefill_together_[l] = kernels::prefill_kv_heads_together(c_.n_kv_heads, pages * page_bytes, l2_bytes_);
-    }
-  }
 
   bool moved = false;
   const size_t n_items = decode_.items.size(), n_begins = decode_.layer_begin.size();
@@ -177,7 +158,6 @@ void ShardedAttentionRunner::run(int layer, const __nv_bfloat16* q, __nv_bfloat1
     p.a = a;
     p.items = d_prefill_.get();
     p.n_items = static_cast<int32_t>(prefill_.size());
-    p.kv_heads_together = prefill_together_[layer];
     HS_CUDA_CHECK(kernels::prefill_attention(p, s));
   }
 }

@@ -53,8 +53,6 @@ class ShardedAttentionRunner {
 
   kernels::DecodePlan decode_;
   std::vector<kernels::PrefillWorkItem> prefill_;
-  std::vector<int32_t> prefill_together_;  // per layer: PrefillParams::kv_heads_together
-  int64_t l2_bytes_ = 0;                   // the device's L2
   std::vector<int32_t> decode_chunks_, prefill_chunks_;
   int32_t capacity_ = 0, n_groups_ = 0;
 
