@@ -165,7 +165,6 @@ struct PrefillParams {
   int32_t kv_heads_together = 1;
 };
 
-
 // Every query row of every item, for every query head (a block per query head, or two, and item).
 cudaError_t prefill_attention(const PrefillParams& p, cudaStream_t stream);
 
