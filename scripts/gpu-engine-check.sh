@@ -18,6 +18,9 @@
 #             ATTENTION_4K=sharded,simple adds the simple attention kernel to bench-4k; REPS_32K=1,
 #             THROUGHPUT_GEN and THROUGHPUT_PLANS shorten the others.
 #             The engine logs where each 100 steps' time goes (HEADSHARD_CUDA_TIMING=1).
+#   gemv-block  with POWER_LOG=1 (set by this stage): batch-1 decode at 4k through the Engine, the
+#             block GEMV on the small matrices against the per-warp kernel, in turns (GEMV_BLOCK_RUNS,
+#             G:MiB or 0 for none; default 0 2:64 0 2:64) (not in the default stages)
 #   trace-4k  the timeline of batch-1 decode steps at 4k (synthetic Llama-3.1-8B; PLAN_4K, default
 #             dense; TRACE_DRIVER runner or engine, default runner; TRACE_REPS, default 1): every
 #             kernel's and copy's start and end on the GPU, recorded by the CUPTI injection library
@@ -59,7 +62,7 @@ M8B=synthetic:llama-3.1-8b
 export HEADSHARD_CUDA_TIMING=1
 STRIDED=s2:stride=8,local=16,sink=1
 status=0
-[[ " ${STAGES[*]} " == *" power "* ]] && POWER_LOG=1
+[[ " ${STAGES[*]} " == *" power "* || " ${STAGES[*]} " == *" gemv-block "* ]] && POWER_LOG=1
 if [ "${POWER_LOG:-0}" = 1 ]; then
   rm -f "$OUT/power_marks.tsv"
   nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,clocks_event_reasons.sw_power_cap --format=csv,noheader \
@@ -143,6 +146,17 @@ while [ $i -lt ${#STAGES[@]} ]; do  # a stage may append stages
       for sc in ${GEMV_SHAPES:-6144x4096:250000 4096x4096:375000 4096x14336:110000 128256x4096:12000}; do
         TAIL=3 run "power_gemv_shape_${sc%%:*}" 120 "$PKG/bench_gemv" --shapes "${sc%%:*}" --configs 1:2:4 --calls "${sc##*:}" \
           --reps 3 --no-cublas --json "$OUT/power_gemv_shape_${sc%%:*}.json"
+      done
+      ;;
+    gemv-block)
+      # Batch-1 decode at 4k through the Engine with the block GEMV (HEADSHARD_CUDA_GEMV_BLOCK=G on
+      # weight matrices of at most M MiB) and without it (0), in the order of GEMV_BLOCK_RUNS (G:M).
+      n=0
+      for gm in ${GEMV_BLOCK_RUNS:-0 2:64 0 2:64}; do
+        n=$((n + 1))
+        HEADSHARD_CUDA_GEMV_BLOCK=${gm%%:*} HEADSHARD_CUDA_GEMV_BLOCK_MIB=${gm#*:} TAIL=3 run "gemv_block_${gm/:/_}_$n" 200 \
+          "$PKG/bench_generate" --model $M8B --device cuda --driver engine --plan dense --prompt 0 --context 4096 \
+          --batch 1 --gen 512 --reps 3 --json "$OUT/gemv_block_${gm/:/_}_$n.json"
       done
       ;;
     trace-4k)

@@ -1,9 +1,10 @@
 // The single-row linear layers (decode of one sequence) at a model's shapes: the streaming kernel
 // of gemv.h in each configuration, and cuBLAS, side by side in one run.
-//   bench_gemv [--shapes MxK[,MxK...]] [--configs R:U[:S][,...]] [--calls N] [--reps R] [--json FILE]
+//   bench_gemv [--shapes MxK[,MxK...]] [--configs R:U[:S]|b:G[,...]] [--calls N] [--reps R] [--json FILE]
 //              [--no-cublas]
 // Shapes default to Llama-3.1-8B's (QKV, output, gate/up, down, LM head); configurations to every
-// kernel gemv.h has (R rows per warp, U loads in flight per lane and row, S warps sharing a row).
+// per-warp kernel gemv.h has (R rows per warp, U loads in flight per lane and row, S warps sharing
+// a row) and the block kernel with G rows at a time (b:G; left out where k has no such kernel).
 // Each timed run launches N calls back to back, each on its own copy of the weights (copies enough
 // to be 4x the L2), and reports the median over R runs of the time per call; bandwidth is the
 // weight bytes over it. A device-to-device copy of 1 GiB in the same run gives the ceiling (bytes
@@ -67,7 +68,7 @@ struct Timer {
 int main(int argc, char** argv) try {
   hs::cli::Args a(argc, argv, 1, {"shapes", "configs", "calls", "reps", "json"}, {"no-cublas"});
   const auto shapes = split(a.str("shapes", "6144x4096,4096x4096,28672x4096,4096x14336,128256x4096"), ',');
-  const auto configs = split(a.str("configs", "1:2,1:4,1:8,1:16,2:2,2:4,2:8,1:2:2,1:2:4,1:4:2"), ',');
+  const auto configs = split(a.str("configs", "1:2,1:4,1:8,1:16,2:2,2:4,2:8,1:2:2,1:2:4,1:4:2,b:2,b:4,b:8"), ',');
   const int calls = static_cast<int>(a.integer("calls", 64));
   const int reps = static_cast<int>(a.integer("reps", 5));
   hs::kernels::set_programmatic_launch(true);  // as the backend launches them
@@ -114,14 +115,20 @@ int main(int argc, char** argv) try {
       std::fflush(stdout);
       out["results"].push_back({{"m", m}, {"k", k}, {"kernel", kernel}, {"us_per_call", us}, {"tb_per_s", tbs}});
     };
-    const hs::cuda::GemvConfig used = hs::cuda::gemv_config(k, hs::cuda::kMaxGemvSplits);
+    const hs::cuda::GemvConfig used = hs::cuda::gemv_config(k, hs::cuda::kMaxGemvSplits, hs::cuda::gemv_block_rows(m, k));
     for (const std::string& c : configs) {
       const auto colon = c.find(':'), colon2 = c.find(':', colon + 1);
-      if (colon == std::string::npos) throw std::invalid_argument("--configs takes R:U[:S]");
-      const hs::cuda::GemvConfig cfg{std::stoi(c.substr(0, colon)), std::stoi(c.substr(colon + 1)),
-                                     colon2 == std::string::npos ? 1 : std::stoi(c.substr(colon2 + 1))};
-      const bool is_default = cfg.rows_per_warp == used.rows_per_warp && cfg.loads_per_lane == used.loads_per_lane &&
-                              cfg.k_splits == used.k_splits;
+      if (colon == std::string::npos) throw std::invalid_argument("--configs takes R:U[:S] or b:G");
+      const bool block = c.substr(0, colon) == "b";
+      if (block && !hs::cuda::gemv_config(k, 1, std::stoi(c.substr(colon + 1))).block_rows) continue;
+      const hs::cuda::GemvConfig cfg =
+          block ? hs::cuda::GemvConfig{0, 0, 1, std::stoi(c.substr(colon + 1))}
+                : hs::cuda::GemvConfig{std::stoi(c.substr(0, colon)), std::stoi(c.substr(colon + 1)),
+                                       colon2 == std::string::npos ? 1 : std::stoi(c.substr(colon2 + 1))};
+      const bool is_default = used.block_rows ? cfg.block_rows == used.block_rows
+                                              : cfg.block_rows == 0 && cfg.rows_per_warp == used.rows_per_warp &&
+                                                    cfg.loads_per_lane == used.loads_per_lane &&
+                                                    cfg.k_splits == used.k_splits;
       row(c + (is_default ? "*" : ""), [&](const hs::cuda::half16* wc) {
         hs::cuda::gemv(x.get(), wc, hs::cuda::GemmType::FP16, m, k, y.get(), 0.0f, nullptr, cfg);
       });
@@ -131,7 +138,8 @@ int main(int argc, char** argv) try {
         cublas.linear(x.get(), k, wc, hs::cuda::GemmType::FP16, m, k, 1, y.get(), m);
       });
   }
-  std::printf("\n* the configuration Gemm uses (gemv_config, up to %d parts of k)\n", hs::cuda::kMaxGemvSplits);
+  std::printf("\n* the configuration Gemm uses (gemv_config, up to %d parts of k; gemv_block_rows)\n",
+              hs::cuda::kMaxGemvSplits);
   hs::bench::write_json(a.str("json", "bench_gemv.json"), out);
   return 0;
 } catch (const std::exception& e) {

@@ -120,6 +120,51 @@ TEST(Gemm, EveryStreamingConfigurationIsExact) {
                std::invalid_argument);
 }
 
+TEST(Gemm, BlockKernelIsExact) {
+  REQUIRE_GPU();
+  kernels::set_programmatic_launch(true);
+  for (int g : {2, 4, 8}) {
+    SCOPED_TRACE(testing::Message() << g << " rows a group");
+    const cuda::GemvConfig c{0, 0, 1, g};
+    // m = 8191: more groups than one wave of blocks, a partial last group.
+    expect_exact(Shape{8191, 4096, 1, 1.0f}, cuda::GemmType::FP16, &c);
+    expect_exact(Shape{1001, 4096, 1, 0.0f}, cuda::GemmType::BF16, &c);
+    expect_exact(Shape{1001, 4096, 1, 1.0f}, cuda::GemmType::FP16, &c, cuda::GemmType::BF16);
+    // Fewer rows than a group; k of 72 vectors, most threads without one.
+    expect_exact(Shape{1, 576, 1, 1.0f}, cuda::GemmType::FP16, &c);
+    expect_exact(Shape{577, 576, 1, 0.0f}, cuda::GemmType::BF16, &c);
+    if (g <= 4) expect_exact(Shape{1001, 4104, 1, 1.0f}, cuda::GemmType::FP16, &c);  // 3 of 4 vectors a thread
+    if (g == 2) expect_exact(Shape{67, 14336, 1, 1.0f}, cuda::GemmType::BF16, &c);   // 7 of 8
+  }
+  kernels::set_programmatic_launch(false);
+  // Eight rows of 4 vectors a thread would be 32 loads a thread in flight: no such kernel.
+  EXPECT_THROW(cuda::gemv(nullptr, nullptr, cuda::GemmType::FP16, 8, 8192, nullptr, 0.0f, nullptr, {0, 0, 1, 8}),
+               std::invalid_argument);
+  EXPECT_EQ(cuda::gemv_config(4096, 4, 8).block_rows, 8);
+  EXPECT_EQ(cuda::gemv_config(8192, 4, 8).block_rows, 0);  // the per-warp kernel instead
+  EXPECT_EQ(cuda::gemv_config(14336, 4, 2).block_rows, 2);
+  EXPECT_EQ(cuda::gemv_config(16392, 4, 2).block_rows, 0);
+}
+
+TEST(Gemm, BlockKernelOnlyOnSmallMatricesWithLongRows) {
+  // Llama-3.1-8B: QKV (48 MiB) and the output projection (32 MiB) on it, gate/up (224 MiB), down
+  // (112 MiB) and the LM head (1002 MiB) not.
+  EXPECT_EQ(cuda::gemv_block_rows(6144, 4096), cuda::kGemvBlockRows);
+  EXPECT_EQ(cuda::gemv_block_rows(4096, 4096), cuda::kGemvBlockRows);
+  EXPECT_EQ(cuda::gemv_block_rows(28672, 4096), 0);
+  EXPECT_EQ(cuda::gemv_block_rows(4096, 14336), 0);
+  EXPECT_EQ(cuda::gemv_block_rows(128256, 4096), 0);
+  EXPECT_EQ(cuda::gemv_block_rows(8192, 4096), cuda::kGemvBlockRows);  // 64 MiB exactly
+  EXPECT_EQ(cuda::gemv_block_rows(8193, 4096), 0);
+  // Rows shorter than a piece for each of a block's 256 threads: SmolLM2 (k = 576) keeps the
+  // per-warp kernel.
+  EXPECT_EQ(cuda::gemv_block_rows(1536, 576), 0);
+  EXPECT_EQ(cuda::gemv_block_rows(1024, 2040), 0);
+  EXPECT_EQ(cuda::gemv_block_rows(1024, 2048), cuda::kGemvBlockRows);
+  EXPECT_EQ(cuda::gemv_block_rows(6144, 4096, 2, int64_t{32} << 20), 0);
+  EXPECT_EQ(cuda::gemv_block_rows(6144, 4096, 2, int64_t{48} << 20), 2);
+}
+
 TEST(Gemm, RowsSharedByWarpsOnlyWhereEachKeepsTwoRoundsOfLoads) {
   // kGemvConfig's 2 loads a lane: a part needs 128 vectors of 8 elements.
   EXPECT_EQ(cuda::gemv_config(4096, 4).k_splits, 4);   // Llama-3.1-8B's QKV, output, gate/up, LM head

@@ -286,10 +286,16 @@ CudaBackend::CudaBackend(std::shared_ptr<const ModelWeights> w, int device)
   kernels::set_kernel_variant(cp_async ? 1 : env_is("HEADSHARD_CUDA_DECODE", "tma-shared") ? 2 : 0, 0);
   // HEADSHARD_CUDA_GEMV_SPLITS: how many warps may share a row of the single-row kernel (1 for
   // comparisons; gemv.h's gemv_config).
+  // HEADSHARD_CUDA_GEMV_BLOCK=G (0: off) and HEADSHARD_CUDA_GEMV_BLOCK_MIB: the block kernel's
+  // rows a group and the largest matrix it serves (gemv.h's gemv_block_rows), for comparisons.
   const char* splits = std::getenv("HEADSHARD_CUDA_GEMV_SPLITS");
+  const char* block = std::getenv("HEADSHARD_CUDA_GEMV_BLOCK");
+  const char* block_mib = std::getenv("HEADSHARD_CUDA_GEMV_BLOCK_MIB");
   gemm_ = std::make_unique<cuda::Gemm>(stream_.s, !env_is("HEADSHARD_CUDA_GEMV", "0"),
                                        splits ? std::clamp(std::atoi(splits), 1, cuda::kMaxGemvSplits)
-                                              : cuda::kMaxGemvSplits);
+                                              : cuda::kMaxGemvSplits,
+                                       block ? std::atoi(block) : cuda::kGemvBlockRows,
+                                       block_mib ? int64_t{std::atoi(block_mib)} << 20 : cuda::kGemvBlockMaxBytes);
   dw_ = cuda::upload_weights(*w_, gemm_type(c_), stream_.s);
   spdlog::info("CUDA GEMMs in {}", dw_.type == cuda::GemmType::FP16 ? "fp16" : "bf16");
   // The same tables as the CPU backend: scaled frequencies on global layers only.

@@ -9,8 +9,12 @@ namespace {
 constexpr size_t kWorkspaceBytes = size_t{32} << 20;  // cuBLAS's recommendation for Hopper
 }
 
-Gemm::Gemm(cudaStream_t stream, bool single_row_kernel, int max_k_splits)
-    : stream_(stream), gemv_(single_row_kernel), max_k_splits_(max_k_splits) {
+Gemm::Gemm(cudaStream_t stream, bool single_row_kernel, int max_k_splits, int block_rows, int64_t block_max_bytes)
+    : stream_(stream),
+      gemv_(single_row_kernel),
+      max_k_splits_(max_k_splits),
+      block_rows_(block_rows),
+      block_max_bytes_(block_max_bytes) {
   HS_CUBLAS_CHECK(cublasCreate(&handle_));
   try {
     HS_CUBLAS_CHECK(cublasSetStream(handle_, stream));
@@ -30,7 +34,7 @@ void Gemm::linear(const half16* X, int64_t ldx, const half16* W, GemmType t, int
                   float beta) {
   if (n == 0) return;
   if (gemv_ && (beta == 0.0f || beta == 1.0f) && gemv_supports(X, W, k, n))
-    return gemv(X, W, t, m, k, Y, beta, stream_, gemv_config(k, max_k_splits_));
+    return gemv(X, W, t, m, k, Y, beta, stream_, config(m, k));
   const float alpha = 1.0f;
   const cudaDataType_t type = t == GemmType::FP16 ? CUDA_R_16F : CUDA_R_16BF;
   // cuBLAS is column-major: row-major Y [n][m] is column-major Y^T (m x n), and
@@ -42,7 +46,7 @@ void Gemm::linear(const half16* X, int64_t ldx, const half16* W, GemmType t, int
 
 void Gemm::linear_row(const half16* x, GemmType xt, const half16* W, GemmType t, int m, int k, float* Y,
                       float beta) {
-  gemv(x, xt, W, t, m, k, Y, beta, stream_, gemv_config(k, max_k_splits_));
+  gemv(x, xt, W, t, m, k, Y, beta, stream_, config(m, k));
 }
 
 }  // namespace hs::cuda

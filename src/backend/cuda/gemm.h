@@ -20,8 +20,11 @@ namespace hs::cuda {
 
 class Gemm {
  public:
-  // max_k_splits: how many warps may share a row of the streaming kernel (gemv_config()).
-  explicit Gemm(cudaStream_t stream, bool single_row_kernel = true, int max_k_splits = kMaxGemvSplits);
+  // max_k_splits: how many warps may share a row of the streaming kernel (gemv_config());
+  // block_rows and block_max_bytes: where the block kernel serves instead (gemv_block_rows(); 0
+  // rows: nowhere).
+  explicit Gemm(cudaStream_t stream, bool single_row_kernel = true, int max_k_splits = kMaxGemvSplits,
+                int block_rows = kGemvBlockRows, int64_t block_max_bytes = kGemvBlockMaxBytes);
   ~Gemm();
   Gemm(const Gemm&) = delete;
   Gemm& operator=(const Gemm&) = delete;
@@ -40,6 +43,11 @@ class Gemm {
   cudaStream_t stream_;
   bool gemv_;  // single rows on the streaming kernel
   int max_k_splits_;
+  int block_rows_;
+  int64_t block_max_bytes_;
+  GemvConfig config(int m, int k) const {
+    return gemv_config(k, max_k_splits_, gemv_block_rows(m, k, block_rows_, block_max_bytes_));
+  }
   cublasHandle_t handle_ = nullptr;
   DeviceBuffer<uint8_t> workspace_;
 };

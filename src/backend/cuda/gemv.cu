@@ -3,6 +3,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 
@@ -100,6 +101,89 @@ __global__ void __launch_bounds__(kWarps * 32)
     if (lane == 0 && row0 + r < m) y[row0 + r] = beta != 0.0f ? acc[r] + beta * y[row0 + r] : acc[r];
 }
 
+// The block kernel: the kBlockThreads threads of a block share each row (thread t takes vectors
+// t, t + kBlockThreads, ... of it, NV at most), G rows at a time. One wave of blocks walks the
+// groups of rows in grid order, so at any moment the loads in flight cover one contiguous stretch
+// of the matrix; a block issues the next group's loads before it adds up the current group across
+// its warps. The first group's loads go out before the programmatic wait, as above; x, which the
+// kernel before may write, is read after it, once, into registers.
+constexpr int kBlockThreads = 256;
+
+template <typename T, int NV, int G, typename X>
+__global__ void __launch_bounds__(kBlockThreads)
+    gemv_block_kernel(const uint4* __restrict__ x, const uint4* __restrict__ W, int m, int k_vec,
+                      float* __restrict__ y, float beta) {
+  constexpr int kBlockWarps = kBlockThreads / 32;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int groups = (m + G - 1) / G;
+  __shared__ float warp_sums[2][kBlockWarps][G];
+  uint4 wv[G][NV];
+  auto load_weights = [&](int g) {
+#pragma unroll
+    for (int r = 0; r < G; ++r) {
+      const uint4* row = W + static_cast<int64_t>(min(g * G + r, m - 1)) * k_vec + tid;
+#pragma unroll
+      for (int v = 0; v < NV; ++v)
+        wv[r][v] = tid + kBlockThreads * v < k_vec ? __ldcs(row + kBlockThreads * v) : make_uint4(0, 0, 0, 0);
+    }
+  };
+  int g = blockIdx.x;  // the grid has no more blocks than groups
+  load_weights(g);
+  kernels::pdl_begin();
+  float2 xf[NV][4];
+#pragma unroll
+  for (int v = 0; v < NV; ++v)
+    unpack(tid + kBlockThreads * v < k_vec ? __ldg(x + tid + kBlockThreads * v) : make_uint4(0, 0, 0, 0), X{}, xf[v]);
+  for (int buf = 0; g < groups; g += gridDim.x, buf ^= 1) {
+    float acc[G] = {};
+#pragma unroll
+    for (int r = 0; r < G; ++r)
+#pragma unroll
+      for (int v = 0; v < NV; ++v) {
+        float2 wf[4];
+        unpack(wv[r][v], T{}, wf);
+#pragma unroll
+        for (int j = 0; j < 4; ++j) acc[r] += wf[j].x * xf[v][j].x + wf[j].y * xf[v][j].y;
+      }
+    if (g + static_cast<int>(gridDim.x) < groups) load_weights(g + gridDim.x);
+#pragma unroll
+    for (int r = 0; r < G; ++r)
+      for (int o = 16; o > 0; o >>= 1) acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], o);
+    if (lane == 0)
+#pragma unroll
+      for (int r = 0; r < G; ++r) warp_sums[buf][warp][r] = acc[r];
+    // warp_sums[buf] is written again two groups on, after the next group's barrier.
+    __syncthreads();
+    const int row = g * G + tid;
+    if (tid < G && row < m) {
+      float sum = 0.0f;
+#pragma unroll
+      for (int w = 0; w < kBlockWarps; ++w) sum += warp_sums[buf][w][tid];
+      y[row] = beta != 0.0f ? sum + beta * y[row] : sum;
+    }
+  }
+}
+
+template <typename T, int NV, int G, typename X>
+void launch_block(const half16* x, const half16* W, int m, int k, float* y, float beta, cudaStream_t s) {
+  static const int wave = [] {  // blocks in one wave (the first device this process uses)
+    int per_sm = 0, dev = 0, sms = 0;
+    HS_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gemv_block_kernel<T, NV, G, X>, kBlockThreads, 0));
+    HS_CUDA_CHECK(cudaGetDevice(&dev));
+    HS_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+    return per_sm * sms;
+  }();
+  HS_CUDA_CHECK(kernels::launch(gemv_block_kernel<T, NV, G, X>, std::min((m + G - 1) / G, wave),
+                                kBlockThreads, 0, s, reinterpret_cast<const uint4*>(x),
+                                reinterpret_cast<const uint4*>(W), m, k / kVec, y, beta));
+}
+
+template <typename T, int NV, int G>
+void launch_block(const half16* x, GemmType xt, const half16* W, int m, int k, float* y, float beta, cudaStream_t s) {
+  if (xt == GemmType::FP16) launch_block<T, NV, G, __half>(x, W, m, k, y, beta, s);
+  else launch_block<T, NV, G, __nv_bfloat16>(x, W, m, k, y, beta, s);
+}
+
 template <typename T, int R, int U, int KS>
 void launch(const half16* x, GemmType xt, const half16* W, int m, int k, float* y, float beta, cudaStream_t s) {
   constexpr int per_block = kWarps / KS * R;
@@ -113,8 +197,38 @@ void launch(const half16* x, GemmType xt, const half16* W, int m, int k, float* 
 template <typename T>
 using Launcher = void (*)(const half16*, GemmType, const half16*, int, int, float*, float, cudaStream_t);
 
+// The block kernel's vectors a thread per row at k (a power of two, k up to 2,048 of them times
+// 8), and the most rows a group with them: at most 16 vectors of loads in flight a thread.
+int block_vectors(int k) {
+  const int nv = (k / kVec + kBlockThreads - 1) / kBlockThreads;
+  return nv <= 1 ? 1 : nv <= 2 ? 2 : nv <= 4 ? 4 : nv <= 8 ? 8 : 0;
+}
+bool block_kernel_takes(int block_rows, int k) {
+  const int nv = block_vectors(k);
+  return nv > 0 && (block_rows == 2 || block_rows == 4 || block_rows == 8) && block_rows * nv <= 16;
+}
+
 template <typename T>
-Launcher<T> launcher(const GemvConfig& c) {
+Launcher<T> block_launcher(int block_rows, int k) {
+  switch (block_kernel_takes(block_rows, k) ? block_rows * 100 + block_vectors(k) : 0) {
+    case 201: return launch_block<T, 1, 2>;
+    case 202: return launch_block<T, 2, 2>;
+    case 204: return launch_block<T, 4, 2>;
+    case 208: return launch_block<T, 8, 2>;
+    case 401: return launch_block<T, 1, 4>;
+    case 402: return launch_block<T, 2, 4>;
+    case 404: return launch_block<T, 4, 4>;
+    case 801: return launch_block<T, 1, 8>;
+    case 802: return launch_block<T, 2, 8>;
+    default:
+      throw std::invalid_argument("gemv: no block kernel for " + std::to_string(block_rows) + " rows a group at k = " +
+                                  std::to_string(k));
+  }
+}
+
+template <typename T>
+Launcher<T> launcher(const GemvConfig& c, int k) {
+  if (c.block_rows > 0) return block_launcher<T>(c.block_rows, k);
   switch (c.k_splits * 1000 + c.rows_per_warp * 100 + c.loads_per_lane) {
     case 1102: return launch<T, 1, 2, 1>;
     case 1104: return launch<T, 1, 4, 1>;
@@ -135,11 +249,19 @@ Launcher<T> launcher(const GemvConfig& c) {
 
 }  // namespace
 
-GemvConfig gemv_config(int k, int max_splits) {
+GemvConfig gemv_config(int k, int max_splits, int block_rows) {
   constexpr int kMinPartVectors = 2 * 32 * kGemvConfig.loads_per_lane;  // two rounds of a warp's loads
   GemvConfig c = kGemvConfig;
+  if (block_kernel_takes(block_rows, k)) {
+    c.block_rows = block_rows;
+    return c;
+  }
   while (c.k_splits * 2 <= max_splits && k / kVec / (c.k_splits * 2) >= kMinPartVectors) c.k_splits *= 2;
   return c;
+}
+
+int gemv_block_rows(int m, int k, int block_rows, int64_t block_max_bytes) {
+  return k / kVec >= kBlockThreads && int64_t{m} * k * 2 <= block_max_bytes ? block_rows : 0;
 }
 
 bool gemv_supports(const half16* X, const half16* W, int k, int n) {
@@ -149,8 +271,8 @@ bool gemv_supports(const half16* X, const half16* W, int k, int n) {
 
 void gemv(const half16* x, GemmType xt, const half16* W, GemmType t, int m, int k, float* y, float beta,
           cudaStream_t s, const GemvConfig& config) {
-  if (t == GemmType::FP16) launcher<__half>(config)(x, xt, W, m, k, y, beta, s);
-  else launcher<__nv_bfloat16>(config)(x, xt, W, m, k, y, beta, s);
+  if (t == GemmType::FP16) launcher<__half>(config, k)(x, xt, W, m, k, y, beta, s);
+  else launcher<__nv_bfloat16>(config, k)(x, xt, W, m, k, y, beta, s);
 }
 
 }  // namespace hs::cuda

@@ -21,6 +21,9 @@ struct GemvConfig {
   int rows_per_warp;
   int loads_per_lane;
   int k_splits = 1;
+  // Above 0: the block kernel instead (2, 4 or 8 rows at a time, each row shared by a block's 256
+  // threads; k up to 16,384), and the fields above unused.
+  int block_rows = 0;
 };
 
 // The rows and loads Gemm uses, for every shape (bench_gemv compares the others). On an H200 at
@@ -33,9 +36,21 @@ inline constexpr GemvConfig kGemvConfig{1, 2};
 // warp at least two rounds of loads (1,024 elements of k). On an H200 at Llama-3.1-8B's shapes
 // four warps a row took 3-18% less time than one, whether the grid is one wave of blocks or many
 // (kernels/NOTES.md, session 20); at k = 576 (SmolLM2) they slowed the LM head 1.9x.
-GemvConfig gemv_config(int k, int max_splits);
+// block_rows > 0: the block kernel with that many rows a group, where k allows it.
+GemvConfig gemv_config(int k, int max_splits, int block_rows = 0);
 // The most warps that share a row: Gemm's default and the largest gemv_config() gives.
 inline constexpr int kMaxGemvSplits = 4;
+
+// Where Gemm puts the block kernel: on weight matrices of at most block_max_bytes whose k gives
+// each of a block's threads a 16-byte piece of every row (k >= 2,048), block_rows rows a group;
+// gemv_block_rows() gives block_rows there and 0 (the per-warp kernel) elsewhere. At Llama-3.1-8B's
+// shapes that is QKV and the output projection: on an H200 at its 700 W cap, batch-1 decode at 4k
+// through the Engine ran at 250.9 tok/s with them on the block kernel (4 rows a group) against 246.3
+// with every matrix on the per-warp kernel, and 247.8 with 2 rows (kernels/NOTES.md, session 35).
+// On every matrix the block kernel was slower (session 32).
+inline constexpr int kGemvBlockRows = 4;
+inline constexpr int64_t kGemvBlockMaxBytes = int64_t{64} << 20;
+int gemv_block_rows(int m, int k, int block_rows = kGemvBlockRows, int64_t block_max_bytes = kGemvBlockMaxBytes);
 
 // y[c] = sum_i x[i] * W[c][i] (+ y[c] when beta is 1), c < m, i < k, enqueued on s. x is of
 // type xt (bf16 x with fp16 weights: the attention output, converted as it is read). Throws
