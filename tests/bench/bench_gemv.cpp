@@ -115,7 +115,7 @@ int main(int argc, char** argv) try {
       std::fflush(stdout);
       out["results"].push_back({{"m", m}, {"k", k}, {"kernel", kernel}, {"us_per_call", us}, {"tb_per_s", tbs}});
     };
-    const hs::cuda::GemvConfig used = hs::cuda::gemv_config(k, hs::cuda::kMaxGemvSplits, hs::cuda::gemv_block_rows(m, k));
+    const hs::cuda::GemvConfig used = cublas.gemv_config_for(m, k);  // Gemm's defaults
     for (const std::string& c : configs) {
       const auto colon = c.find(':'), colon2 = c.find(':', colon + 1);
       if (colon == std::string::npos) throw std::invalid_argument("--configs takes R:U[:S] or b:G");
@@ -138,8 +138,7 @@ int main(int argc, char** argv) try {
         cublas.linear(x.get(), k, wc, hs::cuda::GemmType::FP16, m, k, 1, y.get(), m);
       });
   }
-  std::printf("\n* the configuration Gemm uses (gemv_config, up to %d parts of k; gemv_block_rows)\n",
-              hs::cuda::kMaxGemvSplits);
+  std::printf("\n* the configuration Gemm uses (Gemm::gemv_config_for)\n");
   hs::bench::write_json(a.str("json", "bench_gemv.json"), out);
   return 0;
 } catch (const std::exception& e) {

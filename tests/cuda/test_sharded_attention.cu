@@ -362,7 +362,7 @@ std::string describe(const Problem& p) {
 // check_problem returns the most splits of one list that its decode plans had (check_variant
 // raises most_splits).
 void check_variant(const Problem& p, K::DecodePlanOptions dopt, bool run_prefill, bool run_decode, bool apart,
-                   int& most_splits, bool every_order = false);
+                   int& most_splits, bool every_order);
 int check_problem(const Problem& p, K::DecodePlanOptions dopt = {}, bool run_prefill = true) {
   int most_splits = 0;
   for (int v = 0; v < 5; ++v) {

@@ -34,7 +34,7 @@ void Gemm::linear(const half16* X, int64_t ldx, const half16* W, GemmType t, int
                   float beta) {
   if (n == 0) return;
   if (gemv_ && (beta == 0.0f || beta == 1.0f) && gemv_supports(X, W, k, n))
-    return gemv(X, W, t, m, k, Y, beta, stream_, config(m, k));
+    return gemv(X, W, t, m, k, Y, beta, stream_, gemv_config_for(m, k));
   const float alpha = 1.0f;
   const cudaDataType_t type = t == GemmType::FP16 ? CUDA_R_16F : CUDA_R_16BF;
   // cuBLAS is column-major: row-major Y [n][m] is column-major Y^T (m x n), and
@@ -46,7 +46,7 @@ void Gemm::linear(const half16* X, int64_t ldx, const half16* W, GemmType t, int
 
 void Gemm::linear_row(const half16* x, GemmType xt, const half16* W, GemmType t, int m, int k, float* Y,
                       float beta) {
-  gemv(x, xt, W, t, m, k, Y, beta, stream_, config(m, k));
+  gemv(x, xt, W, t, m, k, Y, beta, stream_, gemv_config_for(m, k));
 }
 
 }  // namespace hs::cuda

@@ -38,6 +38,10 @@ class Gemm {
   void linear_row(const half16* x, GemmType xt, const half16* W, GemmType t, int m, int k, float* Y,
                   float beta = 0.0f);
   bool single_row_kernel() const { return gemv_; }
+  // The streaming kernel's configuration for an m x k weight matrix.
+  GemvConfig gemv_config_for(int m, int k) const {
+    return gemv_config(k, max_k_splits_, gemv_block_rows(m, k, block_rows_, block_max_bytes_));
+  }
 
  private:
   cudaStream_t stream_;
@@ -45,9 +49,6 @@ class Gemm {
   int max_k_splits_;
   int block_rows_;
   int64_t block_max_bytes_;
-  GemvConfig config(int m, int k) const {
-    return gemv_config(k, max_k_splits_, gemv_block_rows(m, k, block_rows_, block_max_bytes_));
-  }
   cublasHandle_t handle_ = nullptr;
   DeviceBuffer<uint8_t> workspace_;
 };
