@@ -125,11 +125,7 @@ int main(int argc, char** argv) try {
           block ? hs::cuda::GemvConfig{0, 0, 1, std::stoi(c.substr(colon + 1))}
                 : hs::cuda::GemvConfig{std::stoi(c.substr(0, colon)), std::stoi(c.substr(colon + 1)),
                                        colon2 == std::string::npos ? 1 : std::stoi(c.substr(colon2 + 1))};
-      const bool is_default = used.block_rows ? cfg.block_rows == used.block_rows
-                                              : cfg.block_rows == 0 && cfg.rows_per_warp == used.rows_per_warp &&
-                                                    cfg.loads_per_lane == used.loads_per_lane &&
-                                                    cfg.k_splits == used.k_splits;
-      row(c + (is_default ? "*" : ""), [&](const hs::cuda::half16* wc) {
+      row(c + (cfg == used ? "*" : ""), [&](const hs::cuda::half16* wc) {
         hs::cuda::gemv(x.get(), wc, hs::cuda::GemmType::FP16, m, k, y.get(), 0.0f, nullptr, cfg);
       });
     }

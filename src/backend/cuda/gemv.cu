@@ -251,11 +251,8 @@ Launcher<T> launcher(const GemvConfig& c, int k) {
 
 GemvConfig gemv_config(int k, int max_splits, int block_rows) {
   constexpr int kMinPartVectors = 2 * 32 * kGemvConfig.loads_per_lane;  // two rounds of a warp's loads
+  if (block_kernel_takes(block_rows, k)) return GemvConfig{0, 0, 1, block_rows};
   GemvConfig c = kGemvConfig;
-  if (block_kernel_takes(block_rows, k)) {
-    c.block_rows = block_rows;
-    return c;
-  }
   while (c.k_splits * 2 <= max_splits && k / kVec / (c.k_splits * 2) >= kMinPartVectors) c.k_splits *= 2;
   return c;
 }

@@ -22,8 +22,13 @@ struct GemvConfig {
   int loads_per_lane;
   int k_splits = 1;
   // Above 0: the block kernel instead (2, 4 or 8 rows at a time, each row shared by a block's 256
-  // threads; k up to 16,384), and the fields above unused.
+  // threads; k up to 16,384), and the fields above unused (gemv_config() sets them to 0, 0, 1).
   int block_rows = 0;
+
+  bool operator==(const GemvConfig& o) const {
+    return rows_per_warp == o.rows_per_warp && loads_per_lane == o.loads_per_lane && k_splits == o.k_splits &&
+           block_rows == o.block_rows;
+  }
 };
 
 // The rows and loads Gemm uses, for every shape (bench_gemv compares the others). On an H200 at
