@@ -4,6 +4,7 @@
 #include <functional>
 #include <numeric>
 #include <queue>
+#include <unordered_map>
 #include <vector>
 
 #include "sharded_attention.h"
@@ -62,13 +63,66 @@ double estimate(const std::vector<int32_t>& lens, int64_t total, int32_t P, int3
   return double(makespan);
 }
 
+// Spreads the ends of the first wave's blocks (DecodePlanOptions::stagger). Cuts item j of the
+// first wave (items[first + j], j < slots, largest first) by frac * j / slots of its entries; the
+// cut-off tails become items of their own, queued after the first wave with the rest, largest first.
+// Renumbers every group's splits and workspace slots; returns the slots used (`partials` when
+// nothing was cut).
+int32_t stagger(std::vector<DecodeWorkItem>& items, size_t first, int32_t slots, double frac, int32_t min_entries,
+                int32_t max_splits, int32_t partials) {
+  const size_t n0 = items.size();
+  std::unordered_map<int32_t, int32_t> n_splits;  // groups cut further
+  for (int32_t j = 1; j < slots; ++j) {
+    DecodeWorkItem& it = items[first + j];
+    const int32_t len = it.e_end - it.e_begin;
+    const int32_t cut = int32_t(frac * len * j / slots);
+    if (cut < min_entries || len - cut < min_entries) continue;
+    int32_t& ns = n_splits.try_emplace(it.group_id, it.n_splits).first->second;
+    if (ns >= max_splits) continue;
+    ++ns;
+    DecodeWorkItem tail = it;
+    it.e_end -= cut;
+    tail.e_begin = it.e_end;
+    items.push_back(tail);
+  }
+  if (items.size() == n0) return partials;
+  std::stable_sort(items.begin() + first + slots, items.end(), [](const DecodeWorkItem& x, const DecodeWorkItem& y) {
+    return x.e_end - x.e_begin > y.e_end - y.e_begin;
+  });
+  // Splits by entry order within each group; slots of the workspace in group order.
+  std::vector<DecodeWorkItem*> order;
+  for (size_t i = first; i < items.size(); ++i) order.push_back(&items[i]);
+  std::sort(order.begin(), order.end(), [](const DecodeWorkItem* x, const DecodeWorkItem* y) {
+    return x->group_id != y->group_id ? x->group_id < y->group_id : x->e_begin < y->e_begin;
+  });
+  partials = 0;
+  for (size_t i = 0; i < order.size();) {
+    size_t j = i;
+    while (j < order.size() && order[j]->group_id == order[i]->group_id) ++j;
+    const int32_t ns = int32_t(j - i);
+    for (size_t k = i; k < j; ++k) {
+      order[k]->split = int32_t(k - i);
+      order[k]->n_splits = ns;
+      order[k]->partial0 = ns > 1 ? partials : 0;
+    }
+    if (ns > 1) partials += ns;
+    i = j;
+  }
+  return partials;
+}
+
 int g_variant[2] = {0, 0};
 bool g_programmatic = false;
 
 }  // namespace
 
 namespace detail {
-int kernel_variant(int which) { return g_variant[which & 1]; }
+// Decode variant 5 runs variant 0's kernels on plans without the stagger.
+int kernel_variant(int which) {
+  const int v = g_variant[which & 1];
+  return (which & 1) == 0 && v == 5 ? 0 : v;
+}
+bool decode_unstaggered() { return g_variant[0] == 5; }
 }  // namespace detail
 
 void set_kernel_variant(int32_t decode, int32_t prefill) {
@@ -117,10 +171,14 @@ void plan_decode(const int32_t* indptr, const int32_t* list_end, const int32_t* 
         }
         if (ns > 1) partials += ns;
       }
-    plan.max_partials = std::max(plan.max_partials, partials);
     std::stable_sort(planned.begin() + first, planned.end(), [](const DecodeWorkItem& x, const DecodeWorkItem& y) {
       return x.e_end - x.e_begin > y.e_end - y.e_begin;
     });
+    const int64_t n_items = int64_t(planned.size() - first), last_wave = n_items % slots;
+    const bool nearly_full = last_wave == 0 || last_wave >= 0.9 * slots;
+    if (opt.stagger > 0 && n_items > slots && n_items <= 3 * slots && (partials > 0 || !nearly_full))
+      partials = stagger(planned, first, slots, opt.stagger, min_entries, opt.max_splits, partials);
+    plan.max_partials = std::max(plan.max_partials, partials);
   };
   for (int32_t layer = 0; layer < n_layers; ++layer) {
     planned_begin[layer] = int32_t(planned.size());

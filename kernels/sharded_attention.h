@@ -99,6 +99,13 @@ struct DecodePlanOptions {
   // items were slower (dense, 264 items of 2 pages: 3.4% fewer tokens/s than 104 lone items of 5).
   int32_t min_lone_split_tokens = 128;
   int32_t max_splits = 256;        // per list
+  // Grids of more than one and at most three waves whose lists were split, or whose last wave is
+  // less than 90% full: the first wave's items give up a growing share of their entries, up to this
+  // fraction, to items of their own, so that its blocks end at spread times and the last waves fill
+  // up (0: never). On the H200 (kernels/NOTES.md, session 37) the decode of 24, 48 and 56 sequences
+  // at 4k took 1.9-3.4% less time dense, and 2.4-4.3% strided at 56 x 4k, 24 x 32k and 48 x 32k;
+  // whole lists in a nearly full last wave (64 sequences) took up to 0.4% more, so they are left alone.
+  double stagger = 0.5;
   // Runs fn(begin, end) over [0, n) in chunks of `grain`, possibly on several threads: the
   // planner lays out the layers' items with it. Null: one call on the calling thread.
   std::function<void(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn)> parallel_for;
@@ -189,7 +196,8 @@ cudaError_t write_kv(const KvWriteParams& p, cudaStream_t stream);
 // every thread; 2: as 0 but two blocks per multiprocessor for every grid; 3: as 0 but three blocks
 // per multiprocessor for every grid that is not lone (head_dim 128; elsewhere as 0); 4: as 0 but a
 // lone grid copies every item's rows in address order, not only long items' (head_dim 128 and
-// 256). Prefill (head_dim 128) 0: warpgroup MMA (wgmma) with pages streamed by the copy engine
+// 256); 5: as 0, but the C API's plans (capi.cu) are not staggered (DecodePlanOptions::stagger).
+// Prefill (head_dim 128) 0: warpgroup MMA (wgmma) with pages streamed by the copy engine
 // where it runs (default; else as 2), 1: mma.sync with 32 keys per tile, 2: mma.sync with 64. Plan
 // decode after changing it (decode_slots() and decode_lone_slots() depend on it).
 void set_kernel_variant(int32_t decode, int32_t prefill);

@@ -340,6 +340,10 @@ def decode_shape(lib, args, peers, rows, copy_bw, batch, ctx, stream, scale):
             ppool = pool
             blocks = np.tile(np.arange(nblk, dtype=np.int32), batch * HKV)
             pages = np.arange(batch * HKV * nblk, dtype=np.int32)
+            if args.decode_pages == "shuffled":  # page i of the lists at a random place in the pool
+                pages = np.random.default_rng(batch * 7919 + ctx).permutation(len(pages)).astype(np.int32)
+                ppool = torch.empty_like(pool)
+                ppool[torch.from_numpy(pages.astype(np.int64)).cuda()] = pool
             lens = np.full(batch * HKV, nblk, dtype=np.int64)
         else:
             per_head = [kb.astype(np.int32) for kb in kept]
@@ -765,6 +769,8 @@ def main():
                          "resident-block count, 0 = the kernel's; negative: plan one block per multiprocessor for at most "
                          "that many items); the best is reported")
     ap.add_argument("--skip-prefill", action="store_true")
+    ap.add_argument("--decode-pages", choices=["lists", "shuffled"], default="lists",
+                    help="dense decode's pool: each list's pages in a row (default), or every page at a random place")
     ap.add_argument("--prefill-rounds", type=int, default=2,
                     help="rounds in which ours and torch's kernels take turns on the dense prefill (see above)")
     ap.add_argument("--decode-rounds", type=int, default=3,

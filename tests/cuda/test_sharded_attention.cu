@@ -18,6 +18,7 @@
 #include <cstring>
 #include <functional>
 #include <limits>
+#include <map>
 #include <numeric>
 #include <random>
 #include <string>
@@ -758,6 +759,42 @@ TEST(DecodePlan, ShortSplitsOnlyInLoneGrids) {
   }
 }
 
+// The stagger (DecodePlanOptions::stagger, 1/2), 8 KV heads, lists of 64 pages (4k), 264 slots, a
+// 4-page floor. 56 sequences: 448 whole lists, a last wave of 184 (70%), so item j < 264 of the
+// first wave loses floor(32 j / 264) pages where that is at least 4 (j >= 33): 231 tails, 679 items,
+// the first wave from 64 pages down to 64 - 31 = 33, then the 184 whole lists, then the tails. 64
+// sequences: 512 whole lists, a last wave of 248 (94%): left alone. 48 sequences: 384 lists cut in
+// two (768 items of 32 pages, a last wave of 240), cut by floor(16 j / 264) >= 4 (j >= 66): 966.
+TEST(DecodePlan, StaggersTheFirstWave) {
+  const int n_kv = 8, B = 64, len = 64;
+  struct Case {
+    int seqs;
+    double stagger;
+    int items;
+  };
+  for (const Case& c : {Case{56, 0.5, 679}, Case{56, 0.0, 448}, Case{64, 0.5, 512}, Case{48, 0.5, 966}}) {
+    std::vector<int32_t> indptr(c.seqs * n_kv + 1), chunks(c.seqs);
+    for (int l = 0; l <= c.seqs * n_kv; ++l) indptr[l] = l * len;
+    for (int s = 0; s < c.seqs; ++s) chunks[s] = s;
+    K::DecodePlanOptions o;
+    o.slots = 264;
+    o.lone_slots = 132;
+    o.stagger = c.stagger;
+    K::DecodePlan plan;
+    K::plan_decode(indptr.data(), nullptr, chunks.data(), c.seqs, 1, n_kv, B, o, plan);
+    const std::string what = std::to_string(c.seqs) + " sequences, stagger " + std::to_string(c.stagger);
+    ASSERT_EQ(plan.layer_begin[1], c.items) << what;
+    if (c.seqs != 56 || c.stagger == 0) continue;
+    for (int j = 0; j < 264; ++j) {
+      const int cut = 32 * j / 264;
+      ASSERT_EQ(plan.items[j].e_end - plan.items[j].e_begin, cut >= 4 ? len - cut : len) << "item " << j;
+    }
+    for (int j = 264; j < 264 + 184; ++j) ASSERT_EQ(plan.items[j].e_end - plan.items[j].e_begin, len) << "item " << j;
+    for (int j = 264 + 184; j < c.items; ++j)
+      ASSERT_LE(plan.items[j].e_end - plan.items[j].e_begin, 31) << "item " << j;
+  }
+}
+
 // Laying out the layers' items on several threads (DecodePlanOptions::parallel_for; the chunks
 // here run on threads of their own, last chunk first) gives the plan of laying them out on one:
 // a model-sized plan (32 layers, 64 chunks), whose layers share lengths in runs of random size.
@@ -837,6 +874,7 @@ TEST(DecodePlan, CoversEveryListOnce) {
     o.lone_slots = uni(rng, 0, 1) ? uni(rng, 1, 300) : 0;
     o.min_split_tokens = uni(rng, 1, 1024);
     o.min_lone_split_tokens = uni(rng, 1, 1024);
+    o.stagger = uni(rng, 0, 2) * 0.25;
     K::DecodePlan plan;
     K::plan_decode(apart ? begin.data() : indptr.data(), apart ? end.data() : nullptr, dec.data(), int(dec.size()),
                    n_layers, n_kv, B, o, plan);
@@ -863,6 +901,17 @@ TEST(DecodePlan, CoversEveryListOnce) {
           for (int x = begin[li]; x < end[li]; ++x) ASSERT_EQ(covered[x], 1) << "entry " << x;
         }
       for (int u : slot_used) ASSERT_LE(u, 1);
+      // Every group's items are its n_splits splits, numbered 0 .. n_splits - 1.
+      std::map<int, std::vector<int>> splits, n_splits;
+      for (int i = plan.layer_begin[layer]; i < plan.layer_begin[layer + 1]; ++i) {
+        splits[plan.items[i].group_id].push_back(plan.items[i].split);
+        n_splits[plan.items[i].group_id].push_back(plan.items[i].n_splits);
+      }
+      for (auto& [g, s] : splits) {
+        std::sort(s.begin(), s.end());
+        for (size_t k = 0; k < s.size(); ++k) ASSERT_EQ(s[k], int(k)) << "group " << g;
+        for (int n : n_splits[g]) ASSERT_EQ(n, int(s.size())) << "group " << g;
+      }
     }
     if (!same_lengths) continue;
     // One layer of the same lists planned alone: the same items, at that layer's list offsets.

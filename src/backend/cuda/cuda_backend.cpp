@@ -281,7 +281,8 @@ CudaBackend::CudaBackend(std::shared_ptr<const ModelWeights> w, int device)
   // its launch latency hides behind that kernel's tail; HEADSHARD_CUDA_PDL=0 for comparisons.
   kernels::set_programmatic_launch(!env_is("HEADSHARD_CUDA_PDL", "0"));
   // The sharded decode streams pages with the copy engine; for comparisons,
-  // HEADSHARD_CUDA_DECODE=cp.async, or tma-shared (two blocks per multiprocessor for every grid).
+  // HEADSHARD_CUDA_DECODE=cp.async, tma-shared (two blocks per multiprocessor for every grid), or
+  // tma-unstaggered (plans without the stagger: sharded_attention_runner.cpp).
   const bool cp_async = env_is("HEADSHARD_CUDA_DECODE", "cp.async");
   kernels::set_kernel_variant(cp_async ? 1 : env_is("HEADSHARD_CUDA_DECODE", "tma-shared") ? 2 : 0, 0);
   // HEADSHARD_CUDA_GEMV_SPLITS: how many warps may share a row of the single-row kernel (1 for
