@@ -103,7 +103,7 @@ struct DecodePlanOptions {
   // less than 90% full: the first wave's items give up a growing share of their entries, up to this
   // fraction, to items of their own, so that its blocks end at spread times and the last waves fill
   // up (0: never). On the H200 (kernels/NOTES.md, session 37) the decode of 24, 48 and 56 sequences
-  // at 4k took 1.9-3.4% less time dense, and 2.4-4.3% strided at 56 x 4k, 24 x 32k and 48 x 32k;
+  // at 4k took 1.9-3.4% less time dense, and 2.4-4.4% strided at 56 x 4k, 24 x 32k and 48 x 32k;
   // whole lists in a nearly full last wave (64 sequences) took up to 0.4% more, so they are left alone.
   double stagger = 0.5;
   // Runs fn(begin, end) over [0, n) in chunks of `grain`, possibly on several threads: the
