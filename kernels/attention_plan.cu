@@ -117,12 +117,11 @@ bool g_programmatic = false;
 }  // namespace
 
 namespace detail {
-// Decode variant 5 runs variant 0's kernels on plans without the stagger.
+// Decode variant 5 runs variant 0's kernels (plan_decode does not stagger its plans).
 int kernel_variant(int which) {
   const int v = g_variant[which & 1];
   return (which & 1) == 0 && v == 5 ? 0 : v;
 }
-bool decode_unstaggered() { return g_variant[0] == 5; }
 }  // namespace detail
 
 void set_kernel_variant(int32_t decode, int32_t prefill) {
@@ -146,6 +145,7 @@ void plan_decode(const int32_t* indptr, const int32_t* list_end, const int32_t* 
   const int32_t min_entries = entries_of(opt.min_split_tokens);
   const int32_t min_lone_entries = std::min(min_entries, entries_of(opt.min_lone_split_tokens));
   const int32_t overhead = std::max<int32_t>(1, 128 / block_size);  // about two 64-token tiles
+  const double stagger_frac = g_variant[0] == 5 ? 0.0 : opt.stagger;
   auto list_of = [&](int32_t chunk, int32_t layer, int32_t h) { return (chunk * n_layers + layer) * n_kv_heads + h; };
   std::vector<int32_t> lens(size_t(n_dc) * n_kv_heads), prev_lens;
   std::vector<int32_t> cand;
@@ -176,8 +176,8 @@ void plan_decode(const int32_t* indptr, const int32_t* list_end, const int32_t* 
     });
     const int64_t n_items = int64_t(planned.size() - first), last_wave = n_items % slots;
     const bool nearly_full = last_wave == 0 || last_wave >= 0.9 * slots;
-    if (opt.stagger > 0 && n_items > slots && n_items <= 3 * slots && (partials > 0 || !nearly_full))
-      partials = stagger(planned, first, slots, opt.stagger, min_entries, opt.max_splits, partials);
+    if (stagger_frac > 0 && n_items > slots && n_items <= 3 * slots && (partials > 0 || !nearly_full))
+      partials = stagger(planned, first, slots, stagger_frac, min_entries, opt.max_splits, partials);
     plan.max_partials = std::max(plan.max_partials, partials);
   };
   for (int32_t layer = 0; layer < n_layers; ++layer) {

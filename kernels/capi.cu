@@ -8,10 +8,6 @@
 
 #include "sharded_attention.h"
 
-namespace hs::kernels::detail {
-bool decode_unstaggered();  // attention_plan.cu: decode variant 5
-}
-
 // Outside any anonymous namespace: the extern "C" functions take it, and must stay exported.
 // Flat mirror of PagedAttentionArgs: 8-byte fields first, then 4-byte ones (easy to mirror in
 // ctypes).
@@ -86,7 +82,6 @@ void* hs_decode_plan(const int32_t* indptr_host, const int32_t* decode_chunks, i
   o.lone_slots = decode_lone_slots(head_dim);
   if (slots < 0) o.lone_slots = std::min(o.lone_slots, -slots);  // plan for a smaller one-block-per-SM grid
   if (min_split_tokens > 0) o.min_split_tokens = min_split_tokens;
-  if (hs::kernels::detail::decode_unstaggered()) o.stagger = 0;
   plan_decode(indptr_host, nullptr, decode_chunks, n_decode_chunks, n_layers, n_kv_heads, block_size, o, h->plan);
   const size_t ws = decode_workspace_bytes(h->plan, group, head_dim);
   if (cudaMalloc(&h->items, std::max<size_t>(h->plan.items.size(), 1) * sizeof(DecodeWorkItem)) != cudaSuccess ||

@@ -196,7 +196,7 @@ cudaError_t write_kv(const KvWriteParams& p, cudaStream_t stream);
 // every thread; 2: as 0 but two blocks per multiprocessor for every grid; 3: as 0 but three blocks
 // per multiprocessor for every grid that is not lone (head_dim 128; elsewhere as 0); 4: as 0 but a
 // lone grid copies every item's rows in address order, not only long items' (head_dim 128 and
-// 256); 5: as 0, but the C API's plans (capi.cu) are not staggered (DecodePlanOptions::stagger).
+// 256); 5: as 0, but plan_decode does not stagger (DecodePlanOptions::stagger).
 // Prefill (head_dim 128) 0: warpgroup MMA (wgmma) with pages streamed by the copy engine
 // where it runs (default; else as 2), 1: mma.sync with 32 keys per tile, 2: mma.sync with 64. Plan
 // decode after changing it (decode_slots() and decode_lone_slots() depend on it).

@@ -765,6 +765,7 @@ TEST(DecodePlan, ShortSplitsOnlyInLoneGrids) {
 // the first wave from 64 pages down to 64 - 31 = 33, then the 184 whole lists, then the tails. 64
 // sequences: 512 whole lists, a last wave of 248 (94%): left alone. 48 sequences: 384 lists cut in
 // two (768 items of 32 pages, a last wave of 240), cut by floor(16 j / 264) >= 4 (j >= 66): 966.
+// Decode variant 5 leaves the 56 sequences' plan at 448.
 TEST(DecodePlan, StaggersTheFirstWave) {
   const int n_kv = 8, B = 64, len = 64;
   struct Case {
@@ -792,6 +793,12 @@ TEST(DecodePlan, StaggersTheFirstWave) {
     for (int j = 264; j < 264 + 184; ++j) ASSERT_EQ(plan.items[j].e_end - plan.items[j].e_begin, len) << "item " << j;
     for (int j = 264 + 184; j < c.items; ++j)
       ASSERT_LE(plan.items[j].e_end - plan.items[j].e_begin, 31) << "item " << j;
+    // Decode variant 5 plans the same lists without the stagger.
+    K::set_kernel_variant(5, 0);
+    K::DecodePlan plain;
+    K::plan_decode(indptr.data(), nullptr, chunks.data(), c.seqs, 1, n_kv, B, o, plain);
+    K::set_kernel_variant(0, 0);
+    EXPECT_EQ(plain.layer_begin[1], 448);
   }
 }
 

@@ -282,9 +282,12 @@ CudaBackend::CudaBackend(std::shared_ptr<const ModelWeights> w, int device)
   kernels::set_programmatic_launch(!env_is("HEADSHARD_CUDA_PDL", "0"));
   // The sharded decode streams pages with the copy engine; for comparisons,
   // HEADSHARD_CUDA_DECODE=cp.async, tma-shared (two blocks per multiprocessor for every grid), or
-  // tma-unstaggered (plans without the stagger: sharded_attention_runner.cpp).
-  const bool cp_async = env_is("HEADSHARD_CUDA_DECODE", "cp.async");
-  kernels::set_kernel_variant(cp_async ? 1 : env_is("HEADSHARD_CUDA_DECODE", "tma-shared") ? 2 : 0, 0);
+  // tma-unstaggered (plans without the stagger: DecodePlanOptions::stagger).
+  int decode_variant = 0;
+  if (env_is("HEADSHARD_CUDA_DECODE", "cp.async")) decode_variant = 1;
+  if (env_is("HEADSHARD_CUDA_DECODE", "tma-shared")) decode_variant = 2;
+  if (env_is("HEADSHARD_CUDA_DECODE", "tma-unstaggered")) decode_variant = 5;
+  kernels::set_kernel_variant(decode_variant, 0);
   // HEADSHARD_CUDA_GEMV_SPLITS: how many warps may share a row of the single-row kernel (1 for
   // comparisons; gemv.h's gemv_config).
   // HEADSHARD_CUDA_GEMV_BLOCK=G (0: off) and HEADSHARD_CUDA_GEMV_BLOCK_MIB: the block kernel's

@@ -1,7 +1,6 @@
 #include "backend/cuda/sharded_attention_runner.h"
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
 
 #include "backend/cuda/cuda_check.h"
@@ -36,9 +35,6 @@ void ShardedAttentionRunner::configure(const ModelConfig& c, int32_t block_size)
   options_ = {};
   options_.slots = std::max(1, kernels::decode_slots(c.head_dim));
   options_.lone_slots = kernels::decode_lone_slots(c.head_dim);
-  // HEADSHARD_CUDA_DECODE=tma-unstaggered plans without the stagger (DecodePlanOptions), for comparisons.
-  if (const char* e = std::getenv("HEADSHARD_CUDA_DECODE"); e && std::strcmp(e, "tma-unstaggered") == 0)
-    options_.stagger = 0;
   uploaded_items_ = 0;
   zeroed_ = {};
   options_.parallel_for = [](int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
