@@ -117,10 +117,10 @@ bool g_programmatic = false;
 }  // namespace
 
 namespace detail {
-// Decode variant 5 runs variant 0's kernels (plan_decode does not stagger its plans).
+// Decode variants 5 and 6 run variant 0's kernels (they change only what plan_decode does).
 int kernel_variant(int which) {
   const int v = g_variant[which & 1];
-  return (which & 1) == 0 && v == 5 ? 0 : v;
+  return (which & 1) == 0 && (v == 5 || v == 6) ? 0 : v;
 }
 }  // namespace detail
 
@@ -137,6 +137,7 @@ void plan_decode(const int32_t* indptr, const int32_t* list_end, const int32_t* 
                  DecodePlan& plan) {
   plan.layer_begin.assign(n_layers + 1, 0);
   plan.max_partials = 0;
+  plan.lone = false;
   plan.n_groups = n_dc * n_kv_heads;
   const int32_t slots = std::max(1, opt.slots);
   auto entries_of = [&](int32_t tokens) {
@@ -146,6 +147,7 @@ void plan_decode(const int32_t* indptr, const int32_t* list_end, const int32_t* 
   const int32_t min_lone_entries = std::min(min_entries, entries_of(opt.min_lone_split_tokens));
   const int32_t overhead = std::max<int32_t>(1, 128 / block_size);  // about two 64-token tiles
   const double stagger_frac = g_variant[0] == 5 ? 0.0 : opt.stagger;
+  const bool lone_plans = g_variant[0] != 6 && opt.lone_slots > 0 && opt.lone_slots < slots;
   auto list_of = [&](int32_t chunk, int32_t layer, int32_t h) { return (chunk * n_layers + layer) * n_kv_heads + h; };
   std::vector<int32_t> lens(size_t(n_dc) * n_kv_heads), prev_lens;
   std::vector<int32_t> cand;
@@ -155,7 +157,7 @@ void plan_decode(const int32_t* indptr, const int32_t* list_end, const int32_t* 
   // largest first.
   std::vector<int32_t> root(n_layers, 0), planned_begin(n_layers + 1, 0);
   std::vector<DecodeWorkItem> planned;
-  auto emit = [&](int32_t layer, int32_t P) {
+  auto emit = [&](int32_t layer, int32_t P, int32_t grid) {
     const size_t first = planned.size();
     int32_t partials = 0;
     for (int32_t c = 0; c < n_dc; ++c)
@@ -174,10 +176,10 @@ void plan_decode(const int32_t* indptr, const int32_t* list_end, const int32_t* 
     std::stable_sort(planned.begin() + first, planned.end(), [](const DecodeWorkItem& x, const DecodeWorkItem& y) {
       return x.e_end - x.e_begin > y.e_end - y.e_begin;
     });
-    const int64_t n_items = int64_t(planned.size() - first), last_wave = n_items % slots;
-    const bool nearly_full = last_wave == 0 || last_wave >= 0.9 * slots;
-    if (stagger_frac > 0 && n_items > slots && n_items <= 3 * slots && (partials > 0 || !nearly_full))
-      partials = stagger(planned, first, slots, stagger_frac, min_entries, opt.max_splits, partials);
+    const int64_t n_items = int64_t(planned.size() - first), last_wave = n_items % grid;
+    const bool nearly_full = last_wave == 0 || last_wave >= 0.9 * grid;
+    if (stagger_frac > 0 && n_items > grid && n_items <= 3 * grid && (partials > 0 || !nearly_full))
+      partials = stagger(planned, first, grid, stagger_frac, min_entries, opt.max_splits, partials);
     plan.max_partials = std::max(plan.max_partials, partials);
   };
   for (int32_t layer = 0; layer < n_layers; ++layer) {
@@ -198,32 +200,42 @@ void plan_decode(const int32_t* indptr, const int32_t* list_end, const int32_t* 
     }
     root[layer] = layer;
     prev_lens = lens;
-    // Entries per split: candidates that fill the slots k times over, or cut the longest list
-    // into s equal parts; the best estimate wins (ties: fewer splits).
-    const int32_t split_floor = int32_t(ceil_div(std::max(lmax, 1), std::max(opt.max_splits, 1)));
-    const int32_t floor_p = std::max(min_entries, split_floor), lone_floor_p = std::max(min_lone_entries, split_floor);
-    cand.clear();
-    cand.push_back(std::max(lmax, 1));
-    for (int32_t k = 1; k <= 8; ++k) cand.push_back(int32_t(ceil_div(std::max<int64_t>(total, 1), int64_t(k) * slots)));
-    if (opt.lone_slots > 0) cand.push_back(int32_t(ceil_div(std::max<int64_t>(total, 1), opt.lone_slots)));
-    for (int32_t s = 1; s <= 16; ++s) cand.push_back(int32_t(ceil_div(std::max(lmax, 1), s)));
-    // Splits shorter than floor_p only where the grid runs lone.
-    for (int32_t& P : cand) {
-      P = std::max(P, lone_floor_p);
-      if (P < floor_p && items_at(lens, P) > opt.lone_slots) P = floor_p;
-    }
-    std::sort(cand.begin(), cand.end(), std::greater<>());
-    cand.erase(std::unique(cand.begin(), cand.end()), cand.end());
-    int32_t best_p = cand.front();
-    double best = estimate(lens, total, best_p, slots, opt.lone_slots, overhead);
-    for (size_t i = 1; i < cand.size(); ++i) {
-      const double e = estimate(lens, total, cand[i], slots, opt.lone_slots, overhead);
-      if (e < best * 0.98) {
-        best = e;
-        best_p = cand[i];
+    // Entries per split for a grid of `grid` slots: candidates that fill the slots k times over, or
+    // cut the longest list into s equal parts; the best estimate wins (ties: fewer splits).
+    auto choose = [&](int32_t grid) {
+      const int32_t split_floor = int32_t(ceil_div(std::max(lmax, 1), std::max(opt.max_splits, 1)));
+      const int32_t floor_p = std::max(min_entries, split_floor), lone_floor_p = std::max(min_lone_entries, split_floor);
+      cand.clear();
+      cand.push_back(std::max(lmax, 1));
+      for (int32_t k = 1; k <= 8; ++k) cand.push_back(int32_t(ceil_div(std::max<int64_t>(total, 1), int64_t(k) * grid)));
+      if (opt.lone_slots > 0) cand.push_back(int32_t(ceil_div(std::max<int64_t>(total, 1), opt.lone_slots)));
+      for (int32_t s = 1; s <= 16; ++s) cand.push_back(int32_t(ceil_div(std::max(lmax, 1), s)));
+      // Splits shorter than floor_p only where the grid runs lone.
+      for (int32_t& P : cand) {
+        P = std::max(P, lone_floor_p);
+        if (P < floor_p && items_at(lens, P) > opt.lone_slots) P = floor_p;
       }
+      std::sort(cand.begin(), cand.end(), std::greater<>());
+      cand.erase(std::unique(cand.begin(), cand.end()), cand.end());
+      int32_t best_p = cand.front();
+      double best = estimate(lens, total, best_p, grid, opt.lone_slots, overhead);
+      for (size_t i = 1; i < cand.size(); ++i) {
+        const double e = estimate(lens, total, cand[i], grid, opt.lone_slots, overhead);
+        if (e < best * 0.98) {
+          best = e;
+          best_p = cand[i];
+        }
+      }
+      return best_p;
+    };
+    int32_t best_p = choose(slots);
+    if (layer == 0 && lone_plans && items_at(lens, best_p) > slots) {  // decides for the plan
+      const int64_t tokens = total * block_size, n_lists = std::max<int64_t>(1, int64_t(n_dc) * n_kv_heads);
+      plan.lone = tokens >= int64_t(opt.lone_min_tokens) * n_lists &&
+                  tokens >= int64_t(opt.lone_min_item_tokens) * items_at(lens, choose(opt.lone_slots));
     }
-    emit(layer, best_p);
+    if (plan.lone) best_p = choose(opt.lone_slots);
+    emit(layer, best_p, plan.lone ? opt.lone_slots : slots);
   }
   planned_begin[n_layers] = int32_t(planned.size());
 

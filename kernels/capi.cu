@@ -116,6 +116,7 @@ int hs_decode_run(void* handle, const HsAttnArgs* args, void* stream) {
   p.n_items = h->plan.layer_begin[l + 1] - h->plan.layer_begin[l];
   p.workspace = h->workspace;
   p.max_partials = h->plan.max_partials;
+  p.lone = h->plan.lone;
   return int(decode_attention(p, static_cast<cudaStream_t>(stream)));
 }
 

@@ -13,7 +13,8 @@
 //     copied: the producer publishes which tokens of a tile the query may see, the consumers mask
 //     the others' scores to -inf and zero their V rows (a slot no query may see may hold anything,
 //     NaN included). Blocks the rule no longer attends are not copied at all. A grid of at most
-//     one block per multiprocessor (decode_lone_slots) runs an instance that takes 192 KB of
+//     one block per multiprocessor (decode_lone_slots), or any grid of a plan of long lists
+//     (DecodeParams::lone, in waves of such blocks), runs an instance that takes 192 KB of
 //     shared memory (half of it stages), one block per SM, and copies long items' K and V rows
 //     in address order instead (kLoneRowsMinTiles; variant 4: every item); larger grids run two
 //     blocks per SM, and grids of many waves three (DecodeInstance; variant 2: always two, 3:
@@ -280,9 +281,10 @@ struct TmaDecodeArgs {
 
 // The copy-engine kernel's instances; launch_decode picks one by the grid's size.
 // - kShared: two blocks per SM up to D = 128 (one at D = 256).
-// - kLone: grids of at most one block per multiprocessor (lone_slots_for). It takes 192 KB of
-//   shared memory, so that no two blocks can share a multiprocessor even when launched early
-//   behind another kernel (programmatic launch). Its stages fill half of that: with all of it in
+// - kLone: grids of at most one block per multiprocessor (lone_slots_for), and lone plans' grids
+//   of any size (DecodeParams::lone). It takes 192 KB of shared memory, so that no two blocks can
+//   share a multiprocessor even when launched early behind another kernel (programmatic
+//   launch). Its stages fill half of that: with all of it in
 //   flight, 16 sequences at 128k took 1.1% longer and at 4k strided 2.5% (kernels/NOTES.md,
 //   session 16).
 // - kTriple (D = 128, where it was measured): grids of more than kTripleWaves waves of kShared's
@@ -752,7 +754,7 @@ cudaError_t launch_decode(const DecodeParams& p, cudaStream_t stream) {
     TmaDecodeArgs args;
     args.p = p;
     if (pool_tensor_map(p.a, args.kv, CU_TENSOR_MAP_L2_PROMOTION_NONE)) {
-      if (p.n_items <= lone_slots_for<D>()) {
+      if (p.n_items <= lone_slots_for<D>() || (p.lone && lone_slots_for<D>() > 0)) {
         if (D >= 128 && pool_rows_tensor_map(p.a, args.kv_rows))
           args.rows_min_tiles = kernel_variant(0) == 4 ? 1 : kLoneRowsMinTiles;
         return launch_tma<D, kLone>(args, stream);

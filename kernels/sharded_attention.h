@@ -85,6 +85,9 @@ struct DecodePlan {
   std::vector<int32_t> layer_begin;   // n_layers + 1
   int32_t max_partials = 0;           // workspace slots any one layer needs
   int32_t n_groups = 0;               // merge counters (n_decode_chunks * n_kv_heads)
+  // Planned for lone_slots: every layer's grid runs one block per multiprocessor, however many
+  // items it has (DecodeParams::lone).
+  bool lone = false;
 };
 
 struct DecodePlanOptions {
@@ -106,6 +109,15 @@ struct DecodePlanOptions {
   // at 4k took 1.9-3.4% less time dense, and 2.4-4.4% strided at 56 x 4k, 24 x 32k and 48 x 32k;
   // whole lists in a nearly full last wave (64 sequences) took up to 0.4% more, so they are left alone.
   double stagger = 0.5;
+  // Lists of at least lone_min_tokens on average in more than one wave of the shared grid, which a
+  // plan for lone_slots cuts into items of at least lone_min_item_tokens on average: that plan is
+  // taken, and every grid runs lone, whatever its size (DecodePlan::lone). Long items stream faster
+  // one block per multiprocessor, where two shared blocks split some multiprocessors' bandwidth
+  // unevenly; short ones lose each block's start, which no second block covers (kernels/NOTES.md,
+  // session 38, dense: 24 to 128 sequences at 32k and 48 at 128k took 0.3-1.7% less time, 64 x 32k
+  // 1.1%, 256 x 32k about the same; 20 sequences at 32k, whose lone plan has 1120 items of 73
+  // pages, took 2.8% more, and 40 (1920 items of 85 and 86) 0.6% more).
+  int32_t lone_min_tokens = 32768, lone_min_item_tokens = 8192;
   // Runs fn(begin, end) over [0, n) in chunks of `grain`, possibly on several threads: the
   // planner lays out the layers' items with it. Null: one call on the calling thread.
   std::function<void(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn)> parallel_for;
@@ -138,6 +150,7 @@ struct DecodeParams {
   const int32_t* item_range = nullptr;
   void* workspace = nullptr;  // decode_workspace_bytes(plan, ...), counters zeroed once
   int32_t max_partials = 0;   // plan.max_partials
+  bool lone = false;          // plan.lone: one block per multiprocessor, whatever n_items
 };
 
 cudaError_t decode_attention(const DecodeParams& p, cudaStream_t stream);
@@ -196,7 +209,8 @@ cudaError_t write_kv(const KvWriteParams& p, cudaStream_t stream);
 // every thread; 2: as 0 but two blocks per multiprocessor for every grid; 3: as 0 but three blocks
 // per multiprocessor for every grid that is not lone (head_dim 128; elsewhere as 0); 4: as 0 but a
 // lone grid copies every item's rows in address order, not only long items' (head_dim 128 and
-// 256); 5: as 0, but plan_decode does not stagger (DecodePlanOptions::stagger).
+// 256); 5: as 0, but plan_decode does not stagger (DecodePlanOptions::stagger); 6: as 0, but
+// plan_decode makes no lone plans of long lists (DecodePlanOptions::lone_min_tokens).
 // Prefill (head_dim 128) 0: warpgroup MMA (wgmma) with pages streamed by the copy engine
 // where it runs (default; else as 2), 1: mma.sync with 32 keys per tile, 2: mma.sync with 64. Plan
 // decode after changing it (decode_slots() and decode_lone_slots() depend on it).

@@ -3,7 +3,7 @@
 //   bench_generate [--model PATH] [--device cpu|cuda|auto] [--plan SPEC[|SPEC...]] [--prompt N[,N...]]
 //                  [--gen N] [--batch B[,B...]] [--context N[,N...]] [--reps R] [--json FILE]
 //                  [--attention sharded[,simple]] [--gemv on[,off]] [--pdl on[,off]]
-//                  [--decode tma[,cp.async][,tma-shared][,tma-unstaggered]] [--fuse on[,off]]
+//                  [--decode tma[,cp.async][,tma-shared][,tma-unstaggered][,tma-nolone]] [--fuse on[,off]]
 //                  [--overlap on[,off]]
 //                  [--driver runner[,engine]]
 // Every combination runs in one process, side by side (the weights are made or loaded once):
@@ -11,8 +11,8 @@
 // single-row GEMM kernel (CUDA: `off` is HEADSHARD_CUDA_GEMV=0, cuBLAS only), of programmatic
 // dependent launch (CUDA: `off` is HEADSHARD_CUDA_PDL=0), of the sharded decode kernel (CUDA:
 // `cp.async` is HEADSHARD_CUDA_DECODE=cp.async, `tma-shared` the copy engine two blocks per
-// multiprocessor for every grid, `tma-unstaggered` its plans without the stagger), of the
-// single-row kernel converting the
+// multiprocessor for every grid, `tma-unstaggered` its plans without the stagger, `tma-nolone`
+// without lone plans of long lists), of the single-row kernel converting the
 // attention output itself (CUDA: `off` is HEADSHARD_CUDA_FUSE=0), of steps in flight in the engine
 // (CUDA: `off` is HEADSHARD_CUDA_OVERLAP=0; only the engine driver uses them) and each plan,
 // prompt processing of each --prompt length, then decoding: each of `batch` sequences starts
@@ -103,7 +103,7 @@ int main(int argc, char** argv) try {
                                   {"gemv", "HEADSHARD_CUDA_GEMV", {"on", "off"}},
                                   {"pdl", "HEADSHARD_CUDA_PDL", {"on", "off"}},
                                   {"decode", "HEADSHARD_CUDA_DECODE",
-                                   {"tma", "cp.async", "tma-shared", "tma-unstaggered"}},
+                                   {"tma", "cp.async", "tma-shared", "tma-unstaggered", "tma-nolone"}},
                                   {"fuse", "HEADSHARD_CUDA_FUSE", {"on", "off"}},
                                   {"overlap", "HEADSHARD_CUDA_OVERLAP", {"on", "off"}}};
   const auto drivers = split(a.str("driver", "runner"), ',');

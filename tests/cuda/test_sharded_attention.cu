@@ -436,16 +436,20 @@ void check_variant(const Problem& p, K::DecodePlanOptions dopt, bool run_prefill
     dp.n_items = int(items.size());
     dp.workspace = d_ws.p;
     dp.max_partials = plan.max_partials;
+    // A grid of more items than the multiprocessors also runs lone (DecodeParams::lone), as a plan
+    // of long lists would have it: a third run.
+    const bool also_lone = !plan.lone && int(items.size()) > K::decode_lone_slots(p.D) && K::decode_lone_slots(p.D) > 0;
     std::vector<uint16_t> first;
-    for (int rep = 0; rep < 2; ++rep) {  // twice: the merge counters must be back at zero
+    for (int rep = 0; rep < (also_lone ? 3 : 2); ++rep) {  // twice: the merge counters must be back at zero
+      dp.lone = rep == 2 || plan.lone;
       f.poison_out();
       CK(K::decode_attention(dp, nullptr));
       CK(cudaDeviceSynchronize());
       const auto out = f.download_out();
       const std::string err = compare(f, out, ref, dec);
-      EXPECT_EQ(err, "") << "decode, run " << rep << ", " << items.size() << " items";
+      EXPECT_EQ(err, "") << "decode, run " << rep << (dp.lone ? " (lone)" : "") << ", " << items.size() << " items";
       if (rep == 0) first = out;
-      else {
+      else if (rep == 1) {
         const int64_t row = int64_t(f.n_q) * p.D;
         for (int c : dec)
           for (int64_t i = f.tok0[c] * row; i < f.tok0[c + 1] * row; ++i)
@@ -802,6 +806,56 @@ TEST(DecodePlan, StaggersTheFirstWave) {
   }
 }
 
+// Long lists (32k tokens and more on average, B = 64: 512 pages) in more than one wave of the 264
+// shared slots, planned for the 132 lone slots into items of 8k tokens (128 pages) and more on
+// average: DecodePlan::lone. Without the stagger:
+// - 64 sequences of 512 pages: whole lists are 512 items of 512 + 2 in four lone waves (2056);
+//   cutting them in two (1024 items of 256 + 2) takes eight (2064), in three twelve (2076): 512
+//   whole lists, lone.
+// - 24 sequences of 512 pages: on the shared slots 768 items of 256; on the lone ones, whole lists
+//   take two waves (1028), halves 384 items in three (774), thirds five (about 865), quarters six
+//   (780), and shorter cuts more than the balanced bound (98304 / 132 = 745) plus half an item and
+//   two pages an item: 384 halves, lone.
+// Not lone (the plan of decode variant 6, which makes no lone plans): 20 sequences of 512 pages
+// (the lone plan cuts the 160 lists in seven, items of 73 and 74 pages), 32 of 512 (256 whole
+// lists, one shared wave), 64 of 511 (32704 tokens), 64 of 64, and 64 of 512 without lone slots.
+TEST(DecodePlan, LongListsPlanLoneGrids) {
+  const int n_kv = 8, B = 64;
+  struct Case {
+    int seqs, len, lone_slots;
+    bool lone;
+    int items, item_len;  // lone plans
+  };
+  for (const Case& c : {Case{64, 512, 132, true, 512, 512}, Case{24, 512, 132, true, 384, 256},
+                        Case{20, 512, 132, false}, Case{32, 512, 132, false}, Case{64, 511, 132, false},
+                        Case{64, 64, 132, false}, Case{64, 512, 0, false}}) {
+    std::vector<int32_t> indptr(c.seqs * n_kv + 1), chunks(c.seqs);
+    for (int l = 0; l <= c.seqs * n_kv; ++l) indptr[l] = l * c.len;
+    for (int s = 0; s < c.seqs; ++s) chunks[s] = s;
+    K::DecodePlanOptions o;
+    o.slots = 264;
+    o.lone_slots = c.lone_slots;
+    o.stagger = 0;
+    K::DecodePlan plan, shared;
+    K::plan_decode(indptr.data(), nullptr, chunks.data(), c.seqs, 1, n_kv, B, o, plan);
+    K::set_kernel_variant(6, 0);
+    K::plan_decode(indptr.data(), nullptr, chunks.data(), c.seqs, 1, n_kv, B, o, shared);
+    K::set_kernel_variant(0, 0);
+    const std::string what = std::to_string(c.seqs) + " x " + std::to_string(c.len) + " pages, lone slots " +
+                             std::to_string(c.lone_slots);
+    EXPECT_FALSE(shared.lone) << what << ", variant 6";
+    ASSERT_EQ(plan.lone, c.lone) << what;
+    if (!c.lone) {
+      ASSERT_EQ(plan.items.size(), shared.items.size()) << what;
+      for (size_t i = 0; i < plan.items.size(); ++i)
+        ASSERT_EQ(item_fields(plan.items[i]), item_fields(shared.items[i])) << what << ", item " << i;
+      continue;
+    }
+    ASSERT_EQ(plan.layer_begin[1], c.items) << what;
+    for (const K::DecodeWorkItem& it : plan.items) ASSERT_EQ(it.e_end - it.e_begin, c.item_len) << what;
+  }
+}
+
 // Laying out the layers' items on several threads (DecodePlanOptions::parallel_for; the chunks
 // here run on threads of their own, last chunk first) gives the plan of laying them out on one:
 // a model-sized plan (32 layers, 64 chunks), whose layers share lengths in runs of random size.
@@ -882,6 +936,7 @@ TEST(DecodePlan, CoversEveryListOnce) {
     o.min_split_tokens = uni(rng, 1, 1024);
     o.min_lone_split_tokens = uni(rng, 1, 1024);
     o.stagger = uni(rng, 0, 2) * 0.25;
+    o.lone_min_tokens = uni(rng, 1, 40000);  // lists of up to 3000 pages of up to 64 tokens
     K::DecodePlan plan;
     K::plan_decode(apart ? begin.data() : indptr.data(), apart ? end.data() : nullptr, dec.data(), int(dec.size()),
                    n_layers, n_kv, B, o, plan);

@@ -281,12 +281,14 @@ CudaBackend::CudaBackend(std::shared_ptr<const ModelWeights> w, int device)
   // its launch latency hides behind that kernel's tail; HEADSHARD_CUDA_PDL=0 for comparisons.
   kernels::set_programmatic_launch(!env_is("HEADSHARD_CUDA_PDL", "0"));
   // The sharded decode streams pages with the copy engine; for comparisons,
-  // HEADSHARD_CUDA_DECODE=cp.async, tma-shared (two blocks per multiprocessor for every grid), or
-  // tma-unstaggered (plans without the stagger: DecodePlanOptions::stagger).
+  // HEADSHARD_CUDA_DECODE=cp.async, tma-shared (two blocks per multiprocessor for every grid),
+  // tma-unstaggered (plans without the stagger: DecodePlanOptions::stagger) or tma-nolone (no
+  // lone plans of long lists: DecodePlanOptions::lone_min_tokens).
   int decode_variant = 0;
   if (env_is("HEADSHARD_CUDA_DECODE", "cp.async")) decode_variant = 1;
   if (env_is("HEADSHARD_CUDA_DECODE", "tma-shared")) decode_variant = 2;
   if (env_is("HEADSHARD_CUDA_DECODE", "tma-unstaggered")) decode_variant = 5;
+  if (env_is("HEADSHARD_CUDA_DECODE", "tma-nolone")) decode_variant = 6;
   kernels::set_kernel_variant(decode_variant, 0);
   // HEADSHARD_CUDA_GEMV_SPLITS: how many warps may share a row of the single-row kernel (1 for
   // comparisons; gemv.h's gemv_config).
@@ -396,11 +398,13 @@ void CudaBackend::launch(const Batch& batch, const KvStepMeta& meta, Logits& out
   timer_.phase(2);
   timer_.gpu_begin(slot);
   if (bucket > 0) {
-    // A graph bakes in the decode launch's grid, sized by the plan's capacity class: a power of
-    // two, or the one-block-per-multiprocessor grid below the next one.
+    // A graph bakes in the decode launch's grid, sized by the plan's capacity class (a power of
+    // two, or the one-block-per-multiprocessor grid below the next one), and its instance (lone
+    // blocks or not).
     const unsigned cap = sharded_kernels_ ? static_cast<unsigned>(sharded_.capacity()) : 0;
     const int capacity_class = std::bit_width(cap) + (std::has_single_bit(cap) || cap == 0 ? 0 : 32);
-    graphs_.run(bucket * 64 + capacity_class, generation_, stream_.s, [&] { record_step(s); });
+    const int lone = sharded_kernels_ && sharded_.lone() ? 1 : 0;
+    graphs_.run((bucket * 64 + capacity_class) * 2 + lone, generation_, stream_.s, [&] { record_step(s); });
   } else
     record_step(s);
   sampler_.sample(logits_.get(), c_.vocab_size, stream_.s);

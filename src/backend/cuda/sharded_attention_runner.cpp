@@ -151,6 +151,7 @@ void ShardedAttentionRunner::run(int layer, const __nv_bfloat16* q, __nv_bfloat1
     p.n_items = capacity_;
     p.workspace = workspace_.get();
     p.max_partials = capacity_;
+    p.lone = decode_.lone;
     HS_CUDA_CHECK(kernels::decode_attention(p, s));
   }
   if (!prefill_.empty()) {

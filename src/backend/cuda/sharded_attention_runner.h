@@ -36,6 +36,9 @@ class ShardedAttentionRunner {
   // already). Returns true when a device buffer moved.
   bool plan(const StepShape& shape, const StepInputs& in, HostCopies& copies);
   int32_t capacity() const { return capacity_; }
+  // Whether the decode grids run one block per multiprocessor (kernels::DecodePlan::lone): a graph
+  // bakes the instance in, so this goes in the graph key with the capacity.
+  bool lone() const { return decode_.lone; }
 
   // Enqueues what a step needs before its first layer, outside any graph: the decode's merge
   // counters zeroed where they have not been. Then run() for each layer, which decode graphs
