@@ -731,6 +731,15 @@ TEST(DecodePlan, SmallGridsPlanOneBlockPerMultiprocessor) {
   }
 }
 
+// Flat lists of `len` pages for each of the n_kv heads of `seqs` one-token chunks, and their ids.
+struct EqualLists {
+  std::vector<int32_t> indptr, chunks;
+  EqualLists(int seqs, int n_kv, int len) : indptr(seqs * n_kv + 1), chunks(seqs) {
+    for (int l = 0; l <= seqs * n_kv; ++l) indptr[l] = l * len;
+    std::iota(chunks.begin(), chunks.end(), 0);
+  }
+};
+
 // Batch 1 at 4k, B = 64, 264 shared slots, a cost of 2 pages per block. Strided: eight lists of
 // 23 pages. Lone grids (up to 132 blocks) may cut splits of 128 tokens (2 pages): 12 items a list,
 // 96 in all, cost 2 / 2 + 2 = 3, against 3 / 2 + 2 = 3.5 for 3 pages (64 items) and 4 for 4 pages
@@ -748,14 +757,12 @@ TEST(DecodePlan, ShortSplitsOnlyInLoneGrids) {
   };
   for (const Case& c : {Case{1, 23, 132, 96, 2}, Case{1, 23, 0, 48, 4}, Case{1, 65, 132, 104, 5},
                         Case{9, 9, 132, 216, 3}}) {
-    std::vector<int32_t> indptr(c.seqs * n_kv + 1), chunks(c.seqs);
-    for (int l = 0; l <= c.seqs * n_kv; ++l) indptr[l] = l * c.len;
-    for (int s = 0; s < c.seqs; ++s) chunks[s] = s;
+    const EqualLists lists(c.seqs, n_kv, c.len);
     K::DecodePlanOptions o;
     o.slots = 264;
     o.lone_slots = c.lone;
     K::DecodePlan plan;
-    K::plan_decode(indptr.data(), nullptr, chunks.data(), c.seqs, 1, n_kv, B, o, plan);
+    K::plan_decode(lists.indptr.data(), nullptr, lists.chunks.data(), c.seqs, 1, n_kv, B, o, plan);
     EXPECT_EQ(plan.layer_begin[1], c.items) << c.seqs << " x " << c.len << " pages, lone " << c.lone;
     int longest = 0;
     for (const K::DecodeWorkItem& it : plan.items) longest = std::max(longest, it.e_end - it.e_begin);
@@ -778,15 +785,13 @@ TEST(DecodePlan, StaggersTheFirstWave) {
     int items;
   };
   for (const Case& c : {Case{56, 0.5, 679}, Case{56, 0.0, 448}, Case{64, 0.5, 512}, Case{48, 0.5, 966}}) {
-    std::vector<int32_t> indptr(c.seqs * n_kv + 1), chunks(c.seqs);
-    for (int l = 0; l <= c.seqs * n_kv; ++l) indptr[l] = l * len;
-    for (int s = 0; s < c.seqs; ++s) chunks[s] = s;
+    const EqualLists lists(c.seqs, n_kv, len);
     K::DecodePlanOptions o;
     o.slots = 264;
     o.lone_slots = 132;
     o.stagger = c.stagger;
     K::DecodePlan plan;
-    K::plan_decode(indptr.data(), nullptr, chunks.data(), c.seqs, 1, n_kv, B, o, plan);
+    K::plan_decode(lists.indptr.data(), nullptr, lists.chunks.data(), c.seqs, 1, n_kv, B, o, plan);
     const std::string what = std::to_string(c.seqs) + " sequences, stagger " + std::to_string(c.stagger);
     ASSERT_EQ(plan.layer_begin[1], c.items) << what;
     if (c.seqs != 56 || c.stagger == 0) continue;
@@ -800,7 +805,7 @@ TEST(DecodePlan, StaggersTheFirstWave) {
     // Decode variant 5 plans the same lists without the stagger.
     K::set_kernel_variant(5, 0);
     K::DecodePlan plain;
-    K::plan_decode(indptr.data(), nullptr, chunks.data(), c.seqs, 1, n_kv, B, o, plain);
+    K::plan_decode(lists.indptr.data(), nullptr, lists.chunks.data(), c.seqs, 1, n_kv, B, o, plain);
     K::set_kernel_variant(0, 0);
     EXPECT_EQ(plain.layer_begin[1], 448);
   }
@@ -829,17 +834,15 @@ TEST(DecodePlan, LongListsPlanLoneGrids) {
   for (const Case& c : {Case{64, 512, 132, true, 512, 512}, Case{24, 512, 132, true, 384, 256},
                         Case{20, 512, 132, false}, Case{32, 512, 132, false}, Case{64, 511, 132, false},
                         Case{64, 64, 132, false}, Case{64, 512, 0, false}}) {
-    std::vector<int32_t> indptr(c.seqs * n_kv + 1), chunks(c.seqs);
-    for (int l = 0; l <= c.seqs * n_kv; ++l) indptr[l] = l * c.len;
-    for (int s = 0; s < c.seqs; ++s) chunks[s] = s;
+    const EqualLists lists(c.seqs, n_kv, c.len);
     K::DecodePlanOptions o;
     o.slots = 264;
     o.lone_slots = c.lone_slots;
     o.stagger = 0;
     K::DecodePlan plan, shared;
-    K::plan_decode(indptr.data(), nullptr, chunks.data(), c.seqs, 1, n_kv, B, o, plan);
+    K::plan_decode(lists.indptr.data(), nullptr, lists.chunks.data(), c.seqs, 1, n_kv, B, o, plan);
     K::set_kernel_variant(6, 0);
-    K::plan_decode(indptr.data(), nullptr, chunks.data(), c.seqs, 1, n_kv, B, o, shared);
+    K::plan_decode(lists.indptr.data(), nullptr, lists.chunks.data(), c.seqs, 1, n_kv, B, o, shared);
     K::set_kernel_variant(0, 0);
     const std::string what = std::to_string(c.seqs) + " x " + std::to_string(c.len) + " pages, lone slots " +
                              std::to_string(c.lone_slots);
