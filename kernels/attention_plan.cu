@@ -204,11 +204,13 @@ void plan_decode(const int32_t* indptr, const int32_t* list_end, const int32_t* 
     // cut the longest list into s equal parts; the best estimate wins (ties: fewer splits).
     auto choose = [&](int32_t grid) {
       const int32_t split_floor = int32_t(ceil_div(std::max(lmax, 1), std::max(opt.max_splits, 1)));
-      const int32_t floor_p = std::max(min_entries, split_floor), lone_floor_p = std::max(min_lone_entries, split_floor);
+      const int32_t floor_p = std::max(min_entries, split_floor);
+      const int32_t lone_floor_p = std::max(min_lone_entries, split_floor);
+      const int64_t work = std::max<int64_t>(total, 1);
       cand.clear();
       cand.push_back(std::max(lmax, 1));
-      for (int32_t k = 1; k <= 8; ++k) cand.push_back(int32_t(ceil_div(std::max<int64_t>(total, 1), int64_t(k) * grid)));
-      if (opt.lone_slots > 0) cand.push_back(int32_t(ceil_div(std::max<int64_t>(total, 1), opt.lone_slots)));
+      for (int32_t k = 1; k <= 8; ++k) cand.push_back(int32_t(ceil_div(work, int64_t(k) * grid)));
+      if (opt.lone_slots > 0) cand.push_back(int32_t(ceil_div(work, opt.lone_slots)));
       for (int32_t s = 1; s <= 16; ++s) cand.push_back(int32_t(ceil_div(std::max(lmax, 1), s)));
       // Splits shorter than floor_p only where the grid runs lone.
       for (int32_t& P : cand) {

@@ -436,11 +436,12 @@ void check_variant(const Problem& p, K::DecodePlanOptions dopt, bool run_prefill
     dp.n_items = int(items.size());
     dp.workspace = d_ws.p;
     dp.max_partials = plan.max_partials;
-    // A grid of more items than the multiprocessors also runs lone (DecodeParams::lone), as a plan
-    // of long lists would have it: a third run.
-    const bool also_lone = !plan.lone && int(items.size()) > K::decode_lone_slots(p.D) && K::decode_lone_slots(p.D) > 0;
+    // Twice: the merge counters must be back at zero. A grid of more items than the lone slots then
+    // runs lone as well (DecodeParams::lone), as a plan of long lists would have it.
+    const int lone_slots = K::decode_lone_slots(p.D);
+    const bool also_lone = !plan.lone && lone_slots > 0 && int(items.size()) > lone_slots;
     std::vector<uint16_t> first;
-    for (int rep = 0; rep < (also_lone ? 3 : 2); ++rep) {  // twice: the merge counters must be back at zero
+    for (int rep = 0; rep < (also_lone ? 3 : 2); ++rep) {
       dp.lone = rep == 2 || plan.lone;
       f.poison_out();
       CK(K::decode_attention(dp, nullptr));
@@ -940,6 +941,7 @@ TEST(DecodePlan, CoversEveryListOnce) {
     o.min_lone_split_tokens = uni(rng, 1, 1024);
     o.stagger = uni(rng, 0, 2) * 0.25;
     o.lone_min_tokens = uni(rng, 1, 40000);  // lists of up to 3000 pages of up to 64 tokens
+    o.lone_min_item_tokens = uni(rng, 1, 40000);
     K::DecodePlan plan;
     K::plan_decode(apart ? begin.data() : indptr.data(), apart ? end.data() : nullptr, dec.data(), int(dec.size()),
                    n_layers, n_kv, B, o, plan);
