@@ -230,13 +230,14 @@ void plan_decode(const int32_t* indptr, const int32_t* list_end, const int32_t* 
       }
       return best_p;
     };
-    int32_t best_p = choose(slots);
+    int32_t best_p = choose(plan.lone ? opt.lone_slots : slots);
     if (layer == 0 && lone_plans && items_at(lens, best_p) > slots) {  // decides for the plan
+      const int32_t lone_p = choose(opt.lone_slots);
       const int64_t tokens = total * block_size, n_lists = std::max<int64_t>(1, int64_t(n_dc) * n_kv_heads);
       plan.lone = tokens >= int64_t(opt.lone_min_tokens) * n_lists &&
-                  tokens >= int64_t(opt.lone_min_item_tokens) * items_at(lens, choose(opt.lone_slots));
+                  tokens >= int64_t(opt.lone_min_item_tokens) * items_at(lens, lone_p);
+      if (plan.lone) best_p = lone_p;
     }
-    if (plan.lone) best_p = choose(opt.lone_slots);
     emit(layer, best_p, plan.lone ? opt.lone_slots : slots);
   }
   planned_begin[n_layers] = int32_t(planned.size());
