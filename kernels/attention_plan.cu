@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <functional>
+#include <iterator>
 #include <numeric>
 #include <queue>
 #include <unordered_map>
@@ -26,11 +27,12 @@ int64_t items_at(const std::vector<int32_t>& lens, int32_t P) {
 
 // Estimated time (in list entries) of one layer's decode when lists are cut into splits of at most
 // P entries: each thread block costs its entries plus a fixed overhead, and `slots` run at once.
-// At most `lone` items: one wave of blocks alone on their multiprocessors, each streaming twice a
-// shared slot's entries in the time. Few items: greedy longest-first onto the least loaded slot
-// (wave quantization matters); many: the balanced bound and half an item's tail.
-double estimate(const std::vector<int32_t>& lens, int64_t total, int32_t P, int32_t slots, int32_t lone,
-                int32_t overhead) {
+// At most `lone` items (counting `empty` more, of empty lists, which cost nothing else): one wave of
+// blocks alone on their multiprocessors, each streaming twice a shared slot's entries in the time.
+// Few items: greedy longest-first onto the least loaded slot (wave quantization matters); many: the
+// balanced bound and half an item's tail.
+double estimate(const std::vector<int32_t>& lens, int64_t empty, int64_t total, int32_t P, int32_t slots,
+                int32_t lone, int32_t overhead) {
   int64_t n_items = 0;
   int32_t max_item = 0;
   for (int32_t n : lens) {
@@ -38,7 +40,7 @@ double estimate(const std::vector<int32_t>& lens, int64_t total, int32_t P, int3
     n_items += ns;
     max_item = std::max<int32_t>(max_item, int32_t(ceil_div(n, ns)));
   }
-  if (n_items <= lone) return 0.5 * max_item + overhead;
+  if (n_items + empty <= lone) return 0.5 * max_item + overhead;
   // Many items: the balanced bound, plus half an item for the last wave, which is only partly
   // full (at 64 x 128k and 256 x 32k dense, that picks a split 0.6-1.6% faster on the H200).
   if (n_items > 4LL * slots)
@@ -150,6 +152,10 @@ void plan_decode(const int32_t* indptr, const int32_t* list_end, const int32_t* 
   const bool lone_plans = g_variant[0] != 6 && opt.lone_slots > 0 && opt.lone_slots < slots;
   auto list_of = [&](int32_t chunk, int32_t layer, int32_t h) { return (chunk * n_layers + layer) * n_kv_heads + h; };
   std::vector<int32_t> lens(size_t(n_dc) * n_kv_heads), prev_lens;
+  // The lists that hold entries, which the costs count: the engine pads its batches to a graph's
+  // size with chunks of empty lists, whose items (one an empty list) go last and cost nearly nothing.
+  std::vector<int32_t> live;
+  int64_t n_empty = 0;
   std::vector<int32_t> cand;
   // Layers whose lists have the lengths of the previous layer's (the usual case) split alike: they
   // repeat the items of the last layer planned (its root), moved to their own lists. Planned
@@ -176,7 +182,7 @@ void plan_decode(const int32_t* indptr, const int32_t* list_end, const int32_t* 
     std::stable_sort(planned.begin() + first, planned.end(), [](const DecodeWorkItem& x, const DecodeWorkItem& y) {
       return x.e_end - x.e_begin > y.e_end - y.e_begin;
     });
-    const int64_t n_items = int64_t(planned.size() - first), last_wave = n_items % grid;
+    const int64_t n_items = int64_t(planned.size() - first) - n_empty, last_wave = n_items % grid;
     const bool nearly_full = last_wave == 0 || last_wave >= 0.9 * grid;
     if (stagger_frac > 0 && n_items > grid && n_items <= 3 * grid && (partials > 0 || !nearly_full))
       partials = stagger(planned, first, grid, stagger_frac, min_entries, opt.max_splits, partials);
@@ -200,6 +206,9 @@ void plan_decode(const int32_t* indptr, const int32_t* list_end, const int32_t* 
     }
     root[layer] = layer;
     prev_lens = lens;
+    live.clear();
+    std::copy_if(lens.begin(), lens.end(), std::back_inserter(live), [](int32_t n) { return n > 0; });
+    n_empty = int64_t(lens.size() - live.size());
     // Entries per split for a grid of `grid` slots: candidates that fill the slots k times over, or
     // cut the longest list into s equal parts; the best estimate wins (ties: fewer splits).
     auto choose = [&](int32_t grid) {
@@ -215,14 +224,14 @@ void plan_decode(const int32_t* indptr, const int32_t* list_end, const int32_t* 
       // Splits shorter than floor_p only where the grid runs lone.
       for (int32_t& P : cand) {
         P = std::max(P, lone_floor_p);
-        if (P < floor_p && items_at(lens, P) > opt.lone_slots) P = floor_p;
+        if (P < floor_p && items_at(live, P) + n_empty > opt.lone_slots) P = floor_p;
       }
       std::sort(cand.begin(), cand.end(), std::greater<>());
       cand.erase(std::unique(cand.begin(), cand.end()), cand.end());
       int32_t best_p = cand.front();
-      double best = estimate(lens, total, best_p, grid, opt.lone_slots, overhead);
+      double best = estimate(live, n_empty, total, best_p, grid, opt.lone_slots, overhead);
       for (size_t i = 1; i < cand.size(); ++i) {
-        const double e = estimate(lens, total, cand[i], grid, opt.lone_slots, overhead);
+        const double e = estimate(live, n_empty, total, cand[i], grid, opt.lone_slots, overhead);
         if (e < best * 0.98) {
           best = e;
           best_p = cand[i];
@@ -231,11 +240,12 @@ void plan_decode(const int32_t* indptr, const int32_t* list_end, const int32_t* 
       return best_p;
     };
     int32_t best_p = choose(plan.lone ? opt.lone_slots : slots);
-    if (layer == 0 && lone_plans && items_at(lens, best_p) > slots) {  // decides for the plan
+    if (layer == 0 && lone_plans && items_at(live, best_p) > slots) {  // decides for the plan
       const int32_t lone_p = choose(opt.lone_slots);
-      const int64_t tokens = total * block_size, n_lists = std::max<int64_t>(1, int64_t(n_dc) * n_kv_heads);
-      plan.lone = tokens >= int64_t(opt.lone_min_tokens) * n_lists &&
-                  tokens >= int64_t(opt.lone_min_item_tokens) * items_at(lens, lone_p);
+      const int64_t tokens = total * block_size, n_lists = std::max<int64_t>(1, int64_t(live.size()));
+      const int64_t lone_items = items_at(live, lone_p);
+      plan.lone = lone_items > opt.lone_slots && tokens >= int64_t(opt.lone_min_tokens) * n_lists &&
+                  tokens >= int64_t(opt.lone_min_item_tokens) * lone_items;
       if (plan.lone) best_p = lone_p;
     }
     emit(layer, best_p, plan.lone ? opt.lone_slots : slots);

@@ -110,8 +110,10 @@ struct DecodePlanOptions {
   // whole lists in a nearly full last wave (64 sequences) took up to 0.4% more, so they are left alone.
   double stagger = 0.5;
   // Lists of at least lone_min_tokens on average in more than one wave of the shared grid, which a
-  // plan for lone_slots cuts into items of at least lone_min_item_tokens on average: that plan is
-  // taken, and every grid runs lone, whatever its size (DecodePlan::lone). Long items stream faster
+  // plan for lone_slots cuts into more than one wave of items of at least lone_min_item_tokens on
+  // average: that plan is taken, and every grid runs lone, whatever its size (DecodePlan::lone).
+  // Empty lists (the engine's padding chunks) count nowhere in the plan's costs, waves and averages,
+  // so that a padded batch is planned as the batch alone (session 39). Long items stream faster
   // one block per multiprocessor, where two shared blocks split some multiprocessors' bandwidth
   // unevenly; short ones lose each block's start, which no second block covers (kernels/NOTES.md,
   // session 38, dense: 24 to 128 sequences at 32k and 48 at 128k took 0.3-1.7% less time, 64 x 32k

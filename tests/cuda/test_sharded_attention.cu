@@ -733,10 +733,11 @@ TEST(DecodePlan, SmallGridsPlanOneBlockPerMultiprocessor) {
 }
 
 // Flat lists of `len` pages for each of the n_kv heads of `seqs` one-token chunks, and their ids.
+// Then `pad` chunks of empty lists, as the engine pads a batch to its graph's size.
 struct EqualLists {
   std::vector<int32_t> indptr, chunks;
-  EqualLists(int seqs, int n_kv, int len) : indptr(seqs * n_kv + 1), chunks(seqs) {
-    for (int l = 0; l <= seqs * n_kv; ++l) indptr[l] = l * len;
+  EqualLists(int seqs, int n_kv, int len, int pad = 0) : indptr((seqs + pad) * n_kv + 1), chunks(seqs + pad) {
+    for (int l = 0; l < int(indptr.size()); ++l) indptr[l] = std::min(l, seqs * n_kv) * len;
     std::iota(chunks.begin(), chunks.end(), 0);
   }
 };
@@ -822,31 +823,41 @@ TEST(DecodePlan, StaggersTheFirstWave) {
 //   take two waves (1028), halves 384 items in three (774), thirds five (about 865), quarters six
 //   (780), and shorter cuts more than the balanced bound (98304 / 132 = 745) plus half an item and
 //   two pages an item: 384 halves, lone.
+// - 48 sequences of 512 pages, with 16 chunks of empty lists after them (the engine's padding, which
+//   the costs leave out): whole lists are 384 items in three lone waves (1542), against the bounds
+//   of halves (196608 + 2 * 768) / 132 + 129 = 1630, quarters 1578 and eighths 1569: 384 whole
+//   lists, lone. 24 sequences with 8 empty chunks: as without them.
 // Not lone (the plan of decode variant 6, which makes no lone plans): 20 sequences of 512 pages
-// (the lone plan cuts the 160 lists in seven, items of 73 and 74 pages), 32 of 512 (256 whole
-// lists, one shared wave), 64 of 511 (32704 tokens), 64 of 64, and 64 of 512 without lone slots.
+// (the lone plan cuts the 160 lists in seven, items of 73 and 74 pages), also with 12 empty chunks
+// after them; 12 of 512 (the lone plan, 96 whole lists at 512 / 2 + 2 = 258 against 516 for two
+// waves of halves, fills less than one wave of lone slots); 32 of 512 (256 whole lists, one shared
+// wave), 64 of 511 (32704 tokens), 64 of 64, and 64 of 512 without lone slots.
 TEST(DecodePlan, LongListsPlanLoneGrids) {
   const int n_kv = 8, B = 64;
   struct Case {
     int seqs, len, lone_slots;
     bool lone;
-    int items, item_len;  // lone plans
+    int items, item_len;  // lone plans: items of lists with entries
+    int pad = 0;          // chunks of empty lists after them (one empty item a list)
   };
   for (const Case& c : {Case{64, 512, 132, true, 512, 512}, Case{24, 512, 132, true, 384, 256},
-                        Case{20, 512, 132, false}, Case{32, 512, 132, false}, Case{64, 511, 132, false},
-                        Case{64, 64, 132, false}, Case{64, 512, 0, false}}) {
-    const EqualLists lists(c.seqs, n_kv, c.len);
+                        Case{24, 512, 132, true, 384, 256, 8}, Case{48, 512, 132, true, 384, 512, 16},
+                        Case{20, 512, 132, false}, Case{20, 512, 132, false, 0, 0, 12}, Case{12, 512, 132, false},
+                        Case{32, 512, 132, false},
+                        Case{64, 511, 132, false}, Case{64, 64, 132, false}, Case{64, 512, 0, false}}) {
+    const EqualLists lists(c.seqs, n_kv, c.len, c.pad);
+    const int chunks = c.seqs + c.pad;
     K::DecodePlanOptions o;
     o.slots = 264;
     o.lone_slots = c.lone_slots;
     o.stagger = 0;
     K::DecodePlan plan, shared;
-    K::plan_decode(lists.indptr.data(), nullptr, lists.chunks.data(), c.seqs, 1, n_kv, B, o, plan);
+    K::plan_decode(lists.indptr.data(), nullptr, lists.chunks.data(), chunks, 1, n_kv, B, o, plan);
     K::set_kernel_variant(6, 0);
-    K::plan_decode(lists.indptr.data(), nullptr, lists.chunks.data(), c.seqs, 1, n_kv, B, o, shared);
+    K::plan_decode(lists.indptr.data(), nullptr, lists.chunks.data(), chunks, 1, n_kv, B, o, shared);
     K::set_kernel_variant(0, 0);
-    const std::string what = std::to_string(c.seqs) + " x " + std::to_string(c.len) + " pages, lone slots " +
-                             std::to_string(c.lone_slots);
+    const std::string what = std::to_string(c.seqs) + " x " + std::to_string(c.len) + " pages and " +
+                             std::to_string(c.pad) + " empty, lone slots " + std::to_string(c.lone_slots);
     EXPECT_FALSE(shared.lone) << what << ", variant 6";
     ASSERT_EQ(plan.lone, c.lone) << what;
     if (!c.lone) {
@@ -855,9 +866,59 @@ TEST(DecodePlan, LongListsPlanLoneGrids) {
         ASSERT_EQ(item_fields(plan.items[i]), item_fields(shared.items[i])) << what << ", item " << i;
       continue;
     }
-    ASSERT_EQ(plan.layer_begin[1], c.items) << what;
-    for (const K::DecodeWorkItem& it : plan.items) ASSERT_EQ(it.e_end - it.e_begin, c.item_len) << what;
+    ASSERT_EQ(plan.layer_begin[1], c.items + c.pad * n_kv) << what;
+    for (const K::DecodeWorkItem& it : plan.items)
+      ASSERT_EQ(it.e_end - it.e_begin, it.chunk < c.seqs ? c.item_len : 0) << what;
   }
+}
+
+// The engine pads a batch to its graph's size with chunks of empty lists. Where the live lists alone
+// outnumber the lone slots (so no plan of them runs as one lone wave, padded or not), the padded plan
+// is the plan of the live chunks alone (the same items, splits, workspace slots, lone choice), then
+// one empty item a padding list: padding changes neither the cuts, the stagger nor the lone rule.
+TEST(DecodePlan, PaddingChunksChangeNoLiveItem) {
+  std::mt19937_64 rng(std::random_device{}());
+  int lone_plans = 0, staggered = 0;
+  for (int trial = 0; trial < 200; ++trial) {
+    const int n_kv = 8, B = 64, seqs = uni(rng, 17, 100), pad = uni(rng, 1, 64), n_layers = uni(rng, 1, 2);
+    std::vector<int32_t> indptr(1, 0);
+    const int len_max = uni(rng, 0, 1) ? 40 : 1200;
+    for (int c = 0; c < seqs + pad; ++c)
+      for (int l = 0; l < n_layers * n_kv; ++l) indptr.push_back(indptr.back() + (c < seqs ? uni(rng, 1, len_max) : 0));
+    std::vector<int32_t> chunks(seqs + pad);
+    std::iota(chunks.begin(), chunks.end(), 0);
+    K::DecodePlanOptions o;
+    o.slots = 264;
+    o.lone_slots = 132;
+    o.lone_min_tokens = uni(rng, 0, 1) ? 32768 : uni(rng, 1, 40000);
+    K::DecodePlan live, padded;
+    K::plan_decode(indptr.data(), nullptr, chunks.data(), seqs, n_layers, n_kv, B, o, live);
+    K::plan_decode(indptr.data(), nullptr, chunks.data(), seqs + pad, n_layers, n_kv, B, o, padded);
+    const std::string what = "trial " + std::to_string(trial) + ": " + std::to_string(seqs) + " + " +
+                             std::to_string(pad) + " chunks, lists of up to " + std::to_string(len_max);
+    ASSERT_EQ(padded.lone, live.lone) << what;
+    ASSERT_EQ(padded.max_partials, live.max_partials) << what;
+    for (int layer = 0; layer < n_layers; ++layer) {
+      const int n_live = live.layer_begin[layer + 1] - live.layer_begin[layer];
+      ASSERT_EQ(padded.layer_begin[layer + 1] - padded.layer_begin[layer], n_live + pad * n_kv) << what;
+      for (int i = 0; i < n_live; ++i)
+        ASSERT_EQ(item_fields(padded.items[padded.layer_begin[layer] + i]), item_fields(live.items[live.layer_begin[layer] + i]))
+            << what << ", layer " << layer << ", item " << i;
+      for (int i = n_live; i < n_live + pad * n_kv; ++i) {
+        const K::DecodeWorkItem& it = padded.items[padded.layer_begin[layer] + i];
+        ASSERT_GE(it.chunk, seqs) << what;
+        ASSERT_EQ(it.e_end, it.e_begin) << what;
+        ASSERT_EQ(it.n_splits, 1) << what;
+      }
+    }
+    o.stagger = 0;
+    K::DecodePlan unstaggered;
+    K::plan_decode(indptr.data(), nullptr, chunks.data(), seqs, n_layers, n_kv, B, o, unstaggered);
+    lone_plans += live.lone;
+    staggered += unstaggered.items.size() != live.items.size();
+  }
+  EXPECT_GT(lone_plans, 0);  // the trials reach the lone rule and the stagger
+  EXPECT_GT(staggered, 0);
 }
 
 // Laying out the layers' items on several threads (DecodePlanOptions::parallel_for; the chunks
