@@ -901,11 +901,12 @@ TEST(DecodePlan, PaddingChunksChangeNoLiveItem) {
     for (int layer = 0; layer < n_layers; ++layer) {
       const int n_live = live.layer_begin[layer + 1] - live.layer_begin[layer];
       ASSERT_EQ(padded.layer_begin[layer + 1] - padded.layer_begin[layer], n_live + pad * n_kv) << what;
+      const K::DecodeWorkItem* p = padded.items.data() + padded.layer_begin[layer];
+      const K::DecodeWorkItem* l = live.items.data() + live.layer_begin[layer];
       for (int i = 0; i < n_live; ++i)
-        ASSERT_EQ(item_fields(padded.items[padded.layer_begin[layer] + i]), item_fields(live.items[live.layer_begin[layer] + i]))
-            << what << ", layer " << layer << ", item " << i;
+        ASSERT_EQ(item_fields(p[i]), item_fields(l[i])) << what << ", layer " << layer << ", item " << i;
       for (int i = n_live; i < n_live + pad * n_kv; ++i) {
-        const K::DecodeWorkItem& it = padded.items[padded.layer_begin[layer] + i];
+        const K::DecodeWorkItem& it = p[i];
         ASSERT_GE(it.chunk, seqs) << what;
         ASSERT_EQ(it.e_end, it.e_begin) << what;
         ASSERT_EQ(it.n_splits, 1) << what;
