@@ -221,10 +221,10 @@ void plan_decode(const int32_t* indptr, const int32_t* list_end, const int32_t* 
       for (int32_t k = 1; k <= 8; ++k) cand.push_back(int32_t(ceil_div(work, int64_t(k) * grid)));
       if (opt.lone_slots > 0) cand.push_back(int32_t(ceil_div(work, opt.lone_slots)));
       for (int32_t s = 1; s <= 16; ++s) cand.push_back(int32_t(ceil_div(std::max(lmax, 1), s)));
-      // Splits shorter than floor_p only where the grid runs lone.
+      // Splits shorter than floor_p only where the grid (the empty lists' items too) runs lone.
       for (int32_t& P : cand) {
         P = std::max(P, lone_floor_p);
-        if (P < floor_p && items_at(live, P) + n_empty > opt.lone_slots) P = floor_p;
+        if (P < floor_p && items_at(lens, P) > opt.lone_slots) P = floor_p;
       }
       std::sort(cand.begin(), cand.end(), std::greater<>());
       cand.erase(std::unique(cand.begin(), cand.end()), cand.end());
