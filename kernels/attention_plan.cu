@@ -119,10 +119,10 @@ bool g_programmatic = false;
 }  // namespace
 
 namespace detail {
-// Decode variants 5 and 6 run variant 0's kernels (they change only what plan_decode does).
+// Decode variants 5, 6 and 7 run variant 0's kernels (they change only what plan_decode does).
 int kernel_variant(int which) {
   const int v = g_variant[which & 1];
-  return (which & 1) == 0 && (v == 5 || v == 6) ? 0 : v;
+  return (which & 1) == 0 && v >= 5 && v <= 7 ? 0 : v;
 }
 }  // namespace detail
 
@@ -140,6 +140,7 @@ void plan_decode(const int32_t* indptr, const int32_t* list_end, const int32_t* 
   plan.layer_begin.assign(n_layers + 1, 0);
   plan.max_partials = 0;
   plan.lone = false;
+  plan.two_stage = false;
   plan.n_groups = n_dc * n_kv_heads;
   const int32_t slots = std::max(1, opt.slots);
   auto entries_of = [&](int32_t tokens) {
@@ -247,6 +248,11 @@ void plan_decode(const int32_t* indptr, const int32_t* list_end, const int32_t* 
       plan.lone = lone_items > opt.lone_slots && tokens >= int64_t(opt.lone_min_tokens) * n_lists &&
                   tokens >= int64_t(opt.lone_min_item_tokens) * lone_items;
       if (plan.lone) best_p = lone_p;
+    }
+    if (layer == 0 && !plan.lone && g_variant[0] != 7) {  // decides for the plan
+      const int64_t n_items = items_at(live, best_p);
+      plan.two_stage = n_items > slots && n_items <= int64_t(opt.two_stage_max_waves) * slots &&
+                       total * block_size >= int64_t(opt.two_stage_min_item_tokens) * n_items;
     }
     emit(layer, best_p, plan.lone ? opt.lone_slots : slots);
   }

@@ -117,6 +117,7 @@ int hs_decode_run(void* handle, const HsAttnArgs* args, void* stream) {
   p.workspace = h->workspace;
   p.max_partials = h->plan.max_partials;
   p.lone = h->plan.lone;
+  p.two_stage = h->plan.two_stage;
   return int(decode_attention(p, static_cast<cudaStream_t>(stream)));
 }
 

@@ -291,7 +291,13 @@ struct TmaDecodeArgs {
 //   blocks (triple_above). Two stages, three blocks per SM, so that a block's start and finish
 //   overlap two others' streaming: 256 sequences at 4k took 1.9% less time dense and 0.8%
 //   strided, at 32k the same; 64 sequences (512 items, two waves) took 3.5% more (session 17).
-enum DecodeInstance : int { kShared, kLone, kTriple };
+// - kTwoStage (D = 128): plans of long items in two to five waves (DecodeParams::two_stage), in
+//   grids that are not lone. The triple's two stages, two blocks per SM: a third stage's shared
+//   memory goes unused, so that no third block fits. Against kShared and kTriple, 96 and 128
+//   sequences at 4k took 0.5-1.2% less time dense and 80 at 4k 5.5% less (kTriple's 1280 blocks
+//   make 3.2 waves), 80 x 32k strided 6.1% less; short items (strided at 4k) and grids of more
+//   waves (256 x 4k) were slower (kernels/NOTES.md, sessions 40 and 41).
+enum DecodeInstance : int { kShared, kLone, kTriple, kTwoStage };
 constexpr int kTripleWaves = 4;
 // Lone blocks copy the tiles of items of at least this many tiles (16k tokens) by rows, in address
 // order (TmaDecodeArgs::kv_rows; variant 4: every item). Side by side with the 64-column boxes, 16
@@ -307,14 +313,15 @@ struct TmaDecodeCfg {
   static constexpr int kBoxes = D / 64;                // 64-column boxes per row
   static constexpr int kBoxBytes = kDecodeTile * 128;  // 64 rows of 128 bytes
   static constexpr int kTileBytes = kBoxes * kBoxBytes;  // K (or V) of one tile
-  static constexpr int kStages =
-      kIsLone ? std::max(2, (96 << 10) / (2 * kTileBytes)) : (Inst == kTriple || D == 256 ? 2 : (D == 128 ? 3 : 6));
-  static constexpr size_t kStageSmem = kIsLone ? size_t(192 << 10) : size_t(kStages) * 2 * kTileBytes;
+  static constexpr int kStages = kIsLone ? std::max(2, (96 << 10) / (2 * kTileBytes))
+                                          : (Inst == kTriple || Inst == kTwoStage || D == 256 ? 2 : (D == 128 ? 3 : 6));
+  static constexpr size_t kStageSmem =
+      kIsLone ? size_t(192 << 10) : size_t(Inst == kTwoStage ? 3 : kStages) * 2 * kTileBytes;
   static constexpr size_t kSmem = 1024 + kStageSmem + 16 * D * sizeof(__nv_bfloat16);
   // For the register budget (without it ptxas spilled the merge's loads in flight at D = 128).
   static constexpr int kBlocksPerSm = kIsLone || D == 256 ? 1 : (Inst == kTriple ? 3 : 2);
   static_assert(kStageSmem >= size_t(kDecodeWarps) * 16 * kOsStride<D> * sizeof(float), "merge scratch must fit");
-  static_assert(Inst != kTriple || D == 128);
+  static_assert(Inst < kTriple || D == 128);
 };
 
 template <int D, int Inst>
@@ -760,6 +767,8 @@ cudaError_t launch_decode(const DecodeParams& p, cudaStream_t stream) {
         return launch_tma<D, kLone>(args, stream);
       }
       if constexpr (D == 128) {
+        const int v = kernel_variant(0);
+        if (p.two_stage && (v == 0 || v == 4)) return launch_tma<D, kTwoStage>(args, stream);
         if (runs_triple<D>(p.n_items)) return launch_tma<D, kTriple>(args, stream);
       }
       return launch_tma<D, kShared>(args, stream);

@@ -88,6 +88,9 @@ struct DecodePlan {
   // Planned for lone_slots: every layer's grid runs one block per multiprocessor, however many
   // items it has (DecodeParams::lone).
   bool lone = false;
+  // Not lone, and its grids run the two-stage instance, two blocks per multiprocessor
+  // (DecodeParams::two_stage; see DecodePlanOptions::two_stage_min_item_tokens).
+  bool two_stage = false;
 };
 
 struct DecodePlanOptions {
@@ -120,6 +123,13 @@ struct DecodePlanOptions {
   // 1.1%, 256 x 32k about the same; 20 sequences at 32k, whose lone plan has 1120 items of 73
   // pages, took 2.8% more, and 40 (1920 items of 85 and 86) 0.6% more).
   int32_t lone_min_tokens = 32768, lone_min_item_tokens = 8192;
+  // A plan that is not lone, of more than one and at most two_stage_max_waves waves of the shared
+  // slots, of items averaging at least two_stage_min_item_tokens, runs every grid on the two-stage
+  // instance (DecodePlan::two_stage; head_dim 128, else ignored). On the H200 such items streamed
+  // faster with two stages a block than with three, or than three blocks a multiprocessor (80
+  // sequences at 4k, dense, 5.5% less time; 128 at 4k 1.2%); short items (strided lists at 4k) and
+  // grids of more waves (256 sequences at 4k) were slower (kernels/NOTES.md, session 41).
+  int32_t two_stage_min_item_tokens = 1024, two_stage_max_waves = 5;
   // Runs fn(begin, end) over [0, n) in chunks of `grain`, possibly on several threads: the
   // planner lays out the layers' items with it. Null: one call on the calling thread.
   std::function<void(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn)> parallel_for;
@@ -153,6 +163,7 @@ struct DecodeParams {
   void* workspace = nullptr;  // decode_workspace_bytes(plan, ...), counters zeroed once
   int32_t max_partials = 0;   // plan.max_partials
   bool lone = false;          // plan.lone: one block per multiprocessor, whatever n_items
+  bool two_stage = false;     // plan.two_stage: grids that are not lone run the two-stage instance
 };
 
 cudaError_t decode_attention(const DecodeParams& p, cudaStream_t stream);
@@ -212,7 +223,9 @@ cudaError_t write_kv(const KvWriteParams& p, cudaStream_t stream);
 // per multiprocessor for every grid that is not lone (head_dim 128; elsewhere as 0); 4: as 0 but a
 // lone grid copies every item's rows in address order, not only long items' (head_dim 128 and
 // 256); 5: as 0, but plan_decode does not stagger (DecodePlanOptions::stagger); 6: as 0, but
-// plan_decode makes no lone plans of long lists (DecodePlanOptions::lone_min_tokens).
+// plan_decode makes no lone plans of long lists (DecodePlanOptions::lone_min_tokens); 7: as 0, but
+// plan_decode makes no two-stage plans (DecodePlanOptions::two_stage_min_item_tokens). Only 0 and 4
+// run a two-stage plan on its instance.
 // Prefill (head_dim 128) 0: warpgroup MMA (wgmma) with pages streamed by the copy engine
 // where it runs (default; else as 2), 1: mma.sync with 32 keys per tile, 2: mma.sync with 64. Plan
 // decode after changing it (decode_slots() and decode_lone_slots() depend on it).

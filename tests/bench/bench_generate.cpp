@@ -3,8 +3,8 @@
 //   bench_generate [--model PATH] [--device cpu|cuda|auto] [--plan SPEC[|SPEC...]] [--prompt N[,N...]]
 //                  [--gen N] [--batch B[,B...]] [--context N[,N...]] [--reps R] [--json FILE]
 //                  [--attention sharded[,simple]] [--gemv on[,off]] [--pdl on[,off]]
-//                  [--decode tma[,cp.async][,tma-shared][,tma-unstaggered][,tma-nolone]] [--fuse on[,off]]
-//                  [--overlap on[,off]]
+//                  [--decode tma[,cp.async][,tma-shared][,tma-unstaggered][,tma-nolone][,tma-notwostage]]
+//                  [--fuse on[,off]] [--overlap on[,off]]
 //                  [--driver runner[,engine]]
 // Every combination runs in one process, side by side (the weights are made or loaded once):
 // for each attention kernel (CUDA: `simple` is HEADSHARD_ATTENTION=simple), each choice of the
@@ -12,9 +12,10 @@
 // dependent launch (CUDA: `off` is HEADSHARD_CUDA_PDL=0), of the sharded decode kernel (CUDA:
 // `cp.async` is HEADSHARD_CUDA_DECODE=cp.async, `tma-shared` the copy engine two blocks per
 // multiprocessor for every grid, `tma-unstaggered` its plans without the stagger, `tma-nolone`
-// without lone plans of long lists), of the single-row kernel converting the
-// attention output itself (CUDA: `off` is HEADSHARD_CUDA_FUSE=0), of steps in flight in the engine
-// (CUDA: `off` is HEADSHARD_CUDA_OVERLAP=0; only the engine driver uses them) and each plan,
+// without lone plans of long lists, `tma-notwostage` without two-stage plans of long items), of the
+// single-row kernel converting the attention output itself (CUDA: `off` is HEADSHARD_CUDA_FUSE=0),
+// of steps in flight in the engine (CUDA: `off` is HEADSHARD_CUDA_OVERLAP=0; only the engine driver
+// uses them) and each plan,
 // prompt processing of each --prompt length, then decoding: each of `batch` sequences starts
 // from --context tokens of random prompt (default 64), then all decode --gen tokens together,
 // greedily (sampled on the backend when it can, as the engine does). That is the `runner` driver
@@ -103,7 +104,7 @@ int main(int argc, char** argv) try {
                                   {"gemv", "HEADSHARD_CUDA_GEMV", {"on", "off"}},
                                   {"pdl", "HEADSHARD_CUDA_PDL", {"on", "off"}},
                                   {"decode", "HEADSHARD_CUDA_DECODE",
-                                   {"tma", "cp.async", "tma-shared", "tma-unstaggered", "tma-nolone"}},
+                                   {"tma", "cp.async", "tma-shared", "tma-unstaggered", "tma-nolone", "tma-notwostage"}},
                                   {"fuse", "HEADSHARD_CUDA_FUSE", {"on", "off"}},
                                   {"overlap", "HEADSHARD_CUDA_OVERLAP", {"on", "off"}}};
   const auto drivers = split(a.str("driver", "runner"), ',');

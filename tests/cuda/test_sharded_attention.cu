@@ -437,18 +437,27 @@ void check_variant(const Problem& p, K::DecodePlanOptions dopt, bool run_prefill
     dp.workspace = d_ws.p;
     dp.max_partials = plan.max_partials;
     // Twice: the merge counters must be back at zero. A grid of more items than the lone slots then
-    // runs lone as well (DecodeParams::lone), as a plan of long lists would have it.
+    // runs on the other instances too: lone (DecodeParams::lone), as a plan of long lists would
+    // have it, and at head dim 128 two-stage (DecodeParams::two_stage), as a plan of long items would.
     const int lone_slots = K::decode_lone_slots(p.D);
-    const bool also_lone = !plan.lone && lone_slots > 0 && int(items.size()) > lone_slots;
+    const bool others = !plan.lone && lone_slots > 0 && int(items.size()) > lone_slots;
+    struct Run {
+      bool lone, two_stage;
+    };
+    std::vector<Run> runs(2, Run{plan.lone, plan.two_stage});
+    if (others) runs.push_back({true, false});
+    if (others && p.D == 128 && !plan.two_stage) runs.push_back({false, true});
     std::vector<uint16_t> first;
-    for (int rep = 0; rep < (also_lone ? 3 : 2); ++rep) {
-      dp.lone = rep == 2 || plan.lone;
+    for (size_t rep = 0; rep < runs.size(); ++rep) {
+      dp.lone = runs[rep].lone;
+      dp.two_stage = runs[rep].two_stage;
       f.poison_out();
       CK(K::decode_attention(dp, nullptr));
       CK(cudaDeviceSynchronize());
       const auto out = f.download_out();
       const std::string err = compare(f, out, ref, dec);
-      EXPECT_EQ(err, "") << "decode, run " << rep << (dp.lone ? " (lone)" : "") << ", " << items.size() << " items";
+      EXPECT_EQ(err, "") << "decode, run " << rep << (dp.lone ? " (lone)" : "") << (dp.two_stage ? " (two-stage)" : "")
+                         << ", " << items.size() << " items";
       if (rep == 0) first = out;
       else if (rep == 1) {
         const int64_t row = int64_t(f.n_q) * p.D;
@@ -872,13 +881,59 @@ TEST(DecodePlan, LongListsPlanLoneGrids) {
   }
 }
 
+// Two-stage plans (DecodePlanOptions::two_stage_min_item_tokens = 1024, 16 pages of 64 tokens, and
+// two_stage_max_waves = 5): not lone, more items than the 264 shared slots and at most 1320, and at
+// least 16 pages an item on average. The cuts, by the planner's costs (entries a slot, 2 an item):
+// - 64 sequences of 64 pages: 512 whole lists (two rounds of 66, against four of 34 for halves):
+//   two-stage. 64 of 16: 512 whole lists of exactly 16 pages (two rounds of 18 against four of 10):
+//   two-stage. 64 of 15: 512 whole lists of 15: not.
+// - 32 sequences of 64 pages: 256 whole lists, one wave: not. 80 of 64: halves, 1280 items in five
+//   rounds of 34 (against three of 66 whole, and the bound of thirds, (40960 + 2 * 1920) / 264 + 12
+//   = 181.7): two-stage. 256 of 64: 2048 items or more whatever the cut: not.
+// - 40 sequences of 23 pages (the strided lists at 4k): whole lists take two rounds of 25 (50),
+//   halves three of about 14 (41), thirds four of about 10 (39); cut so, an item holds 12 pages or
+//   fewer: not.
+// - 64 sequences of 512 pages: lone (the lone plan's rule), so not two-stage; without lone slots,
+//   512 whole lists: two-stage.
+// The plan's items are those of decode variant 7's plan, which makes no two-stage plans.
+TEST(DecodePlan, LongItemsPlanTwoStageGrids) {
+  const int n_kv = 8, B = 64;
+  struct Case {
+    int seqs, len, lone_slots;
+    bool lone, two_stage;
+  };
+  for (const Case& c : {Case{64, 64, 132, false, true}, Case{64, 16, 132, false, true}, Case{64, 15, 132, false, false},
+                        Case{32, 64, 132, false, false}, Case{80, 64, 132, false, true},
+                        Case{256, 64, 132, false, false}, Case{40, 23, 132, false, false},
+                        Case{64, 512, 132, true, false}, Case{64, 512, 0, false, true}}) {
+    const EqualLists lists(c.seqs, n_kv, c.len);
+    K::DecodePlanOptions o;
+    o.slots = 264;
+    o.lone_slots = c.lone_slots;
+    K::DecodePlan plan, without;
+    K::plan_decode(lists.indptr.data(), nullptr, lists.chunks.data(), c.seqs, 1, n_kv, B, o, plan);
+    K::set_kernel_variant(7, 0);
+    K::plan_decode(lists.indptr.data(), nullptr, lists.chunks.data(), c.seqs, 1, n_kv, B, o, without);
+    K::set_kernel_variant(0, 0);
+    const std::string what = std::to_string(c.seqs) + " x " + std::to_string(c.len) + " pages, lone slots " +
+                             std::to_string(c.lone_slots);
+    EXPECT_EQ(plan.lone, c.lone) << what;
+    EXPECT_EQ(plan.two_stage, c.two_stage) << what;
+    EXPECT_FALSE(without.two_stage) << what << ", variant 7";
+    ASSERT_EQ(plan.items.size(), without.items.size()) << what;
+    for (size_t i = 0; i < plan.items.size(); ++i)
+      ASSERT_EQ(item_fields(plan.items[i]), item_fields(without.items[i])) << what << ", item " << i;
+  }
+}
+
 // The engine pads a batch to its graph's size with chunks of empty lists. Where the live lists alone
 // outnumber the lone slots (so no plan of them runs as one lone wave, padded or not), the padded plan
-// is the plan of the live chunks alone (the same items, splits, workspace slots, lone choice), then
-// one empty item a padding list: padding changes neither the cuts, the stagger nor the lone rule.
+// is the plan of the live chunks alone (the same items, splits, workspace slots, lone and two-stage
+// choices), then one empty item a padding list: padding changes neither the cuts, the stagger, the
+// lone rule nor the two-stage rule.
 TEST(DecodePlan, PaddingChunksChangeNoLiveItem) {
   std::mt19937_64 rng(std::random_device{}());
-  int lone_plans = 0, staggered = 0;
+  int lone_plans = 0, two_stage_plans = 0, staggered = 0;
   for (int trial = 0; trial < 200; ++trial) {
     const int n_kv = 8, B = 64, seqs = uni(rng, 17, 100), pad = uni(rng, 1, 64), n_layers = uni(rng, 1, 2);
     std::vector<int32_t> indptr(1, 0);
@@ -897,6 +952,7 @@ TEST(DecodePlan, PaddingChunksChangeNoLiveItem) {
     const std::string what = "trial " + std::to_string(trial) + ": " + std::to_string(seqs) + " + " +
                              std::to_string(pad) + " chunks, lists of up to " + std::to_string(len_max);
     ASSERT_EQ(padded.lone, live.lone) << what;
+    ASSERT_EQ(padded.two_stage, live.two_stage) << what;
     ASSERT_EQ(padded.max_partials, live.max_partials) << what;
     for (int layer = 0; layer < n_layers; ++layer) {
       const int n_live = live.layer_begin[layer + 1] - live.layer_begin[layer];
@@ -916,9 +972,11 @@ TEST(DecodePlan, PaddingChunksChangeNoLiveItem) {
     K::DecodePlan unstaggered;
     K::plan_decode(indptr.data(), nullptr, chunks.data(), seqs, n_layers, n_kv, B, o, unstaggered);
     lone_plans += live.lone;
+    two_stage_plans += live.two_stage;
     staggered += unstaggered.items.size() != live.items.size();
   }
-  EXPECT_GT(lone_plans, 0);  // the trials reach the lone rule and the stagger
+  EXPECT_GT(lone_plans, 0);  // the trials reach the lone rule, the two-stage rule and the stagger
+  EXPECT_GT(two_stage_plans, 0);
   EXPECT_GT(staggered, 0);
 }
 

@@ -282,13 +282,15 @@ CudaBackend::CudaBackend(std::shared_ptr<const ModelWeights> w, int device)
   kernels::set_programmatic_launch(!env_is("HEADSHARD_CUDA_PDL", "0"));
   // The sharded decode streams pages with the copy engine; for comparisons,
   // HEADSHARD_CUDA_DECODE=cp.async, tma-shared (two blocks per multiprocessor for every grid),
-  // tma-unstaggered (plans without the stagger: DecodePlanOptions::stagger) or tma-nolone (no
-  // lone plans of long lists: DecodePlanOptions::lone_min_tokens).
+  // tma-unstaggered (plans without the stagger: DecodePlanOptions::stagger), tma-nolone (no
+  // lone plans of long lists: DecodePlanOptions::lone_min_tokens) or tma-notwostage (no two-stage
+  // plans of long items: DecodePlanOptions::two_stage_min_item_tokens).
   int decode_variant = 0;
   if (env_is("HEADSHARD_CUDA_DECODE", "cp.async")) decode_variant = 1;
   if (env_is("HEADSHARD_CUDA_DECODE", "tma-shared")) decode_variant = 2;
   if (env_is("HEADSHARD_CUDA_DECODE", "tma-unstaggered")) decode_variant = 5;
   if (env_is("HEADSHARD_CUDA_DECODE", "tma-nolone")) decode_variant = 6;
+  if (env_is("HEADSHARD_CUDA_DECODE", "tma-notwostage")) decode_variant = 7;
   kernels::set_kernel_variant(decode_variant, 0);
   // HEADSHARD_CUDA_GEMV_SPLITS: how many warps may share a row of the single-row kernel (1 for
   // comparisons; gemv.h's gemv_config).
@@ -399,12 +401,11 @@ void CudaBackend::launch(const Batch& batch, const KvStepMeta& meta, Logits& out
   timer_.gpu_begin(slot);
   if (bucket > 0) {
     // A graph bakes in the decode launch's grid, sized by the plan's capacity class (a power of
-    // two, or the one-block-per-multiprocessor grid below the next one), and its instance (lone
-    // blocks or not).
+    // two, or the one-block-per-multiprocessor grid below the next one), and its instance.
     const unsigned cap = sharded_kernels_ ? static_cast<unsigned>(sharded_.capacity()) : 0;
     const int capacity_class = std::bit_width(cap) + (std::has_single_bit(cap) || cap == 0 ? 0 : 32);
-    const int lone = sharded_kernels_ && sharded_.lone() ? 1 : 0;
-    graphs_.run((bucket * 64 + capacity_class) * 2 + lone, generation_, stream_.s, [&] { record_step(s); });
+    const int instance = sharded_kernels_ ? sharded_.decode_instance() : 0;
+    graphs_.run((bucket * 64 + capacity_class) * 3 + instance, generation_, stream_.s, [&] { record_step(s); });
   } else
     record_step(s);
   sampler_.sample(logits_.get(), c_.vocab_size, stream_.s);

@@ -152,6 +152,7 @@ void ShardedAttentionRunner::run(int layer, const __nv_bfloat16* q, __nv_bfloat1
     p.workspace = workspace_.get();
     p.max_partials = capacity_;
     p.lone = decode_.lone;
+    p.two_stage = decode_.two_stage;
     HS_CUDA_CHECK(kernels::decode_attention(p, s));
   }
   if (!prefill_.empty()) {

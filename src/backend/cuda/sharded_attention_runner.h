@@ -36,9 +36,10 @@ class ShardedAttentionRunner {
   // already). Returns true when a device buffer moved.
   bool plan(const StepShape& shape, const StepInputs& in, HostCopies& copies);
   int32_t capacity() const { return capacity_; }
-  // Whether the decode grids run one block per multiprocessor (kernels::DecodePlan::lone): a graph
-  // bakes the instance in, so this goes in the graph key with the capacity.
-  bool lone() const { return decode_.lone; }
+  // The decode grids' kernel instance, which a graph bakes in (so it goes in the graph key with the
+  // capacity): 0 by the grid's size, 1 one block per multiprocessor (kernels::DecodePlan::lone), 2
+  // two-stage (DecodePlan::two_stage).
+  int decode_instance() const { return decode_.lone ? 1 : decode_.two_stage ? 2 : 0; }
 
   // Enqueues what a step needs before its first layer, outside any graph: the decode's merge
   // counters zeroed where they have not been. Then run() for each layer, which decode graphs
