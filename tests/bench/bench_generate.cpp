@@ -15,13 +15,13 @@
 // without lone plans of long lists, `tma-notwostage` without two-stage plans of long items), of the
 // single-row kernel converting the attention output itself (CUDA: `off` is HEADSHARD_CUDA_FUSE=0),
 // of steps in flight in the engine (CUDA: `off` is HEADSHARD_CUDA_OVERLAP=0; only the engine driver
-// uses them) and each plan,
-// prompt processing of each --prompt length, then decoding: each of `batch` sequences starts
-// from --context tokens of random prompt (default 64), then all decode --gen tokens together,
-// greedily (sampled on the backend when it can, as the engine does). That is the `runner` driver
-// (a ForwardRunner, one step at a time). The `engine` driver submits the batch's requests (prompts
-// of --context tokens, --gen + 1 tokens each) to an Engine (prefill chunks of up to 2048 tokens
-// beside the decodes) and counts the tokens from the moment every sequence has its first one.
+// uses them) and each plan, prompt processing of each --prompt length, then decoding: each of
+// `batch` sequences starts from --context tokens of random prompt (default 64), then all decode
+// --gen tokens together, greedily (sampled on the backend when it can, as the engine does). That is
+// the `runner` driver (a ForwardRunner, one step at a time). The `engine` driver submits the batch's
+// requests (prompts of --context tokens, --gen + 1 tokens each) to an Engine (prefill chunks of up
+// to 2048 tokens beside the decodes) and counts the tokens from the moment every sequence has its
+// first one.
 // Prints a table of medians over R repetitions and writes the raw numbers as JSON.
 #include <algorithm>
 #include <chrono>
