@@ -241,18 +241,19 @@ void plan_decode(const int32_t* indptr, const int32_t* list_end, const int32_t* 
       return best_p;
     };
     int32_t best_p = choose(plan.lone ? opt.lone_slots : slots);
-    if (layer == 0 && lone_plans && items_at(live, best_p) > slots) {  // decides for the plan
-      const int32_t lone_p = choose(opt.lone_slots);
-      const int64_t tokens = total * block_size, n_lists = std::max<int64_t>(1, int64_t(live.size()));
-      const int64_t lone_items = items_at(live, lone_p);
-      plan.lone = lone_items > opt.lone_slots && tokens >= int64_t(opt.lone_min_tokens) * n_lists &&
-                  tokens >= int64_t(opt.lone_min_item_tokens) * lone_items;
-      if (plan.lone) best_p = lone_p;
-    }
-    if (layer == 0 && !plan.lone && g_variant[0] != 7) {  // decides for the plan
-      const int64_t n_items = items_at(live, best_p);
-      plan.two_stage = n_items > slots && n_items <= int64_t(opt.two_stage_max_waves) * slots &&
-                       total * block_size >= int64_t(opt.two_stage_min_item_tokens) * n_items;
+    if (layer == 0) {  // decides the instance for the plan
+      const int64_t tokens = total * block_size, n_items = items_at(live, best_p);
+      if (lone_plans && n_items > slots) {
+        const int32_t lone_p = choose(opt.lone_slots);
+        const int64_t n_lists = std::max<int64_t>(1, int64_t(live.size()));
+        const int64_t lone_items = items_at(live, lone_p);
+        plan.lone = lone_items > opt.lone_slots && tokens >= int64_t(opt.lone_min_tokens) * n_lists &&
+                    tokens >= int64_t(opt.lone_min_item_tokens) * lone_items;
+        if (plan.lone) best_p = lone_p;
+      }
+      plan.two_stage = !plan.lone && g_variant[0] != 7 && n_items > slots &&
+                       n_items <= int64_t(opt.two_stage_max_waves) * slots &&
+                       tokens >= int64_t(opt.two_stage_min_item_tokens) * n_items;
     }
     emit(layer, best_p, plan.lone ? opt.lone_slots : slots);
   }

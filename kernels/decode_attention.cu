@@ -315,8 +315,9 @@ struct TmaDecodeCfg {
   static constexpr int kTileBytes = kBoxes * kBoxBytes;  // K (or V) of one tile
   static constexpr int kStages = kIsLone ? std::max(2, (96 << 10) / (2 * kTileBytes))
                                           : (Inst == kTriple || Inst == kTwoStage || D == 256 ? 2 : (D == 128 ? 3 : 6));
-  static constexpr size_t kStageSmem =
-      kIsLone ? size_t(192 << 10) : size_t(Inst == kTwoStage ? 3 : kStages) * 2 * kTileBytes;
+  static constexpr size_t kStageSmem = kIsLone              ? size_t(192 << 10)
+                                       : Inst == kTwoStage ? TmaDecodeCfg<D, kShared>::kStageSmem
+                                                           : size_t(kStages) * 2 * kTileBytes;
   static constexpr size_t kSmem = 1024 + kStageSmem + 16 * D * sizeof(__nv_bfloat16);
   // For the register budget (without it ptxas spilled the merge's loads in flight at D = 128).
   static constexpr int kBlocksPerSm = kIsLone || D == 256 ? 1 : (Inst == kTriple ? 3 : 2);
