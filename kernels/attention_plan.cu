@@ -119,10 +119,10 @@ bool g_programmatic = false;
 }  // namespace
 
 namespace detail {
-// Decode variants 5, 6 and 7 run variant 0's kernels (they change only what plan_decode does).
+// Decode variants 5 to 8 run variant 0's kernels (they change only what plan_decode does).
 int kernel_variant(int which) {
   const int v = g_variant[which & 1];
-  return (which & 1) == 0 && v >= 5 && v <= 7 ? 0 : v;
+  return (which & 1) == 0 && v >= 5 && v <= 8 ? 0 : v;
 }
 }  // namespace detail
 
@@ -148,6 +148,8 @@ void plan_decode(const int32_t* indptr, const int32_t* list_end, const int32_t* 
   };
   const int32_t min_entries = entries_of(opt.min_split_tokens);
   const int32_t min_lone_entries = std::min(min_entries, entries_of(opt.min_lone_split_tokens));
+  // Variant 8 plans without the floor of grids of more than one wave.
+  const int32_t min_wave_entries = g_variant[0] == 8 ? 1 : entries_of(opt.min_wave_split_tokens);
   const int32_t overhead = std::max<int32_t>(1, 128 / block_size);  // about two 64-token tiles
   const double stagger_frac = g_variant[0] == 5 ? 0.0 : opt.stagger;
   const bool lone_plans = g_variant[0] != 6 && opt.lone_slots > 0 && opt.lone_slots < slots;
@@ -222,10 +224,13 @@ void plan_decode(const int32_t* indptr, const int32_t* list_end, const int32_t* 
       for (int32_t k = 1; k <= 8; ++k) cand.push_back(int32_t(ceil_div(work, int64_t(k) * grid)));
       if (opt.lone_slots > 0) cand.push_back(int32_t(ceil_div(work, opt.lone_slots)));
       for (int32_t s = 1; s <= 16; ++s) cand.push_back(int32_t(ceil_div(std::max(lmax, 1), s)));
-      // Splits shorter than floor_p only where the grid (the empty lists' items too) runs lone.
+      // Splits shorter than floor_p only where the grid (the empty lists' items too) runs lone, and
+      // shorter than wave_floor_p only where the live items fit one wave of the grid.
+      const int32_t wave_floor_p = std::max(min_wave_entries, floor_p);
       for (int32_t& P : cand) {
         P = std::max(P, lone_floor_p);
         if (P < floor_p && items_at(lens, P) > opt.lone_slots) P = floor_p;
+        if (P < wave_floor_p && items_at(live, P) > grid) P = wave_floor_p;
       }
       std::sort(cand.begin(), cand.end(), std::greater<>());
       cand.erase(std::unique(cand.begin(), cand.end()), cand.end());

@@ -104,6 +104,13 @@ struct DecodePlanOptions {
   // through the Engine than 48 of 4 (kernels/NOTES.md, session 26). Shared grids of such short
   // items were slower (dense, 264 items of 2 pages: 3.4% fewer tokens/s than 104 lone items of 5).
   int32_t min_lone_split_tokens = 128;
+  // Splits shorter than this (rounded to whole pages) only where the live items fit one wave of the
+  // slots: a plan of more items cuts lists into splits of at most P entries with P at least this, so
+  // a list of fewer pages stays whole and one of up to twice as many is halved at most. On the H200
+  // (kernels/NOTES.md, session 42) every plan this changed (12 to 40 sequences at 1k to 8k tokens,
+  // dense and strided) took 3-19% less time than its splits of a few pages in two to four waves,
+  // each of which paid a block's start; the plans it left alone took the same time.
+  int32_t min_wave_split_tokens = 1024;
   int32_t max_splits = 256;        // per list
   // Grids of more than one and at most three waves whose lists were split, or whose last wave is
   // less than 90% full: the first wave's items give up a growing share of their entries, up to this

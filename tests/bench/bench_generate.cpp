@@ -3,7 +3,8 @@
 //   bench_generate [--model PATH] [--device cpu|cuda|auto] [--plan SPEC[|SPEC...]] [--prompt N[,N...]]
 //                  [--gen N] [--batch B[,B...]] [--context N[,N...]] [--reps R] [--json FILE]
 //                  [--attention sharded[,simple]] [--gemv on[,off]] [--pdl on[,off]]
-//                  [--decode tma[,cp.async][,tma-shared][,tma-unstaggered][,tma-nolone][,tma-notwostage]]
+//                  [--decode tma[,cp.async][,tma-shared][,tma-unstaggered][,tma-nolone][,tma-notwostage]
+//                            [,tma-shortsplits]]
 //                  [--fuse on[,off]] [--overlap on[,off]]
 //                  [--driver runner[,engine]]
 // Every combination runs in one process, side by side (the weights are made or loaded once):
@@ -12,7 +13,8 @@
 // dependent launch (CUDA: `off` is HEADSHARD_CUDA_PDL=0), of the sharded decode kernel (CUDA:
 // `cp.async` is HEADSHARD_CUDA_DECODE=cp.async, `tma-shared` the copy engine two blocks per
 // multiprocessor for every grid, `tma-unstaggered` its plans without the stagger, `tma-nolone`
-// without lone plans of long lists, `tma-notwostage` without two-stage plans of long items), of the
+// without lone plans of long lists, `tma-notwostage` without two-stage plans of long items,
+// `tma-shortsplits` with short splits in plans of more than one wave), of the
 // single-row kernel converting the attention output itself (CUDA: `off` is HEADSHARD_CUDA_FUSE=0),
 // of steps in flight in the engine (CUDA: `off` is HEADSHARD_CUDA_OVERLAP=0; only the engine driver
 // uses them) and each plan, prompt processing of each --prompt length, then decoding: each of
@@ -104,7 +106,8 @@ int main(int argc, char** argv) try {
                                   {"gemv", "HEADSHARD_CUDA_GEMV", {"on", "off"}},
                                   {"pdl", "HEADSHARD_CUDA_PDL", {"on", "off"}},
                                   {"decode", "HEADSHARD_CUDA_DECODE",
-                                   {"tma", "cp.async", "tma-shared", "tma-unstaggered", "tma-nolone", "tma-notwostage"}},
+                                   {"tma", "cp.async", "tma-shared", "tma-unstaggered", "tma-nolone", "tma-notwostage",
+                                    "tma-shortsplits"}},
                                   {"fuse", "HEADSHARD_CUDA_FUSE", {"on", "off"}},
                                   {"overlap", "HEADSHARD_CUDA_OVERLAP", {"on", "off"}}};
   const auto drivers = split(a.str("driver", "runner"), ',');

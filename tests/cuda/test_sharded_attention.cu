@@ -501,7 +501,7 @@ TEST_P(ShardedAttention, MatchesCpuReference) {
     p.seed = rng();
     p.chunks = random_chunks(B, D, rng);
     K::DecodePlanOptions o;
-    if (rep == 1) o.slots = 8, o.min_split_tokens = 1;  // force splits and merges
+    if (rep == 1) o.slots = 8, o.min_split_tokens = o.min_wave_split_tokens = 1;  // force splits and merges
     check_problem(p, o);
     if (HasFailure()) return;
   }
@@ -564,7 +564,7 @@ TEST(ShardedAttentionRisingScores, MatchesCpuReference) {
       p.seed = rng();
       p.chunks = {{0, uni(rng, 1000, 2500)}, {uni(rng, 1, 3000), 1}, {uni(rng, 1, 1500), uni(rng, 200, 900)}};
       K::DecodePlanOptions o;
-      o.slots = 8, o.min_split_tokens = 64;
+      o.slots = 8, o.min_split_tokens = o.min_wave_split_tokens = 64;
       check_problem(p, o);
       if (HasFailure()) return;
     }
@@ -583,7 +583,7 @@ TEST(ShardedAttentionDecode, LongListsSplitAndMerge) {
     p.chunks = {{uni(rng, 6000, 9000), 1}, {uni(rng, 100, 3000), 1}, {uni(rng, 0, 64), 1}};
     K::DecodePlanOptions o;
     o.slots = slots;
-    o.min_split_tokens = 64;
+    o.min_split_tokens = o.min_wave_split_tokens = 64;
     const int most_splits = check_problem(p, o, false);
     if (slots == 1024) EXPECT_GT(most_splits, 16);
   }
@@ -601,7 +601,7 @@ TEST(ShardedAttentionSmall, AllKernels) {
       p.seed = rng();
       p.chunks = {{0, 1}, {uni(rng, 1, 5 * B), 1}, {0, 70}, {uni(rng, 1, 3 * B), 40}};
       K::DecodePlanOptions o;
-      o.slots = 4, o.min_split_tokens = 1;
+      o.slots = 4, o.min_split_tokens = o.min_wave_split_tokens = 1;
       check_problem(p, o);
     }
 }
@@ -760,7 +760,8 @@ struct EqualLists {
 // Nine sequences, 72 lists of 9 pages: cuts of 2 and 3 pages give too many items to run lone, so
 // they are raised to the 4-page floor (as without the lone floor), which cuts each list into three
 // items of 3: 216 items, 3 + 2 = 5, against 9 / 2 + 2 = 6.5 for one lone item a list and 7 for
-// 5 pages (144 items).
+// 5 pages (144 items). Each of these plans fits one wave of the shared slots, where splits may be
+// shorter than 16 pages (DecodePlanOptions::min_wave_split_tokens).
 TEST(DecodePlan, ShortSplitsOnlyInLoneGrids) {
   const int n_kv = 8, B = 64;
   struct Case {
@@ -926,6 +927,60 @@ TEST(DecodePlan, LongItemsPlanTwoStageGrids) {
   }
 }
 
+// Plans of more than one wave cut no split shorter than 16 pages (DecodePlanOptions::
+// min_wave_split_tokens), 8 KV heads, 264 shared slots, 132 lone, a cost of 2 pages a block:
+// - 24 sequences of 22 pages (the strided lists at 4k): 192 whole lists, one wave of 22 + 2 = 24,
+//   against 384 halves (264 + 120 of 11 + 2: 26). Without that floor (decode variant 8), 6-page
+//   splits win: 768 items (384 of 6 + 2 and 384 of 5 + 2) fill three waves to
+//   23 < 0.98 x 24, and the stagger cuts none of them (at most 6 / 2 pages).
+// - 40 sequences of 22 pages: whole lists take two waves (24 + 24), halves three (640 items of
+//   11 + 2: 39): 640 halves, whose first wave the stagger cuts by floor(11 j / 528) pages where that
+//   is at least 4 (j >= 192): 72 tails, 712 items.
+// - 24 and 64 sequences of 64 pages (dense at 4k), the same items as variant 8's: 24 give 768
+//   splits of 16 pages (three waves of 16 + 2: 54, against 66 for whole lists), whose first wave
+//   the stagger cuts where floor(8 j / 264) >= 4 (j >= 132): 900 items; 64 give 512 whole lists.
+TEST(DecodePlan, NoShortSplitsInSeveralWaves) {
+  const int n_kv = 8, B = 64;
+  struct Case {
+    int seqs, len, items, items_v8;  // variant 8's items (0: not checked; -1: the plan's, item for item)
+  };
+  for (const Case& c : {Case{24, 22, 192, 768}, Case{40, 22, 712, 0}, Case{24, 64, 900, -1}, Case{64, 64, 512, -1}}) {
+    const EqualLists lists(c.seqs, n_kv, c.len);
+    K::DecodePlanOptions o;
+    o.slots = 264;
+    o.lone_slots = 132;
+    K::DecodePlan plan, v8;
+    K::plan_decode(lists.indptr.data(), nullptr, lists.chunks.data(), c.seqs, 1, n_kv, B, o, plan);
+    K::set_kernel_variant(8, 0);
+    K::plan_decode(lists.indptr.data(), nullptr, lists.chunks.data(), c.seqs, 1, n_kv, B, o, v8);
+    K::set_kernel_variant(0, 0);
+    const std::string what = std::to_string(c.seqs) + " x " + std::to_string(c.len) + " pages";
+    ASSERT_EQ(plan.layer_begin[1], c.items) << what;
+    EXPECT_FALSE(plan.lone) << what;
+    if (c.items_v8 > 0) EXPECT_EQ(v8.layer_begin[1], c.items_v8) << what << ", variant 8";
+    if (c.items_v8 < 0) {
+      ASSERT_EQ(v8.items.size(), plan.items.size()) << what << ", variant 8";
+      for (size_t i = 0; i < plan.items.size(); ++i)
+        ASSERT_EQ(item_fields(plan.items[i]), item_fields(v8.items[i])) << what << ", item " << i;
+    }
+    if (c.len != 22) continue;
+    for (int j = 0; j < c.items; ++j) {
+      const int len = plan.items[j].e_end - plan.items[j].e_begin;
+      if (c.seqs == 24) {
+        ASSERT_EQ(len, 22) << what << ", item " << j;
+        ASSERT_EQ(plan.items[j].n_splits, 1) << what << ", item " << j;
+      } else if (j < 264) {
+        const int cut = 11 * j / 528;
+        ASSERT_EQ(len, cut >= 4 ? 11 - cut : 11) << what << ", item " << j;
+      } else if (j < 640) {
+        ASSERT_EQ(len, 11) << what << ", item " << j;
+      } else {
+        ASSERT_TRUE(len == 4 || len == 5) << what << ", item " << j << ": " << len;
+      }
+    }
+  }
+}
+
 // The engine pads a batch to its graph's size with chunks of empty lists. Where the live lists alone
 // outnumber the lone slots (so no plan of them runs as one lone wave, padded or not), the padded plan
 // is the plan of the live chunks alone (the same items, splits, workspace slots, lone and two-stage
@@ -1058,6 +1113,7 @@ TEST(DecodePlan, CoversEveryListOnce) {
     o.slots = uni(rng, 1, 600);
     o.lone_slots = uni(rng, 0, 1) ? uni(rng, 1, 300) : 0;
     o.min_split_tokens = uni(rng, 1, 1024);
+    o.min_wave_split_tokens = uni(rng, 1, 2048);
     o.min_lone_split_tokens = uni(rng, 1, 1024);
     o.stagger = uni(rng, 0, 2) * 0.25;
     o.lone_min_tokens = uni(rng, 1, 40000);  // lists of up to 3000 pages of up to 64 tokens

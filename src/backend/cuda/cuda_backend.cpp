@@ -283,14 +283,16 @@ CudaBackend::CudaBackend(std::shared_ptr<const ModelWeights> w, int device)
   // The sharded decode streams pages with the copy engine; for comparisons,
   // HEADSHARD_CUDA_DECODE=cp.async, tma-shared (two blocks per multiprocessor for every grid),
   // tma-unstaggered (plans without the stagger: DecodePlanOptions::stagger), tma-nolone (no
-  // lone plans of long lists: DecodePlanOptions::lone_min_tokens) or tma-notwostage (no two-stage
-  // plans of long items: DecodePlanOptions::two_stage_min_item_tokens).
+  // lone plans of long lists: DecodePlanOptions::lone_min_tokens), tma-notwostage (no two-stage
+  // plans of long items: DecodePlanOptions::two_stage_min_item_tokens) or tma-shortsplits (splits
+  // shorter than DecodePlanOptions::min_wave_split_tokens in plans of more than one wave).
   int decode_variant = 0;
   if (env_is("HEADSHARD_CUDA_DECODE", "cp.async")) decode_variant = 1;
   if (env_is("HEADSHARD_CUDA_DECODE", "tma-shared")) decode_variant = 2;
   if (env_is("HEADSHARD_CUDA_DECODE", "tma-unstaggered")) decode_variant = 5;
   if (env_is("HEADSHARD_CUDA_DECODE", "tma-nolone")) decode_variant = 6;
   if (env_is("HEADSHARD_CUDA_DECODE", "tma-notwostage")) decode_variant = 7;
+  if (env_is("HEADSHARD_CUDA_DECODE", "tma-shortsplits")) decode_variant = 8;
   kernels::set_kernel_variant(decode_variant, 0);
   // HEADSHARD_CUDA_GEMV_SPLITS: how many warps may share a row of the single-row kernel (1 for
   // comparisons; gemv.h's gemv_config).
