@@ -787,10 +787,11 @@ def main():
     torch.backends.cuda.matmul.allow_tf32 = False
     lib = load_lib(args.lib)
     results = {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
-               "decode_slots": lib.hs_decode_slots(D)}
+               "cudnn": torch.backends.cudnn.version(), "decode_slots": lib.hs_decode_slots(D)}
     t0 = time.time()
     results["copy_TBps"] = copy_bandwidth() / 1e12
-    print(f"copy bandwidth {results['copy_TBps']:.2f} TB/s; decode slots {results['decode_slots']}", flush=True)
+    print(f"copy bandwidth {results['copy_TBps']:.2f} TB/s; decode slots {results['decode_slots']}; "
+          f"torch {results['torch']}, cuDNN {results['cudnn']}", flush=True)
     peers = Peers(args.flex_budget_s)
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "bench_attention.json")
