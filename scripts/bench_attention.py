@@ -21,13 +21,19 @@ buffer, which leaves the L2 holding clean lines (as the GEMVs before attention l
 engine); "zero" writes it, as triton.testing.do_bench does, which leaves the L2 full of dirty
 lines that the timed kernel then writes back to memory (up to about 10 us more per call, ours and
 torch's alike). By default both: the main table is the first kind's, a second table the other's.
+Sustained decode (--decode-sustained S, dense shapes whose K/V are at least 4x the L2): ours and
+torch's best backend each run back to back for S seconds, twice (ours, peer, peer, ours), with no
+flush, while nvidia-smi samples the board's power and SM clock. Run so, these kernels held an H200
+at its 700 W cap, as the engine's batch-1 steps do (kernels/NOTES.md, session 44).
 """
 import argparse
 import ctypes
 import json
 import math
 import os
+import subprocess
 import sys
+import threading
 import time
 import traceback
 import warnings
@@ -187,6 +193,59 @@ def timed(fn, flushes):
         return {"ms": median_time_ms(fn)}
     t = {kind: median_time_ms(fn, flush=kind) for kind in flushes}
     return {"ms": t[flushes[0]], **{"ms_" + kind: t[kind] for kind in flushes[1:]}}
+
+
+class PowerLog:
+    """The board's SM clock, power and power-cap flag every 50 ms (nvidia-smi), read by a thread;
+    no samples where nvidia-smi is missing."""
+
+    def __init__(self):
+        self.samples = []  # (time, MHz, W, capped)
+        try:
+            self.proc = subprocess.Popen(
+                ["nvidia-smi", "--query-gpu=clocks.sm,power.draw,clocks_event_reasons.sw_power_cap",
+                 "--format=csv,noheader,nounits", "-lms", "50"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                text=True)
+        except OSError:
+            self.proc = None
+            return
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            p = [x.strip() for x in line.split(",")]
+            try:
+                self.samples.append((time.time(), float(p[0]), float(p[1]), p[2].lower() == "active"))
+            except (ValueError, IndexError):
+                pass
+
+    def between(self, t0, t1):
+        s = [x for x in self.samples if t0 <= x[0] <= t1]
+        if not s:
+            return {}
+        return {"MHz": float(np.median([x[1] for x in s])), "W": float(np.median([x[2] for x in s])),
+                "capped": sum(x[3] for x in s) / len(s), "samples": len(s)}
+
+    def close(self):
+        if self.proc:
+            self.proc.terminate()
+
+
+def sustained(fn, secs, power):
+    """fn back to back for secs seconds, no flush: the median ms of a call over groups of 10, and the
+    board's median MHz and W and the share of samples at the power cap after the first 0.5 s."""
+    fn()
+    torch.cuda.synchronize()
+    s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    ts, t0 = [], time.time()
+    while time.time() - t0 < secs:
+        s.record()
+        for _ in range(10):
+            fn()
+        e.record()
+        e.synchronize()
+        ts.append(s.elapsed_time(e) / 10)
+    return {"ms": float(np.median(ts)), **power.between(t0 + 0.5, time.time())}
 
 
 def copy_bandwidth():
@@ -439,6 +498,21 @@ def decode_shape(lib, args, peers, rows, copy_bw, batch, ctx, stream, scale):
 
         time_ours()  # round 0: the peers went first, above
         take_turns(rounds, time_peers, time_ours)
+        if plan == "dense" and args.decode_sustained > 0 and peer_t:
+            best_name = min(peer_t, key=lambda n_: np.median([t["ms"] for t in peer_t[n_]]))
+            be = dict(peers.backends)[best_name]
+            l2 = torch.cuda.get_device_properties(0).L2_cache_size
+            if batch * HKV * ctx * D * 4 >= 4 * l2:
+                from torch.nn.attention import sdpa_kernel
+
+                def peer(be=be):
+                    with sdpa_kernel([be]):
+                        F.scaled_dot_product_attention(q4, k, v, enable_gqa=True)
+
+                lib.hs_set_variant(handles[0][0], 0)
+                row["sustained"] = [{"kernel": name, **sustained(fn, args.decode_sustained, args.power)}
+                                    for name, fn in (("ours_" + handles[0][1], handles[0][3]), (best_name, peer),
+                                                     (best_name, peer), ("ours_" + handles[0][1], handles[0][3]))]
         for _, _, h, _ in handles:
             lib.hs_decode_free(h)
 
@@ -718,6 +792,22 @@ def print_tables(results):
                            by_variant(r, f"ours_ms_{kind}_v"),
                            *(f"{m * 1e3:.1f}" if m else "-" for m in peers_ms[:2]),
                            f"{best / x:.2f}x" if best else "-"], w))
+    sus = [r for r in dec if r.get("sustained")]
+    if sus:
+        print("\n== decode sustained (dense): each kernel back to back with no flush, in the order ours, peer, peer,"
+              " ours;\n   us a call (the mean of its two runs); per run the board's median W and SM MHz, and the"
+              " share of samples at the power cap")
+        w = [6, 7, 9, 7, 9, 9, 22, 22, 22, 22]
+        print(fmt_row(["batch", "ctx", "ours_us", "peer", "peer_us", "peer/ours", "ours 1", "peer 1", "peer 2",
+                       "ours 2"], w))
+
+        def power(x):
+            return f"{x['W']:.0f} W {x['MHz']:.0f} MHz {x['capped']:.0%}" if "W" in x else "-"
+        for r in sus:
+            t = r["sustained"]
+            ours_ms, peer_ms = (t[0]["ms"] + t[3]["ms"]) / 2, (t[1]["ms"] + t[2]["ms"]) / 2
+            print(fmt_row([r["batch"], r["ctx"], f"{ours_ms * 1e3:.1f}", t[1]["kernel"].replace("sdpa_", ""),
+                           f"{peer_ms * 1e3:.1f}", f"{peer_ms / ours_ms:.3f}", *(power(x) for x in t)], w))
     pre = results.get("prefill", [])
     if pre:
         print("\n== prefill: batch 1, 32 q / 8 kv heads, D=128, B=64, causal; times in ms; TFLOP/s on work done")
@@ -776,6 +866,9 @@ def main():
     ap.add_argument("--decode-rounds", type=int, default=3,
                     help="rounds in which ours and torch's kernels take turns on the dense decode (as the prefill's; "
                          "the median of three sets one slow round aside)")
+    ap.add_argument("--decode-sustained", type=float, default=0.0, metavar="S",
+                    help="seconds of each sustained run (dense decode, ours and torch's best backend, twice each); "
+                         "0 (default): none")
     ap.add_argument("--decode-flush", nargs="+", choices=["zero", "read"], default=["read", "zero"],
                     help="L2 flush before each timed decode run; the first kind's times fill the main table")
     args = ap.parse_args()
@@ -793,6 +886,7 @@ def main():
     print(f"copy bandwidth {results['copy_TBps']:.2f} TB/s; decode slots {results['decode_slots']}; "
           f"torch {results['torch']}, cuDNN {results['cudnn']}", flush=True)
     peers = Peers(args.flex_budget_s)
+    args.power = PowerLog() if args.decode_sustained > 0 and not args.skip_decode else None
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "bench_attention.json")
     try:
@@ -806,6 +900,8 @@ def main():
         print(results["error"], file=sys.stderr, flush=True)
     finally:
         results["seconds"] = time.time() - t0
+        if args.power:
+            args.power.close()
         with open(path, "w") as f:
             json.dump(results, f, indent=1, default=str)
         print_tables(results)
