@@ -248,6 +248,27 @@ def sustained(fn, secs, power):
     return {"ms": float(np.median(ts)), **power.between(t0 + 0.5, time.time())}
 
 
+def sustained_turns(lib, args, peers, peer_t, handle, q4, k, v):
+    """{"sustained": [run, ...]}: ours (handle: a variant of decode_shape's) and the fastest torch backend
+    of peer_t, each sustained() in the order ours, peer, peer, ours; or {"sustained_error": ...}."""
+    from torch.nn.attention import sdpa_kernel
+    best = min(peer_t, key=lambda name: np.median([t["ms"] for t in peer_t[name]]))
+    be = dict(peers.backends)[best]
+
+    def peer():
+        with sdpa_kernel([be]):
+            F.scaled_dot_product_attention(q4, k, v, enable_gqa=True)
+
+    dv, vkey, _, ours = handle
+    lib.hs_set_variant(dv, 0)
+    turns = (("ours_" + vkey, ours), (best, peer), (best, peer), ("ours_" + vkey, ours))
+    try:
+        return {"sustained": [{"kernel": name, **sustained(fn, args.decode_sustained, args.power)}
+                              for name, fn in turns]}
+    except Exception as ex:  # noqa: BLE001
+        return {"sustained_error": err_str(ex)}
+
+
 def copy_bandwidth():
     n = 1 << 31  # 2 GiB each way
     a = torch.empty(n, dtype=torch.uint8, device="cuda")
@@ -498,21 +519,9 @@ def decode_shape(lib, args, peers, rows, copy_bw, batch, ctx, stream, scale):
 
         time_ours()  # round 0: the peers went first, above
         take_turns(rounds, time_peers, time_ours)
-        if plan == "dense" and args.decode_sustained > 0 and peer_t:
-            best_name = min(peer_t, key=lambda n_: np.median([t["ms"] for t in peer_t[n_]]))
-            be = dict(peers.backends)[best_name]
-            l2 = torch.cuda.get_device_properties(0).L2_cache_size
-            if batch * HKV * ctx * D * 4 >= 4 * l2:
-                from torch.nn.attention import sdpa_kernel
-
-                def peer(be=be):
-                    with sdpa_kernel([be]):
-                        F.scaled_dot_product_attention(q4, k, v, enable_gqa=True)
-
-                lib.hs_set_variant(handles[0][0], 0)
-                row["sustained"] = [{"kernel": name, **sustained(fn, args.decode_sustained, args.power)}
-                                    for name, fn in (("ours_" + handles[0][1], handles[0][3]), (best_name, peer),
-                                                     (best_name, peer), ("ours_" + handles[0][1], handles[0][3]))]
+        l2 = torch.cuda.get_device_properties(0).L2_cache_size
+        if plan == "dense" and args.decode_sustained > 0 and peer_t and batch * HKV * ctx * D * 4 >= 4 * l2:
+            row.update(sustained_turns(lib, args, peers, peer_t, handles[0], q4, k, v))
         for _, _, h, _ in handles:
             lib.hs_decode_free(h)
 
