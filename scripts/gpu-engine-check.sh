@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The engine's checks on the GPU machine, from what scripts/gpu-package.sh staged under .device/
 # (programs built elsewhere for sm_90 and their libraries, packed in pkg.tar.xz, and the default
-# model in two halves, model-a and model-b, carried by two calls made back to back):
+# model in parts, model-part0, -part1, ..., each carried by its own call, with model.sha256, the
+# calls made back to back so that the machine still holds the parts earlier calls brought: the
+# model is put together, and the real-model tests run, in the call that brings the last part):
 #   kernels   test_sharded_attention (every kernel against the CPU reference), and memcheck on its
 #             small-shape tests
 #   tests     test_gemm (the linear layers, exact), test_device_sampling (the GPU sampler against
@@ -52,8 +54,14 @@ STAGES=("$@")
 [ -f .device/pkg.tar.xz ] && tar -C .device -xJf .device/pkg.tar.xz
 export LD_LIBRARY_PATH=$ROOT/$PKG/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
 MODEL=models/SmolLM2-135M-Instruct.Q4_1.gguf
-if [ ! -f "$MODEL" ] && [ -f .device/model-a ] && [ -f .device/model-b ]; then
-  mkdir -p models && cat .device/model-a .device/model-b > "$MODEL"
+if [ ! -f "$MODEL" ] && [ -f .device/model.sha256 ] && ls .device/model-part* >/dev/null 2>&1; then
+  mkdir -p models && cat .device/model-part* > "$MODEL.parts"
+  if [ "$(sha256sum "$MODEL.parts" | cut -c1-64)" = "$(cut -c1-64 .device/model.sha256)" ]; then
+    mv "$MODEL.parts" "$MODEL"
+  else
+    rm -f "$MODEL.parts"
+    echo "model: parts so far: $(cd .device && echo model-part*)"
+  fi
 fi
 [ -f "$MODEL" ] && echo "model: $(sha256sum "$MODEL" | cut -c1-16)..." || echo "model: absent (real-model tests skip)"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader

@@ -4,9 +4,10 @@
 # project links (spdlog, fmt, sentencepiece, cpp-httplib), so the programs are built here for
 # sm_90 and travel with those libraries.
 #   scripts/gpu-package.sh            -> .device/pkg (binaries + libraries; git-ignored), and the
-#                                        same packed as .device/pkg.tar.xz (about 6 MiB) to carry
-#   scripts/gpu-package.sh --model    -> also .device/model-a and .device/model-b: the default
-#                                        model in two halves (a device call carries 64 MiB at most)
+#                                        same packed as .device/pkg.tar.xz (about 17 MiB) to carry
+#   scripts/gpu-package.sh --model    -> also .device/model-part0, -part1, ...: the default model in
+#                                        parts of 32 MiB, one to a call beside the package (a device
+#                                        call carries 64 MiB at most), and .device/model.sha256
 #   scripts/gpu-package.sh --deps     -> also .device/deps.tar.xz: this machine's Debian packages of
 #                                        those libraries (headers, .so, CMake and pkg-config files),
 #                                        for building from source there (gpu-engine-check.sh build-stage)
@@ -41,8 +42,8 @@ if [ "${1:-}" = "--deps" ]; then
 fi
 if [ "${1:-}" = "--model" ]; then
   f=models/SmolLM2-135M-Instruct.Q4_1.gguf
-  half=$(( ($(stat -c %s "$f") + 1) / 2 ))
-  head -c "$half" "$f" > .device/model-a
-  tail -c +"$((half + 1))" "$f" > .device/model-b
+  rm -f .device/model-part* .device/model-a .device/model-b
+  split -b 32M -d -a 1 "$f" .device/model-part
+  sha256sum "$f" | cut -c1-64 > .device/model.sha256
 fi
 du -sh .device/*
