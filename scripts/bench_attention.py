@@ -223,8 +223,8 @@ class PowerLog:
         s = [x for x in self.samples if t0 <= x[0] <= t1]
         if not s:
             return {}
-        return {"MHz": float(np.median([x[1] for x in s])), "W": float(np.median([x[2] for x in s])),
-                "capped": sum(x[3] for x in s) / len(s), "samples": len(s)}
+        return {"MHz": float(np.median([x[1] for x in s])), "MHz_min": min(x[1] for x in s),
+                "W": float(np.median([x[2] for x in s])), "capped": sum(x[3] for x in s) / len(s), "samples": len(s)}
 
     def close(self):
         if self.proc:
@@ -248,12 +248,10 @@ def sustained(fn, secs, power):
     return {"ms": float(np.median(ts)), **power.between(t0 + 0.5, time.time())}
 
 
-def sustained_turns(lib, args, peers, peer_t, handle, q4, k, v):
-    """{"sustained": [run, ...]}: ours (handle: a variant of decode_shape's) and the fastest torch backend
-    of peer_t, each sustained() in the order ours, peer, peer, ours; or {"sustained_error": ...}."""
+def sustained_turns(lib, args, be, best, handle, q4, k, v):
+    """{"sustained": [run, ...]}: ours (handle: a variant of decode_shape's) and torch's backend be (named
+    best), each sustained() in the order ours, peer, peer, ours; or {"sustained_error": ...}."""
     from torch.nn.attention import sdpa_kernel
-    best = min(peer_t, key=lambda name: np.median([t["ms"] for t in peer_t[name]]))
-    be = dict(peers.backends)[best]
 
     def peer():
         with sdpa_kernel([be]):
@@ -519,11 +517,6 @@ def decode_shape(lib, args, peers, rows, copy_bw, batch, ctx, stream, scale):
 
         time_ours()  # round 0: the peers went first, above
         take_turns(rounds, time_peers, time_ours)
-        l2 = torch.cuda.get_device_properties(0).L2_cache_size
-        if plan == "dense" and args.decode_sustained > 0 and peer_t and batch * HKV * ctx * D * 4 >= 4 * l2:
-            row.update(sustained_turns(lib, args, peers, peer_t, handles[0], q4, k, v))
-        for _, _, h, _ in handles:
-            lib.hs_decode_free(h)
 
         def medians(ts):  # {"ms": median, "ms_<flush>": median, ...} over the rounds
             return {key: float(np.median([t[key] for t in ts])) for key in ts[0]}
@@ -537,6 +530,10 @@ def decode_shape(lib, args, peers, rows, copy_bw, batch, ctx, stream, scale):
             best = min(ok)
             row["torch_best"], row["torch_best_ms"] = best[1], best[0]
             row["torch_best_TBps"] = (batch * HKV * ctx * D * 4 + 2 * batch * HQ * D * 2) / (best[0] * 1e-3) / 1e12
+            if args.power and batch * HKV * ctx * D * 4 >= 4 * torch.cuda.get_device_properties(0).L2_cache_size:
+                row.update(sustained_turns(lib, args, dict(peers.backends)[best[1]], best[1], handles[0], q4, k, v))
+        for _, _, h, _ in handles:
+            lib.hs_decode_free(h)
         for vkey, ts in ours_t.items():
             t = medians(ts)
             row.update({"ours_" + key + "_" + vkey: x for key, x in t.items()})
