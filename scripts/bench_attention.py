@@ -23,8 +23,11 @@ lines that the timed kernel then writes back to memory (up to about 10 us more p
 torch's alike). By default both: the main table is the first kind's, a second table the other's.
 Sustained decode (--decode-sustained S, dense shapes whose K/V are at least 4x the L2): ours and
 torch's best backend each run back to back for S seconds, twice (ours, peer, peer, ours), with no
-flush, while nvidia-smi samples the board's power and SM clock. Run so, these kernels held an H200
-at its 700 W cap, as the engine's batch-1 steps do (kernels/NOTES.md, session 44).
+flush, replayed from CUDA graphs (--sustained-launch), while nvidia-smi samples the board. Run so,
+these kernels held some H200s at their 700 W cap, as the engine's batch-1 steps do, and others not
+(kernels/NOTES.md, sessions 44 and 45). --power-log samples the board during the flushed rounds
+too: each round's JSON carries its SM and HBM clocks, power, temperatures and power-cap share, and a
+table lists them per round.
 """
 import argparse
 import ctypes
@@ -182,30 +185,38 @@ def take_turns(rounds, time_peers, time_ours):
 
 
 def ms_only(r):
-    """A peer's result without its output: its "ms" and "ms_<flush>" times."""
-    return {key: x for key, x in r.items() if key.startswith("ms")}
+    """A peer's result without its output: its "ms" and "ms_<flush>" times (and "board")."""
+    return {key: x for key, x in r.items() if key.startswith("ms") or key == "board"}
 
 
-def timed(fn, flushes):
+def timed(fn, flushes, power=None):
     """{"ms": ...} with no flush (flushes empty), or the first flush kind's as "ms" and the others' as
-    "ms_<kind>"."""
+    "ms_<kind>"; with a PowerLog, "board": the board's state while the first kind's runs went."""
     if not flushes:
         return {"ms": median_time_ms(fn)}
-    t = {kind: median_time_ms(fn, flush=kind) for kind in flushes}
-    return {"ms": t[flushes[0]], **{"ms_" + kind: t[kind] for kind in flushes[1:]}}
+    t, board = {}, {}
+    for kind in flushes:
+        t0 = time.time()
+        t[kind] = median_time_ms(fn, flush=kind)
+        if power and kind == flushes[0]:
+            board = power.between(t0, time.time())
+    return {"ms": t[flushes[0]], **{"ms_" + kind: t[kind] for kind in flushes[1:]}, **({"board": board} if board else {})}
 
 
 class PowerLog:
-    """The board's SM clock, power and power-cap flag every 50 ms (nvidia-smi), read by a thread;
-    no samples where nvidia-smi is missing."""
+    """The board's state every 50 ms (nvidia-smi), read by a thread: SM and memory clocks, power,
+    the power-cap flag, GPU and HBM temperatures; no samples where nvidia-smi is missing."""
+
+    FIELDS = (("MHz", "clocks.sm"), ("mem_MHz", "clocks.mem"), ("W", "power.draw"),
+              ("capped", "clocks_event_reasons.sw_power_cap"), ("C", "temperature.gpu"),
+              ("mem_C", "temperature.memory"))
 
     def __init__(self):
-        self.samples = []  # (time, MHz, W, capped)
+        self.samples = []  # (time, {key: value}); a field nvidia-smi reports as N/A is left out
         try:
             self.proc = subprocess.Popen(
-                ["nvidia-smi", "--query-gpu=clocks.sm,power.draw,clocks_event_reasons.sw_power_cap",
-                 "--format=csv,noheader,nounits", "-lms", "50"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                text=True)
+                ["nvidia-smi", "--query-gpu=" + ",".join(f for _, f in self.FIELDS), "--format=csv,noheader,nounits",
+                 "-lms", "50"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         except OSError:
             self.proc = None
             return
@@ -213,39 +224,66 @@ class PowerLog:
 
     def _read(self):
         for line in self.proc.stdout:
-            p = [x.strip() for x in line.split(",")]
-            try:
-                self.samples.append((time.time(), float(p[0]), float(p[1]), p[2].lower() == "active"))
-            except (ValueError, IndexError):
-                pass
+            x = {}
+            for (key, _), v in zip(self.FIELDS, (v.strip() for v in line.split(","))):
+                if key == "capped":
+                    x[key] = float(v.lower() == "active")
+                else:
+                    try:
+                        x[key] = float(v)
+                    except ValueError:
+                        pass
+            if "W" in x:
+                self.samples.append((time.time(), x))
 
     def between(self, t0, t1):
-        s = [x for x in self.samples if t0 <= x[0] <= t1]
+        """The medians of each field over the samples from t0 to t1 (the share of them at the power cap
+        for "capped"), the lowest SM clock, and the sample count; {} without samples."""
+        s = [x for t, x in self.samples if t0 <= t <= t1]
         if not s:
             return {}
-        return {"MHz": float(np.median([x[1] for x in s])), "MHz_min": min(x[1] for x in s),
-                "W": float(np.median([x[2] for x in s])), "capped": sum(x[3] for x in s) / len(s), "samples": len(s)}
+        r = {key: float(np.median([x[key] for x in s if key in x])) for key, _ in self.FIELDS if any(key in x for x in s)}
+        r["capped"] = float(np.mean([x.get("capped", 0.0) for x in s]))
+        return {**r, "MHz_min": min(x.get("MHz", math.inf) for x in s), "samples": len(s)}
 
     def close(self):
         if self.proc:
             self.proc.terminate()
 
 
-def sustained(fn, secs, power):
-    """fn back to back for secs seconds, no flush: the median ms of a call over groups of 10, and the
-    board's median MHz and W and the share of samples at the power cap after the first 0.5 s."""
-    fn()
+def sustained(fn, secs, power, launch="graph"):
+    """fn back to back for secs seconds, no flush: the median ms of a call, and the board's state
+    after the first 0.5 s. The calls replay from a CUDA graph of at least 5 ms of them, queued behind
+    a spin, so that neither library's host-side cost of a call (a Python call into torch's SDPA
+    costs more than one through ctypes) leaves the GPU idle or lands in the time. With launch "host",
+    or where the capture fails ("launch" then says why), the calls run from the host."""
+    n = max(10, math.ceil(5.0 / median_time_ms(fn)))
+
+    def run():
+        for _ in range(n):
+            fn()
+    if launch == "graph":
+        g = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(g):
+                run()
+            run = g.replay
+        except Exception as ex:  # noqa: BLE001
+            torch.cuda.synchronize()
+            launch = "host (graph capture failed: " + err_str(ex) + ")"
+    run()
     torch.cuda.synchronize()
-    s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     ts, t0 = [], time.time()
     while time.time() - t0 < secs:
-        s.record()
-        for _ in range(10):
-            fn()
-        e.record()
-        e.synchronize()
-        ts.append(s.elapsed_time(e) / 10)
-    return {"ms": float(np.median(ts)), **power.between(t0 + 0.5, time.time())}
+        ev = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(4)]
+        torch.cuda._sleep(400_000)  # ~0.2 ms: the host queues the four groups meanwhile
+        for a, b in ev:
+            a.record()
+            run()
+            b.record()
+        ev[-1][1].synchronize()
+        ts += [a.elapsed_time(b) / n for a, b in ev]
+    return {"ms": float(np.median(ts)), "calls_a_group": n, "launch": launch, **power.between(t0 + 0.5, time.time())}
 
 
 def sustained_turns(lib, args, be, best, handle, q4, k, v):
@@ -261,7 +299,7 @@ def sustained_turns(lib, args, be, best, handle, q4, k, v):
     lib.hs_set_variant(dv, 0)
     turns = (("ours_" + vkey, ours), (best, peer), (best, peer), ("ours_" + vkey, ours))
     try:
-        return {"sustained": [{"kernel": name, **sustained(fn, args.decode_sustained, args.power)}
+        return {"sustained": [{"kernel": name, **sustained(fn, args.decode_sustained, args.power, args.sustained_launch)}
                               for name, fn in turns]}
     except Exception as ex:  # noqa: BLE001
         return {"sustained_error": err_str(ex)}
@@ -295,6 +333,7 @@ class Peers:
         self.backends = [("sdpa_cudnn", SDPBackend.CUDNN_ATTENTION), ("sdpa_flash", SDPBackend.FLASH_ATTENTION),
                          ("sdpa_efficient", SDPBackend.EFFICIENT_ATTENTION)]
         self.flex_left = flex_budget_s
+        self.power = None  # a PowerLog: the decode's timings record the board's state
         self.flex = None
         try:
             from torch.nn.attention.flex_attention import create_block_mask, flex_attention
@@ -321,7 +360,7 @@ class Peers:
                     fn = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=True)  # noqa: E731
                     out = fn()
                     torch.cuda.synchronize()
-                    res[name] = {"out": out, **timed(fn, flushes)}
+                    res[name] = {"out": out, **timed(fn, flushes, self.power)}
             except Exception as ex:  # noqa: BLE001
                 res[name] = {"error": err_str(ex)}
                 torch.cuda.synchronize()
@@ -361,7 +400,6 @@ def fmt_row(cols, widths):
 
 
 def run_decode(lib, args, peers, results, copy_bw):
-    stream = torch.cuda.current_stream().cuda_stream
     scale = 1.0 / math.sqrt(D)
     rows = []
     for batch in args.decode_batches:
@@ -374,7 +412,7 @@ def run_decode(lib, args, peers, results, copy_bw):
                 continue
             t_shape = time.time()
             try:
-                decode_shape(lib, args, peers, rows, copy_bw, batch, ctx, stream, scale)
+                decode_shape(lib, args, peers, rows, copy_bw, batch, ctx, scale)
             except Exception:  # noqa: BLE001
                 err = traceback.format_exc()
                 rows.append({"batch": batch, "ctx": ctx, "skipped": "error: " + err.strip().splitlines()[-1][:200]})
@@ -400,7 +438,7 @@ def decode_tensors(batch, ctx):
     return q, k, v, pool, out
 
 
-def decode_shape(lib, args, peers, rows, copy_bw, batch, ctx, stream, scale):
+def decode_shape(lib, args, peers, rows, copy_bw, batch, ctx, scale):
     torch.manual_seed(batch * 1000003 + ctx)
     nblk = ctx // BLK
     q, k, v, pool, out = decode_tensors(batch, ctx)
@@ -483,8 +521,8 @@ def decode_shape(lib, args, peers, rows, copy_bw, batch, ctx, stream, scale):
                          d_pages.data_ptr(), d_pos0.data_ptr(), d_tok0.data_ptr(), d_sh.data_ptr(), 0, 0,
                          ppool.shape[0], 1, 0, HKV, GROUP, D, BLK, 0, scale)
 
-            def ours(h=h, a=a):
-                rc = lib.hs_decode_run(h, ctypes.byref(a), ctypes.c_void_p(stream))
+            def ours(h=h, a=a):  # on the current stream: a CUDA graph's capture stream in sustained()
+                rc = lib.hs_decode_run(h, ctypes.byref(a), ctypes.c_void_p(torch.cuda.current_stream().cuda_stream))
                 if rc:
                     raise RuntimeError(lib.hs_error_string(rc).decode())
 
@@ -507,7 +545,7 @@ def decode_shape(lib, args, peers, rows, copy_bw, batch, ctx, stream, scale):
                 # A named range, so that a profiler can take this shape's kernel alone:
                 # ncu --nvtx --nvtx-include "decode b1 ctx32768 strided v0/" ...
                 torch.cuda.nvtx.range_push(f"decode b{batch} ctx{ctx} {plan} {vkey}")
-                ours_t.setdefault(vkey, []).append(timed(ours, args.decode_flush))
+                ours_t.setdefault(vkey, []).append(timed(ours, args.decode_flush, args.power))
                 torch.cuda.nvtx.range_pop()
 
         def time_peers():
@@ -519,7 +557,7 @@ def decode_shape(lib, args, peers, rows, copy_bw, batch, ctx, stream, scale):
         take_turns(rounds, time_peers, time_ours)
 
         def medians(ts):  # {"ms": median, "ms_<flush>": median, ...} over the rounds
-            return {key: float(np.median([t[key] for t in ts])) for key in ts[0]}
+            return {key: float(np.median([t[key] for t in ts])) for key in ts[0] if key.startswith("ms")}
 
         for name, ts in peer_t.items():
             row.update({name + "_" + key: x for key, x in medians(ts).items()})
@@ -801,19 +839,34 @@ def print_tables(results):
     sus = [r for r in dec if r.get("sustained")]
     if sus:
         print("\n== decode sustained (dense): each kernel back to back with no flush, in the order ours, peer, peer,"
-              " ours;\n   us a call (the mean of its two runs); per run the board's median W and SM MHz, and the"
-              " share of samples at the power cap")
-        w = [6, 7, 9, 7, 9, 9, 22, 22, 22, 22]
+              " ours;\n   us a call (the mean of its two runs); per run the board's median W, SM MHz and HBM degrees C,"
+              " and the share of samples at the power cap;\n   calls launched by:",
+              ", ".join(sorted({x.get("launch", "?") for r in sus for x in r["sustained"]})))
+        w = [6, 7, 9, 7, 9, 9, 27, 27, 27, 27]
         print(fmt_row(["batch", "ctx", "ours_us", "peer", "peer_us", "peer/ours", "ours 1", "peer 1", "peer 2",
                        "ours 2"], w))
 
         def power(x):
-            return f"{x['W']:.0f} W {x['MHz']:.0f} MHz {x['capped']:.0%}" if "W" in x else "-"
+            hbm = f" {x['mem_C']:.0f} C" if "mem_C" in x else ""
+            return f"{x['W']:.0f} W {x['MHz']:.0f} MHz{hbm} {x['capped']:.0%}" if "W" in x else "-"
         for r in sus:
             t = r["sustained"]
             ours_ms, peer_ms = (t[0]["ms"] + t[3]["ms"]) / 2, (t[1]["ms"] + t[2]["ms"]) / 2
             print(fmt_row([r["batch"], r["ctx"], f"{ours_ms * 1e3:.1f}", t[1]["kernel"].replace("sdpa_", ""),
                            f"{peer_ms * 1e3:.1f}", f"{peer_ms / ours_ms:.3f}", *(power(x) for x in t)], w))
+    boards = [r for r in dec if any("board" in t for t in r.get("ours_rounds_v0", []))]
+    if boards:
+        print("\n== decode rounds with the board's state (--power-log): per round, us, and the medians over its runs"
+              " of\n   SM MHz / HBM degrees C / W, ours (v0) then torch's best backend")
+        w = [6, 7, 44, 44]
+        print(fmt_row(["batch", "ctx", "ours v0", "peer"], w))
+
+        def rounds(ts):
+            return " ".join(f"{t['ms'] * 1e3:.1f}@{t['board'].get('MHz', 0):.0f}/{t['board'].get('mem_C', 0):.0f}/"
+                            f"{t['board'].get('W', 0):.0f}" if t.get("board") else f"{t['ms'] * 1e3:.1f}" for t in ts)
+        for r in boards:
+            print(fmt_row([r["batch"], r["ctx"], rounds(r["ours_rounds_v0"]),
+                           rounds(r.get(r.get("torch_best", "") + "_ms_rounds", []))], w))
     pre = results.get("prefill", [])
     if pre:
         print("\n== prefill: batch 1, 32 q / 8 kv heads, D=128, B=64, causal; times in ms; TFLOP/s on work done")
@@ -875,6 +928,13 @@ def main():
     ap.add_argument("--decode-sustained", type=float, default=0.0, metavar="S",
                     help="seconds of each sustained run (dense decode, ours and torch's best backend, twice each); "
                          "0 (default): none")
+    ap.add_argument("--sustained-launch", choices=["graph", "host"], default="graph",
+                    help="the sustained runs' calls replayed from CUDA graphs (default), or called from the host "
+                         "(queued behind a short spin; the launch gaps between calls then count)")
+    ap.add_argument("--power-log", action="store_true",
+                    help="sample the board (nvidia-smi) during the decode: each flushed round's times carry its median "
+                         "SM and memory clocks, power, temperatures and power-cap share (JSON); --decode-sustained "
+                         "implies it")
     ap.add_argument("--decode-flush", nargs="+", choices=["zero", "read"], default=["read", "zero"],
                     help="L2 flush before each timed decode run; the first kind's times fill the main table")
     args = ap.parse_args()
@@ -892,7 +952,8 @@ def main():
     print(f"copy bandwidth {results['copy_TBps']:.2f} TB/s; decode slots {results['decode_slots']}; "
           f"torch {results['torch']}, cuDNN {results['cudnn']}", flush=True)
     peers = Peers(args.flex_budget_s)
-    args.power = PowerLog() if args.decode_sustained > 0 and not args.skip_decode else None
+    args.power = PowerLog() if (args.decode_sustained > 0 or args.power_log) and not args.skip_decode else None
+    peers.power = args.power
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "bench_attention.json")
     try:

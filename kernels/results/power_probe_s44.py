@@ -2,9 +2,15 @@
 """Session 44 probe (call H): ours (decode v0, dense) and cuDNN's SDPA, each back to back for a few seconds
 on one shape, with the board's power and SM clock sampled (nvidia-smi every 50 ms): does either run at the
 power cap? Run from the repository root:  python3 kernels/results/power_probe_s44.py [SECONDS] [LIB]
-The session's numbers came from this script's first version (commit 281ef1e), which had its own copies of
-bench_attention's PowerLog and sustained(); this one calls them (bench_attention.py --decode-sustained is
-the maintained form of the measurement)."""
+The session's numbers came from this script's first version (commit 281ef1e), whose own copy of
+sustained() synchronized before each group of ten calls and so timed the host's delay in issuing each
+group's first call (a Python call into torch's SDPA takes longer than ours through ctypes). On one
+machine in session 45 that loop timed cuDNN 1.5-42 us a call (0.3-4.7%) above its flushed time, ours at
+most 8.8 us (0.5%); with the calls queued behind a spin, or replayed from CUDA graphs, neither kernel's
+sustained time exceeded its flushed time by more than 3.7 us but in one run of cuDNN whose host fell
+behind (kernels/NOTES.md, session 45). This version calls bench_attention's PowerLog and sustained()
+(calls from the host, queued); bench_attention.py --decode-sustained, the maintained form of the
+measurement, replays CUDA graphs."""
 import ctypes
 import math
 import sys
@@ -48,7 +54,7 @@ for batch, ctx in ((16, 131072), (256, 4096), (16, 32768), (64, 4096)):
             F.scaled_dot_product_attention(q4, k, v, enable_gqa=True)
 
     for name, fn in (("ours", ours), ("cudnn", cudnn), ("ours", ours), ("cudnn", cudnn)):
-        r = ba.sustained(fn, secs, power)
+        r = ba.sustained(fn, secs, power, launch="host")
         n = r.get("samples", 0)
         print(f"{batch:>4}x{ctx:<6} {name:>6} {r['ms'] * 1e3:9.1f} {r.get('W', 0):6.0f} {r.get('MHz', 0):8.0f} "
               f"{r.get('MHz_min', 0):8.0f} {round(r.get('capped', 0) * n):>3}/{n:<3}", flush=True)
