@@ -242,9 +242,10 @@ class PowerLog:
         s = [x for t, x in self.samples if t0 <= t <= t1]
         if not s:
             return {}
-        r = {key: float(np.median([x[key] for x in s if key in x])) for key, _ in self.FIELDS if any(key in x for x in s)}
-        r["capped"] = float(np.mean([x.get("capped", 0.0) for x in s]))
-        return {**r, "MHz_min": min(x.get("MHz", math.inf) for x in s), "samples": len(s)}
+        r = {key: float(np.median([x[key] for x in s if key in x])) for key, _ in self.FIELDS
+             if key != "capped" and any(key in x for x in s)}
+        return {**r, "capped": float(np.mean([x.get("capped", 0.0) for x in s])),
+                "MHz_min": min(x.get("MHz", math.inf) for x in s), "samples": len(s)}
 
     def close(self):
         if self.proc:
@@ -567,8 +568,9 @@ def decode_shape(lib, args, peers, rows, copy_bw, batch, ctx, scale):
         if ok:
             best = min(ok)
             row["torch_best"], row["torch_best_ms"] = best[1], best[0]
-            row["torch_best_TBps"] = (batch * HKV * ctx * D * 4 + 2 * batch * HQ * D * 2) / (best[0] * 1e-3) / 1e12
-            if args.power and batch * HKV * ctx * D * 4 >= 4 * torch.cuda.get_device_properties(0).L2_cache_size:
+            kv_bytes = batch * HKV * ctx * D * 4
+            row["torch_best_TBps"] = (kv_bytes + 2 * batch * HQ * D * 2) / (best[0] * 1e-3) / 1e12
+            if args.decode_sustained > 0 and kv_bytes >= 4 * torch.cuda.get_device_properties(0).L2_cache_size:
                 row.update(sustained_turns(lib, args, dict(peers.backends)[best[1]], best[1], handles[0], q4, k, v))
         for _, _, h, _ in handles:
             lib.hs_decode_free(h)
