@@ -54,16 +54,22 @@ STAGES=("$@")
 [ -f .device/pkg.tar.xz ] && tar -C .device -xJf .device/pkg.tar.xz
 export LD_LIBRARY_PATH=$ROOT/$PKG/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
 MODEL=models/SmolLM2-135M-Instruct.Q4_1.gguf
-if [ ! -f "$MODEL" ] && [ -f .device/model.sha256 ] && ls .device/model-part* >/dev/null 2>&1; then
-  mkdir -p models && cat .device/model-part* > "$MODEL.parts"
-  if [ "$(sha256sum "$MODEL.parts" | cut -c1-64)" = "$(cut -c1-64 .device/model.sha256)" ]; then
-    mv "$MODEL.parts" "$MODEL"
+for sum in .device/model-*.sha256; do
+  [ -f "$sum" ] || continue
+  parts=${sum%.sha256}-part
+  file=models/$(awk '{print $2}' "$sum")
+  [ -f "$file" ] && continue
+  mkdir -p models && cat "$parts"* > "$file.parts"
+  if [ "$(sha256sum "$file.parts" | cut -c1-64)" = "$(cut -c1-64 "$sum")" ]; then
+    mv "$file.parts" "$file"
   else
-    rm -f "$MODEL.parts"
-    echo "model: parts so far: $(cd .device && echo model-part*)"
+    rm -f "$file.parts"
+    echo "$file: parts so far: $(cd .device && echo "${parts#.device/}"*)"
   fi
-fi
-[ -f "$MODEL" ] && echo "model: $(sha256sum "$MODEL" | cut -c1-16)..." || echo "model: absent (real-model tests skip)"
+done
+for f in "$MODEL" models/gemma-3-270m-q4_k_m.gguf; do
+  [ -f "$f" ] && echo "model: $f $(sha256sum "$f" | cut -c1-16)..." || echo "model: $f absent (its real-model tests skip)"
+done
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 
 M8B=synthetic:llama-3.1-8b

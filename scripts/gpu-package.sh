@@ -5,9 +5,13 @@
 # sm_90 and travel with those libraries.
 #   scripts/gpu-package.sh            -> .device/pkg (binaries + libraries; git-ignored), and the
 #                                        same packed as .device/pkg.tar.xz (about 17 MiB) to carry
-#   scripts/gpu-package.sh --model    -> also .device/model-part0, -part1, ...: the default model in
-#                                        parts of 32 MiB, one to a call beside the package (a device
-#                                        call carries 64 MiB at most), and .device/model.sha256
+#   scripts/gpu-package.sh --model [FILE...]
+#                                     -> also, for each model file (default: the default model's),
+#                                        .device/model-<name>-part0, -part1, ...: the file in parts of
+#                                        PART_MIB (default 32) MiB, one to a call (a device call
+#                                        carries 64 MiB at most, the package 17 of them), and
+#                                        .device/model-<name>.sha256 (checksum and file name); <name>
+#                                        is the file's name up to its first '.' or '-'
 #   scripts/gpu-package.sh --deps     -> also .device/deps.tar.xz: this machine's Debian packages of
 #                                        those libraries (headers, .so, CMake and pkg-config files),
 #                                        for building from source there (gpu-engine-check.sh build-stage)
@@ -41,9 +45,13 @@ if [ "${1:-}" = "--deps" ]; then
   tar -C .device -cJf .device/deps.tar.xz deps
 fi
 if [ "${1:-}" = "--model" ]; then
-  f=models/SmolLM2-135M-Instruct.Q4_1.gguf
-  rm -f .device/model-part* .device/model-a .device/model-b
-  split -b 32M -d -a 1 "$f" .device/model-part
-  sha256sum "$f" | cut -c1-64 > .device/model.sha256
+  shift
+  [ $# -eq 0 ] && set -- models/SmolLM2-135M-Instruct.Q4_1.gguf
+  for f in "$@"; do
+    name=$(basename "$f"); name=${name%%[.-]*}
+    rm -f ".device/model-$name-part"* ".device/model-$name.sha256"
+    split -b "${PART_MIB:-32}M" -d -a 1 "$f" ".device/model-$name-part"
+    echo "$(sha256sum "$f" | cut -c1-64)  $(basename "$f")" > ".device/model-$name.sha256"
+  done
 fi
 du -sh .device/*
