@@ -439,6 +439,42 @@ def decode_tensors(batch, ctx):
     return q, k, v, pool, out
 
 
+class DenseDecode:
+    """Our dense decode of decode_tensors' q, pool and out, planned once for a decode variant (the
+    probes in kernels/results/ time it): calling it launches it on the current stream."""
+
+    def __init__(self, lib, q, pool, out, batch, ctx, variant=0):
+        nblk = ctx // BLK
+        indptr = np.arange(0, batch * HKV * nblk + 1, nblk, dtype=np.int32)
+        self.lib, self.variant = lib, variant
+        self.meta = [torch.from_numpy(indptr).cuda(),  # kept alive: the launches read them
+                     torch.from_numpy(np.tile(np.arange(nblk, dtype=np.int32), batch * HKV)).cuda(),
+                     torch.arange(batch * HKV * nblk, dtype=torch.int32, device="cuda"),
+                     torch.full((batch,), ctx - 1, dtype=torch.int32, device="cuda"),
+                     torch.arange(batch + 1, dtype=torch.int32, device="cuda"),
+                     torch.from_numpy(shards_for("dense")).cuda()]
+        lib.hs_set_variant(variant, 0)
+        self.h = lib.hs_decode_plan(np_ptr(indptr), np_ptr(np.arange(batch, dtype=np.int32)), batch, 1, HKV, BLK,
+                                    GROUP, D, 0, 0)
+        if not self.h:
+            raise RuntimeError("hs_decode_plan failed")
+        info = np.zeros(4, dtype=np.int32)
+        lib.hs_decode_plan_info(self.h, np_ptr(info))
+        self.items = int(info[0])
+        self.args = AttnArgs(q.data_ptr(), out.data_ptr(), pool.data_ptr(), *(t.data_ptr() for t in self.meta), 0, 0,
+                             pool.shape[0], 1, 0, HKV, GROUP, D, BLK, 0, 1.0 / math.sqrt(D))
+
+    def __call__(self):
+        self.lib.hs_set_variant(self.variant, 0)
+        rc = self.lib.hs_decode_run(self.h, ctypes.byref(self.args),
+                                    ctypes.c_void_p(torch.cuda.current_stream().cuda_stream))
+        if rc:
+            raise RuntimeError(self.lib.hs_error_string(rc).decode())
+
+    def free(self):
+        self.lib.hs_decode_free(self.h)
+
+
 def decode_shape(lib, args, peers, rows, copy_bw, batch, ctx, scale):
     torch.manual_seed(batch * 1000003 + ctx)
     nblk = ctx // BLK

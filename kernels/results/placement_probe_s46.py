@@ -12,9 +12,7 @@ the copies. Run from the repository root:
     python3 kernels/results/placement_probe_s46.py [--lib PATH] [--copies N] [--rounds R] [--json FILE]
 """
 import argparse
-import ctypes
 import json
-import math
 import sys
 
 import numpy as np
@@ -34,37 +32,16 @@ ap.add_argument("--json", default=None)
 args = ap.parse_args()
 lib = ba.load_lib(args.lib)
 rng = np.random.default_rng(46)
-stream = torch.cuda.current_stream().cuda_stream
 results = []
 for shape in args.shapes.split(","):
     batch, ctx = (int(x) for x in shape.split("x"))
-    nblk = ctx // ba.BLK
-    indptr = np.arange(0, batch * ba.HKV * nblk + 1, nblk, dtype=np.int32)
-    chunks = np.arange(batch, dtype=np.int32)
-    lib.hs_set_variant(0, 0)
-    h = lib.hs_decode_plan(ba.np_ptr(indptr), ba.np_ptr(chunks), batch, 1, ba.HKV, ba.BLK, ba.GROUP, ba.D, 0, 0)
-    meta = dict(
-        blocks=torch.from_numpy(np.tile(np.arange(nblk, dtype=np.int32), batch * ba.HKV)).cuda(),
-        pages=torch.arange(batch * ba.HKV * nblk, dtype=torch.int32, device="cuda"),
-        indptr=torch.from_numpy(indptr).cuda(),
-        pos0=torch.full((batch,), ctx - 1, dtype=torch.int32, device="cuda"),
-        tok0=torch.arange(batch + 1, dtype=torch.int32, device="cuda"),
-        sh=torch.from_numpy(ba.shards_for("dense")).cuda())
     copies, spacers = [], []
     for i in range(args.copies):
         spacers.append(torch.empty(int(rng.integers(1, 512)) << 20, dtype=torch.uint8, device="cuda"))
         torch.manual_seed(batch * 1000003 + ctx)  # the same values in every copy
         q, k, v, pool, out = ba.decode_tensors(batch, ctx)
-        a = ba.AttnArgs(q.data_ptr(), out.data_ptr(), pool.data_ptr(), meta["indptr"].data_ptr(),
-                        meta["blocks"].data_ptr(), meta["pages"].data_ptr(), meta["pos0"].data_ptr(),
-                        meta["tok0"].data_ptr(), meta["sh"].data_ptr(), 0, 0, pool.shape[0], 1, 0,
-                        ba.HKV, ba.GROUP, ba.D, ba.BLK, 0, 1.0 / math.sqrt(ba.D))
+        ours = ba.DenseDecode(lib, q, pool, out, batch, ctx)
         q4 = q.view(batch, ba.HQ, 1, ba.D)
-
-        def ours(a=a):
-            rc = lib.hs_decode_run(h, ctypes.byref(a), ctypes.c_void_p(stream))
-            if rc:
-                raise RuntimeError(lib.hs_error_string(rc).decode())
 
         def cudnn(q4=q4, k=k, v=v):
             with sdpa_kernel([SDPBackend.CUDNN_ATTENTION]):
@@ -99,8 +76,9 @@ for shape in args.shapes.split(","):
           f"cuDNN median {summary['cudnn_median_us']:.1f} (range {min(cudnn_all):.1f}-{max(cudnn_all):.1f}), "
           f"cuDNN/ours {summary['cudnn_median_us'] / summary['ours_median_us']:.4f}", flush=True)
     results.append(summary)
-    lib.hs_decode_free(h)
-    del copies, spacers, meta
+    for c in copies:
+        c["ours"].free()
+    del copies, spacers
     torch.cuda.empty_cache()
 if args.json:
     with open(args.json, "w") as f:

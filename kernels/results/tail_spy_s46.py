@@ -15,7 +15,6 @@ divided by the SM count: how much of the end the machine spent partly idle).
 import argparse
 import ctypes
 import json
-import math
 import sys
 
 import numpy as np
@@ -87,36 +86,12 @@ for shape in args.shapes.split(","):
     batch, ctx = (int(x) for x in shape.split("x"))
     torch.manual_seed(batch * 1000003 + ctx)
     q, k, v, pool, out = ba.decode_tensors(batch, ctx)
-    nblk = ctx // ba.BLK
-    indptr = np.arange(0, batch * ba.HKV * nblk + 1, nblk, dtype=np.int32)
-    chunks = np.arange(batch, dtype=np.int32)
-    blocks = torch.from_numpy(np.tile(np.arange(nblk, dtype=np.int32), batch * ba.HKV)).cuda()
-    pages = torch.arange(batch * ba.HKV * nblk, dtype=torch.int32, device="cuda")
-    d_indptr = torch.from_numpy(indptr).cuda()
-    pos0 = torch.full((batch,), ctx - 1, dtype=torch.int32, device="cuda")
-    tok0 = torch.arange(batch + 1, dtype=torch.int32, device="cuda")
-    sh = torch.from_numpy(ba.shards_for("dense")).cuda()
-    a = ba.AttnArgs(q.data_ptr(), out.data_ptr(), pool.data_ptr(), d_indptr.data_ptr(), blocks.data_ptr(),
-                    pages.data_ptr(), pos0.data_ptr(), tok0.data_ptr(), sh.data_ptr(), 0, 0, pool.shape[0], 1, 0,
-                    ba.HKV, ba.GROUP, ba.D, ba.BLK, 0, 1.0 / math.sqrt(ba.D))
-    q4 = q.view(batch, ba.HQ, 1, ba.D)
-
-    kernels, handles, items = {}, [], {}
+    kernels, items = {}, {}
     for dv in (int(x) for x in args.variants.split(",")):
-        lib.hs_set_variant(dv, 0)
-        h = lib.hs_decode_plan(ba.np_ptr(indptr), ba.np_ptr(chunks), batch, 1, ba.HKV, ba.BLK, ba.GROUP, ba.D, 0, 0)
-        info = np.zeros(4, dtype=np.int32)
-        lib.hs_decode_plan_info(h, ba.np_ptr(info))
-        handles.append(h)
         name = "ours" if dv == 0 else f"ours_v{dv}"
-        items[name] = int(info[0])
-
-        def ours(h=h, dv=dv):
-            lib.hs_set_variant(dv, 0)
-            rc = lib.hs_decode_run(h, ctypes.byref(a), ctypes.c_void_p(torch.cuda.current_stream().cuda_stream))
-            if rc:
-                raise RuntimeError(lib.hs_error_string(rc).decode())
-        kernels[name] = ours
+        kernels[name] = ba.DenseDecode(lib, q, pool, out, batch, ctx, variant=dv)
+        items[name] = kernels[name].items
+    q4 = q.view(batch, ba.HQ, 1, ba.D)
 
     def cudnn():
         with sdpa_kernel([SDPBackend.CUDNN_ATTENTION]):
@@ -164,9 +139,9 @@ for shape in args.shapes.split(","):
         print(f"  {name}: first idle SMs {', '.join(f'{s}@{m[s]:.0f}' for s in order[:12])}; "
               f"last {', '.join(f'{s}@{m[s]:.0f}' for s in order[-6:])}")
     results.append(row)
-    for h in handles:
-        lib.hs_decode_free(h)
-    del q, k, v, pool, out, q4, blocks, pages
+    for name in items:
+        kernels[name].free()
+    del q, k, v, pool, out, q4, kernels
     torch.cuda.empty_cache()
 if args.json:
     with open(args.json, "w") as f:
