@@ -544,7 +544,17 @@ __global__ void __launch_bounds__(kDecodeThreads) decode_kernel(const DecodePara
   const int col = tid % CPR;
   const int r0 = tid / CPR;
   int mblk[PASSES], mpg[PASSES];
+  // Pages of at least a tile (B >= TILE): a tile is rows slot0 .. slot0 + TILE - 1 of one entry, whose
+  // page and whether the rule keeps it are looked up once a tile, not once a row.
+  const bool one_entry = B >= TILE;
   auto fetch_meta = [&](int k) {
+    if (one_entry) {
+      const int e = e0 + ((k * TILE) >> logB);
+      const bool in = k < n_tiles && e < e1;
+      mblk[0] = in ? __ldg(a.blocks + e) : -1;
+      mpg[0] = in ? __ldg(a.pages + e) : 0;
+      return;
+    }
 #pragma unroll
     for (int ps = 0; ps < PASSES; ++ps) {
       const int e = e0 + ((k * TILE + r0 + ps * ROWS_PER_PASS) >> logB);
@@ -559,6 +569,22 @@ __global__ void __launch_bounds__(kDecodeThreads) decode_kernel(const DecodePara
   auto load_tile = [&](int k, int st) {  // uses the metadata fetched for tile k
     __nv_bfloat16* kd = Ks + st * Cfg::kTileElems;
     __nv_bfloat16* vd = Vs + st * Cfg::kTileElems;
+    if (one_entry) {
+      const int j = mblk[0], slot0 = (k * TILE) & (B - 1);
+      const bool keep = j >= 0 && attends_block(sh, qblock, j);
+      const __nv_bfloat16* page = pool + int64_t(mpg[0]) * page_elems + int64_t(slot0) * D + col * 8;
+#pragma unroll
+      for (int ps = 0; ps < PASSES; ++ps) {
+        const int r = r0 + ps * ROWS_PER_PASS;
+        const int s = (j << logB) + slot0 + r;
+        const bool ok = keep && s <= t && s >= first_key;
+        const __nv_bfloat16* src = ok ? page + r * D : pool;
+        cp_async16(kd + swz<D>(r, col), src, ok);
+        cp_async16(vd + swz<D>(r, col), ok ? src + B * D : src, ok);
+        if (col == 0) valid[st * TILE + r] = ok;
+      }
+      return;
+    }
 #pragma unroll
     for (int ps = 0; ps < PASSES; ++ps) {
       const int r = r0 + ps * ROWS_PER_PASS;
