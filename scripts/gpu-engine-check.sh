@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The engine's checks on the GPU machine, from what scripts/gpu-package.sh staged under .device/
-# (programs built elsewhere for sm_90 and their libraries, packed in pkg.tar.xz, and the default
-# model in parts, model-part0, -part1, ..., each carried by its own call, with model.sha256, the
-# calls made back to back so that the machine still holds the parts earlier calls brought: the
-# model is put together, and the real-model tests run, in the call that brings the last part):
+# (programs built elsewhere for sm_90 and their libraries, packed in pkg.tar.xz, and model files
+# in parts, model-<name>-part00, -part01, ..., each carried by its own call, with
+# model-<name>.sha256, the calls made back to back so that the machine still holds the parts
+# earlier calls brought: a model is put together under models/, and its real-model tests run, in
+# the call that brings its last part):
 #   kernels   test_sharded_attention (every kernel against the CPU reference), and memcheck on its
 #             small-shape tests
 #   tests     test_gemm (the linear layers, exact), test_device_sampling (the GPU sampler against

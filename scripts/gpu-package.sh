@@ -7,7 +7,7 @@
 #                                        same packed as .device/pkg.tar.xz (about 17 MiB) to carry
 #   scripts/gpu-package.sh --model [FILE...]
 #                                     -> also, for each model file (default: the default model's),
-#                                        .device/model-<name>-part0, -part1, ...: the file in parts of
+#                                        .device/model-<name>-part00, -part01, ...: the file in parts of
 #                                        PART_MIB (default 32) MiB, one to a call (a device call
 #                                        carries 64 MiB at most, the package 17 of them), and
 #                                        .device/model-<name>.sha256 (checksum and file name); <name>
@@ -50,7 +50,7 @@ if [ "${1:-}" = "--model" ]; then
   for f in "$@"; do
     name=$(basename "$f"); name=${name%%[.-]*}
     rm -f ".device/model-$name-part"* ".device/model-$name.sha256"
-    split -b "${PART_MIB:-32}M" -d -a 1 "$f" ".device/model-$name-part"
+    split -b "${PART_MIB:-32}M" -d -a 2 "$f" ".device/model-$name-part"
     echo "$(sha256sum "$f" | cut -c1-64)  $(basename "$f")" > ".device/model-$name.sha256"
   done
 fi
