@@ -439,6 +439,14 @@ def decode_tensors(batch, ctx):
     return q, k, v, pool, out
 
 
+def decode_run(lib, h, a):
+    """Our decode of plan h on AttnArgs a, launched on the current stream (a CUDA graph's capture
+    stream in sustained())."""
+    rc = lib.hs_decode_run(h, ctypes.byref(a), ctypes.c_void_p(torch.cuda.current_stream().cuda_stream))
+    if rc:
+        raise RuntimeError(lib.hs_error_string(rc).decode())
+
+
 class DenseDecode:
     """Our dense decode of decode_tensors' q, pool and out, planned once for a decode variant (the
     probes in kernels/results/ time it): calling it launches it on the current stream."""
@@ -466,10 +474,7 @@ class DenseDecode:
 
     def __call__(self):
         self.lib.hs_set_variant(self.variant, 0)
-        rc = self.lib.hs_decode_run(self.h, ctypes.byref(self.args),
-                                    ctypes.c_void_p(torch.cuda.current_stream().cuda_stream))
-        if rc:
-            raise RuntimeError(self.lib.hs_error_string(rc).decode())
+        decode_run(self.lib, self.h, self.args)
 
     def free(self):
         self.lib.hs_decode_free(self.h)
@@ -558,10 +563,8 @@ def decode_shape(lib, args, peers, rows, copy_bw, batch, ctx, scale):
                          d_pages.data_ptr(), d_pos0.data_ptr(), d_tok0.data_ptr(), d_sh.data_ptr(), 0, 0,
                          ppool.shape[0], 1, 0, HKV, GROUP, D, BLK, 0, scale)
 
-            def ours(h=h, a=a):  # on the current stream: a CUDA graph's capture stream in sustained()
-                rc = lib.hs_decode_run(h, ctypes.byref(a), ctypes.c_void_p(torch.cuda.current_stream().cuda_stream))
-                if rc:
-                    raise RuntimeError(lib.hs_error_string(rc).decode())
+            def ours(h=h, a=a):
+                decode_run(lib, h, a)
 
             vkey = f"v{dv}" + (f"_slots{slots}" if slots else "")
             handles.append((dv, vkey, h, ours))
