@@ -61,7 +61,8 @@ for shape in args.shapes:
     runs.append(("cudnn", cudnn))
     for name, fn in runs:
         event_us, kern = profile(fn, args.reps)
-        # The flush's kernels have "reduce" in their names; the decode's are the rest.
+        # The flush ends with a kernel named "...reduce..."; the kernel right after it is the decode's
+        # (ours is one kernel; in call E each run had exactly one such pair, runs == reps).
         is_flush = ["reduce" in e.name.lower() for e in kern]
         dur, gap, names = [], [], set()
         for i, e in enumerate(kern):
