@@ -287,15 +287,22 @@ def sustained(fn, secs, power, launch="graph"):
     return {"ms": float(np.median(ts)), "calls_a_group": n, "launch": launch, **power.between(t0 + 0.5, time.time())}
 
 
+def sdpa_decode(q4, k, v, be):
+    """torch's SDPA on a decode's queries q4 (batch, HQ, 1, D) and keys and values k, v (decode_tensors'),
+    with backend be alone: a closure that runs it on the current stream and returns its output."""
+    from torch.nn.attention import sdpa_kernel
+
+    def run():
+        with sdpa_kernel([be]):
+            return F.scaled_dot_product_attention(q4, k, v, enable_gqa=True)
+
+    return run
+
+
 def sustained_turns(lib, args, be, best, handle, q4, k, v):
     """{"sustained": [run, ...]}: ours (handle: a variant of decode_shape's) and torch's backend be (named
     best), each sustained() in the order ours, peer, peer, ours; or {"sustained_error": ...}."""
-    from torch.nn.attention import sdpa_kernel
-
-    def peer():
-        with sdpa_kernel([be]):
-            F.scaled_dot_product_attention(q4, k, v, enable_gqa=True)
-
+    peer = sdpa_decode(q4, k, v, be)
     dv, vkey, _, ours = handle
     lib.hs_set_variant(dv, 0)
     turns = (("ours_" + vkey, ours), (best, peer), (best, peer), ("ours_" + vkey, ours))

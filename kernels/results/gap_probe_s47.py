@@ -11,9 +11,8 @@ import sys
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.autograd import DeviceType
-from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.nn.attention import SDPBackend
 
 sys.path.insert(0, "scripts")
 import bench_attention as ba  # noqa: E402
@@ -51,12 +50,7 @@ rows = []
 for shape in args.shapes:
     batch, ctx = (int(x) for x in shape.split("x"))
     q, k, v, pool, out = ba.decode_tensors(batch, ctx)
-    q4 = q.view(batch, ba.HQ, 1, ba.D)
-
-    def cudnn():
-        with sdpa_kernel([SDPBackend.CUDNN_ATTENTION]):
-            return F.scaled_dot_product_attention(q4, k, v, enable_gqa=True)
-
+    cudnn = ba.sdpa_decode(q.view(batch, ba.HQ, 1, ba.D), k, v, SDPBackend.CUDNN_ATTENTION)
     runs = [(f"ours_v{v_}", ba.DenseDecode(lib, q, pool, out, batch, ctx, variant=v_)) for v_ in args.variants]
     runs.append(("cudnn", cudnn))
     for name, fn in runs:

@@ -3,22 +3,14 @@
 # rate, the traffic across the L2 partitions' fabric, DRAM bytes) side by side.
 import sys
 import torch
-import torch.nn.functional as F
-from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.nn.attention import SDPBackend
 sys.path.insert(0, "scripts")
 import bench_attention as ba  # noqa: E402
 lib = ba.load_lib(sys.argv[1])
 batch, ctx = 64, 4096
 q, k, v, pool, out = ba.decode_tensors(batch, ctx)
 dec = ba.DenseDecode(lib, q, pool, out, batch, ctx, variant=0)
-q4 = q.view(batch, ba.HQ, 1, ba.D)
-
-
-def cudnn():
-    with sdpa_kernel([SDPBackend.CUDNN_ATTENTION]):
-        return F.scaled_dot_product_attention(q4, k, v, enable_gqa=True)
-
-
+cudnn = ba.sdpa_decode(q.view(batch, ba.HQ, 1, ba.D), k, v, SDPBackend.CUDNN_ATTENTION)
 dec()
 ref = cudnn()
 torch.cuda.synchronize()

@@ -17,8 +17,7 @@ import sys
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.nn.attention import SDPBackend
 
 sys.path.insert(0, "scripts")
 import bench_attention as ba  # noqa: E402
@@ -43,9 +42,7 @@ for shape in args.shapes.split(","):
         ours = ba.DenseDecode(lib, q, pool, out, batch, ctx)
         q4 = q.view(batch, ba.HQ, 1, ba.D)
 
-        def cudnn(q4=q4, k=k, v=v):
-            with sdpa_kernel([SDPBackend.CUDNN_ATTENTION]):
-                return F.scaled_dot_product_attention(q4, k, v, enable_gqa=True)
+        cudnn = ba.sdpa_decode(q4, k, v, SDPBackend.CUDNN_ATTENTION)
 
         ours()
         ref = cudnn().reshape(batch, ba.HQ * ba.D)

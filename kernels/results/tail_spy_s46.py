@@ -19,8 +19,7 @@ import sys
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.nn.attention import SDPBackend
 
 sys.path.insert(0, "scripts")
 import bench_attention as ba  # noqa: E402
@@ -93,10 +92,7 @@ for shape in args.shapes.split(","):
         items[name] = kernels[name].items
     q4 = q.view(batch, ba.HQ, 1, ba.D)
 
-    def cudnn():
-        with sdpa_kernel([SDPBackend.CUDNN_ATTENTION]):
-            F.scaled_dot_product_attention(q4, k, v, enable_gqa=True)
-
+    cudnn = ba.sdpa_decode(q4, k, v, SDPBackend.CUDNN_ATTENTION)
     kernels["cudnn"] = cudnn
     est = ba.median_time_ms(cudnn, flush="read") * 1e3
     spin_ns = int(max(2 * est, 200) * 1e3)
