@@ -21,6 +21,10 @@
 //     always three).
 //   1 cp.async: every thread copies 16-byte pieces of the tile through a 2..4-stage pipeline and
 //     zero-fills the slots the query may not see.
+// At head_dim 128 and pages of 64, grids of two-stage plans (DecodeParams::two_stage: long items
+// in two to five waves) of at most four waves run a third kernel under variant 0, the shape of
+// cuDNN's: 128-token tiles by cp.async, K and V single-buffered and released apart, 32 tokens a
+// warp (decode_tiles128_kernel; variant 9: every grid there).
 //
 // A list cut into several items (split-K / flash-decoding) writes normalized partial outputs and
 // their log-sum-exp to the workspace; the last item of the group to finish (an atomic counter)
@@ -496,6 +500,159 @@ __global__ void __launch_bounds__(kDecodeThreads + 32, TmaDecodeCfg<D, Inst>::kB
 #endif
 }
 
+// ---- two-stage grids at D = 128, pages of 64: 128-token tiles by cp.async ---------------------
+// The shape of cuDNN's decode kernel (four warps, 16 query rows x 128 keys x 128 dims a tile) over
+// the pages: a tile is two pages, warp w takes its tokens 32 w .. 32 w + 31, and K and V have one
+// buffer each, released apart: the next tile's K is copied once every warp has its scores, its V
+// once every warp has done O += P V, so one of the two is in flight while the other is used. Every
+// thread copies 16 pieces of 16 bytes of K (then of V) and waits with cp.async.wait_group and a
+// block barrier; its rows are 8 u + tid / 16 (u = 0 .. 15), so one page base and a fixed stride
+// give every piece's address and the swizzle is the same for all. Each tile's list entries are
+// loaded while the tile before it is worked on and tested against the rule at the copy, so no copy
+// waits for a lookup. At 48 to 128 sequences of 4k it took 0-0.5% less time than the two-stage
+// copy-engine instance dense and 0.2-1.5% strided; at 64 x 4k it came within 0.5% of cuDNN either
+// way on six machines (ahead on four), where the copy-engine instances had stayed 0.3-0.6% behind
+// (kernels/NOTES.md, session 48).
+constexpr int kTiles128Smem = 86336;  // cuDNN's kernel's: two blocks a multiprocessor
+static_assert(kTiles128Smem >= 2 * 128 * 128 * 2 + 16 * 128 * 2 &&
+                  kTiles128Smem >= kDecodeWarps * 16 * kOsStride<128> * sizeof(float),
+              "K, V and the queries, and the merge scratch, must fit");
+
+// Tile scores of one warp: its 32 tokens against the 16 query rows (Qs, swz<D> layout).
+template <int D, typename KAddr>
+__device__ __forceinline__ void scores32(const __nv_bfloat16* Qs, KAddr key_row, float (&s)[4][4]) {
+  const int lane = threadIdx.x & 31, warp = (threadIdx.x >> 5) & 3;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.f;
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) {
+    uint32_t qa[4];
+    ldmatrix_x4(qa, Qs + swz<D>(((lane >> 3) & 1) * 8 + (lane & 7), kk * 2 + (lane >> 4)));
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      uint32_t kb[4];
+      ldmatrix_x4(kb, key_row(warp * 32 + h * 16 + (lane >> 4) * 8 + (lane & 7), kk * 2 + ((lane >> 3) & 1)));
+      mma_bf16(s[2 * h], qa, kb[0], kb[1]);
+      mma_bf16(s[2 * h + 1], qa, kb[2], kb[3]);
+    }
+  }
+}
+
+// The online softmax over the warp's 32 scores (bit i of `visible`: token i may be seen) and
+// O += P V from its 32 rows of V.
+template <int D, typename VAddr>
+__device__ __forceinline__ void update32(VAddr val_row, uint32_t visible, float (&s)[4][4], float sl, float (&m)[2],
+                                         float (&l)[2], float (&o)[D / 8][4]) {
+  const int lane = threadIdx.x & 31, warp = (threadIdx.x >> 5) & 3;
+  float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+  for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int col = nt * 8 + (lane & 3) * 2 + (i & 1);
+      const float v = (visible >> col) & 1u ? s[nt][i] : -INFINITY;
+      s[nt][i] = v;
+      mx[i >> 1] = fmaxf(mx[i >> 1], v);
+    }
+  float alpha[2];
+  softmax_step(s, mx, sl, m, l, alpha);
+  scale_rows(o, alpha);
+#pragma unroll
+  for (int kk = 0; kk < 2; ++kk) {
+    uint32_t pa[4];
+    p_fragment(s, kk, pa);
+#pragma unroll
+    for (int n2 = 0; n2 < D / 16; ++n2) {
+      uint32_t vb[4];
+      ldmatrix_x4_trans(vb, val_row(warp * 32 + kk * 16 + ((lane >> 3) & 1) * 8 + (lane & 7), n2 * 2 + (lane >> 4)));
+      mma_bf16(o[2 * n2], pa, vb[0], vb[1]);
+      mma_bf16(o[2 * n2 + 1], pa, vb[2], vb[3]);
+    }
+  }
+}
+
+__global__ void __launch_bounds__(kDecodeThreads, 2) decode_tiles128_kernel(const DecodeParams p) {
+  constexpr int D = 128, B = 64, TILE = 128, CPR = D / 8;
+  extern __shared__ __align__(128) unsigned char smem[];
+  __nv_bfloat16* Ks = reinterpret_cast<__nv_bfloat16*>(smem);
+  __nv_bfloat16* Vs = Ks + TILE * D;
+  __nv_bfloat16* Qs = Vs + TILE * D;
+  pdl_begin();
+  const PagedAttentionArgs& a = p.a;
+  DecodeWorkItem it;
+  if (!block_item(p, it)) return;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const ShardParams sh = a.shards[it.kv_head];
+  const int t = a.chunk_pos0[it.chunk];
+  const int qblock = t / B;
+  const int first_key = a.window > 0 ? max(t - a.window + 1, 0) : 0;
+  const __nv_bfloat16* pool = static_cast<const __nv_bfloat16*>(a.kv_pool);
+  const int e0 = it.e_begin, e1 = it.e_end;
+  const int n_tiles = ((e1 - e0) * B + TILE - 1) / TILE;
+  // The next tile's two list entries as loaded (block -1 past the item), tested against the rule
+  // only where they are used, so that nothing waits for the loads before then.
+  int nb0 = -1, np0 = 0, nb1 = -1, np1 = 0;
+  auto fetch = [&](int k) {
+    const int e = e0 + 2 * k;
+    nb0 = e < e1 ? __ldg(a.blocks + e) : -1;
+    np0 = e < e1 ? __ldg(a.pages + e) : 0;
+    nb1 = e + 1 < e1 ? __ldg(a.blocks + e + 1) : -1;
+    np1 = e + 1 < e1 ? __ldg(a.pages + e + 1) : 0;
+  };
+  auto kept = [&](int blk) { return blk >= 0 && attends_block(sh, qblock, blk) ? blk : -1; };
+  // K (part 0) or V (part 1) of the fetched tile into its buffer; rows no query may see (and
+  // rows of blocks the rule does not keep) are zero-filled, not read.
+  const int tr = tid / CPR, tc = tid % CPR;
+  auto issue = [&](int part) {
+    __nv_bfloat16* d = (part ? Vs : Ks) + tr * D + ((tc ^ tr) << 3);  // swz<D>(8 u + tr, tc)
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      const int blk = kept(j ? nb1 : nb0), pg = j ? np1 : np0;
+      const __nv_bfloat16* src = pool + (int64_t(pg) * 2 * B + part * B + tr) * D + tc * 8;
+      // Row 8 u + tr of the page holds position s0 + 8 u.
+      const int s0 = blk * B + tr, lo = first_key - s0, hi = t - s0;
+#pragma unroll
+      for (int u = 0; u < B / 8; ++u)
+        cp_async16(d + (j * (B / 8) + u) * 8 * D, src + u * 8 * D, blk >= 0 && 8 * u >= lo && 8 * u <= hi);
+    }
+    cp_async_commit();
+  };
+  load_q<D>(a, it, Qs, kDecodeThreads);
+  fetch(0);
+  issue(0);  // with the queries
+  issue(1);
+  const float sl = a.scale * kLog2e;
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+  float o[D / 8][4];
+#pragma unroll
+  for (int i = 0; i < D / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+  for (int k = 0; k < n_tiles; ++k) {
+    // The warp's 32 tokens: rows 32 w .. 32 w + 31, all of the tile's page w / 2.
+    const int wblk = kept(warp >> 1 ? nb1 : nb0), s = wblk * B + (warp & 1) * 32 + lane;
+    const uint32_t vis = __ballot_sync(kFull, wblk >= 0 && s <= t && s >= first_key);
+    const bool more = k + 1 < n_tiles;
+    if (more) fetch(k + 1);  // in flight while tile k is worked on
+    cp_async_wait<1>();      // this thread's K of tile k (its V may still be in flight)
+    __syncthreads();         // everyone's
+    float sc[4][4];
+    if (vis != 0) scores32<D>(Qs, [&](int r, int c) { return Ks + swz<D>(r, c); }, sc);
+    __syncthreads();  // every warp is done with K: the next tile's comes in
+    if (more) {
+      issue(0);
+      cp_async_wait<1>();  // V of tile k
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();
+    if (vis != 0) update32<D>([&](int r, int c) { return Vs + swz<D>(r, c); }, vis, sc, sl, m, l, o);
+    __syncthreads();  // every warp is done with V
+    if (more) issue(1);
+  }
+  cp_async_wait<0>();
+  __syncthreads();  // the buffers become merge scratch
+  decode_finish<D>(p, it, o, m, l, smem);
+}
+
 // ---- variant 1: cp.async ----------------------------------------------------------------------
 template <int D>
 struct DecodeCfg {
@@ -656,6 +813,10 @@ const void* tma_kernel_ptr() {
   static const void* k = with_smem(decode_tma_kernel<D, Inst>, TmaDecodeCfg<D, Inst>::kSmem);
   return k;
 }
+const void* tiles128_kernel_ptr() {
+  static const void* k = with_smem(decode_tiles128_kernel, kTiles128Smem);
+  return k;
+}
 template <int D>
 const void* cp_async_kernel_ptr() {
   static const void* k = with_smem(decode_kernel<D>, DecodeCfg<D>::kSmem);
@@ -782,8 +943,25 @@ cudaError_t launch_tma(const TmaDecodeArgs& args, cudaStream_t stream) {
                 args);
 }
 
+// The 128-token-tile kernel: two-stage plans' grids of at most kTiles128MaxWaves waves at D = 128
+// and pages of 64 (variant 9: every grid there). Measured faster than the two-stage copy-engine
+// instance at 1.9 to 3.9 waves (48 to 128 sequences at 4k, dense and strided); at 4.85 waves (80 x
+// 4k, 1,280 items) 0.3% faster dense but 2.7% slower strided (kernels/NOTES.md, session 48).
+constexpr int kTiles128MaxWaves = 4;
+bool runs_tiles128(int D, const DecodeParams& p) {
+  const int v = kernel_variant(0);
+  if (D != 128 || p.a.block_size != 64) return false;
+  static const int32_t max_items = kTiles128MaxWaves * device_attribute(cudaDevAttrMultiProcessorCount) *
+                                   blocks_per_sm(tiles128_kernel_ptr(), kDecodeThreads, kTiles128Smem);
+  return v == 9 || (p.two_stage && (v == 0 || v == 4) && p.n_items <= max_items);
+}
+
 template <int D>
 cudaError_t launch_decode(const DecodeParams& p, cudaStream_t stream) {
+  if (runs_tiles128(D, p)) {
+    tiles128_kernel_ptr();
+    return launch(decode_tiles128_kernel, p.n_items, kDecodeThreads, kTiles128Smem, stream, p);
+  }
   if (kernel_variant(0) != 1) {
     TmaDecodeArgs args;
     args.p = p;

@@ -233,7 +233,10 @@ cudaError_t write_kv(const KvWriteParams& p, cudaStream_t stream);
 // plan_decode makes no lone plans of long lists (DecodePlanOptions::lone_min_tokens); 7: as 0, but
 // plan_decode makes no two-stage plans (DecodePlanOptions::two_stage_min_item_tokens); 8: as 0, but
 // plan_decode cuts short splits in plans of more than one wave too (DecodePlanOptions::
-// min_wave_split_tokens). Variants 0 and 4 to 8 run a two-stage plan on its instance.
+// min_wave_split_tokens); 9: every grid at head_dim 128 and pages of 64 on the 128-token-tile kernel
+// (cp.async; elsewhere as 2). Variants 0 and 4 to 8 run a two-stage plan of at most four waves on
+// the 128-token-tile kernel at head_dim 128 and pages of 64, else on the copy engine's two-stage
+// instance.
 // Prefill (head_dim 128) 0: warpgroup MMA (wgmma) with pages streamed by the copy engine
 // where it runs (default; else as 2), 1: mma.sync with 32 keys per tile, 2: mma.sync with 64. Plan
 // decode after changing it (decode_slots() and decode_lone_slots() depend on it).

@@ -355,18 +355,19 @@ std::string describe(const Problem& p) {
 }
 
 // Runs prefill on every chunk and decode on the one-token chunks; compares both with the CPU.
-// The five decode variants (set_kernel_variant: the copy engine with its one-block-per-SM
-// instance for small grids, cp.async, the copy engine always two blocks per SM, always three, and
-// the first with every item of a one-block-per-SM grid copied by rows) run, and at head dim 128
+// The six decode variants (set_kernel_variant: the copy engine with its one-block-per-SM
+// instance for small grids, cp.async, the copy engine always two blocks per SM, always three, the
+// first with every item of a one-block-per-SM grid copied by rows, and the 128-token-tile kernel
+// for every grid at head dim 128 and pages of 64) run, and at head dim 128
 // the three prefill variants (warpgroup MMA, and mma.sync with 32 and with 64 keys per tile);
-// variants 0, 2, 3 and 4 read the lists apart, as the CUDA backend lays them out.
+// variants other than 1 read the lists apart, as the CUDA backend lays them out.
 // check_problem returns the most splits of one list that its decode plans had (check_variant
 // raises most_splits).
 void check_variant(const Problem& p, K::DecodePlanOptions dopt, bool run_prefill, bool run_decode, bool apart,
                    int& most_splits, bool every_order);
 int check_problem(const Problem& p, K::DecodePlanOptions dopt = {}, bool run_prefill = true) {
   int most_splits = 0;
-  for (int v = 0; v < 5; ++v) {
+  for (int v : {0, 1, 2, 3, 4, 9}) {
     SCOPED_TRACE("kernel variant " + std::to_string(v) + (v != 1 ? ", lists apart" : ", flat lists"));
     const int prefill_variant = p.D == 128 && v < 3 ? v : 0;
     K::set_kernel_variant(v, prefill_variant);
