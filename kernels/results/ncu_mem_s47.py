@@ -1,6 +1,7 @@
-# Session 47 (run by `ncu ... --page raw --csv python3 kernels/results/ncu_mem_s47.py LIB`): our dense decode
-# (v0) and cuDNN's at 64 x 4k, one launch each inside the NVTX range "prof", for the memory tables (L2 hit
-# rate, the traffic across the L2 partitions' fabric, DRAM bytes) side by side.
+# Session 47 (run by `ncu ... --page raw --csv python3 kernels/results/ncu_mem_s47.py LIB [VARIANT ...]`): our
+# dense decode (each decode variant given, v0 by default) and cuDNN's at 64 x 4k, one launch each inside the
+# NVTX range "prof", for ncu's tables side by side (session 47: the memory tables; session 48: the
+# per-instruction source counters).
 import sys
 import torch
 from torch.nn.attention import SDPBackend
@@ -9,15 +10,18 @@ import bench_attention as ba  # noqa: E402
 lib = ba.load_lib(sys.argv[1])
 batch, ctx = 64, 4096
 q, k, v, pool, out = ba.decode_tensors(batch, ctx)
-dec = ba.DenseDecode(lib, q, pool, out, batch, ctx, variant=0)
+decs = [ba.DenseDecode(lib, q, pool, out, batch, ctx, variant=int(v_)) for v_ in sys.argv[2:] or ["0"]]
 cudnn = ba.sdpa_decode(q.view(batch, ba.HQ, 1, ba.D), k, v, SDPBackend.CUDNN_ATTENTION)
-dec()
 ref = cudnn()
-torch.cuda.synchronize()
-print("rel err", ((out.float() - ref.reshape(batch, -1).float()).norm() / ref.float().norm()).item(), flush=True)
-for fn in (dec, cudnn):
+for dec in decs:
+    dec()
+    torch.cuda.synchronize()
+    print("variant", dec.variant, "rel err",
+          ((out.float() - ref.reshape(batch, -1).float()).norm() / ref.float().norm()).item(), flush=True)
+for fn in decs + [cudnn]:
     torch.cuda.nvtx.range_push("prof")
     fn()
     torch.cuda.nvtx.range_pop()
     torch.cuda.synchronize()
-dec.free()
+for dec in decs:
+    dec.free()
