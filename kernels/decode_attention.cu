@@ -204,6 +204,28 @@ __device__ __forceinline__ void decode_finish(const DecodeParams& p, const Decod
   if (tid == 0) counters[it.group_id] = 0;  // ready for the next launch
 }
 
+// One warp's scores of a tile (NT groups of 8 tokens): those of tokens the query may not see (bit
+// i of `visible`: token i may be seen) set to -inf, then the online softmax step over them, O
+// rescaled.
+template <int D, int NT>
+__device__ __forceinline__ void mask_softmax(float (&s)[NT][4], uint32_t visible, float sl, float (&m)[2],
+                                             float (&l)[2], float (&o)[D / 8][4]) {
+  const int lane = threadIdx.x & 31;
+  float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int col = nt * 8 + (lane & 3) * 2 + (i & 1);
+      const float v = (visible >> col) & 1u ? s[nt][i] : -INFINITY;
+      s[nt][i] = v;
+      mx[i >> 1] = fmaxf(mx[i >> 1], v);
+    }
+  float alpha[2];
+  softmax_step(s, mx, sl, m, l, alpha);
+  scale_rows(o, alpha);
+}
+
 // One 64-token tile of one consumer warp: its 16 tokens' scores against the group's query rows
 // (Qs, swz<D> layout), the online softmax update, and O += P V. key_row(r, c) / val_row(r, c)
 // give the shared-memory address of 16-byte chunk c of the tile's row r; bit i of `visible`
@@ -221,19 +243,7 @@ __device__ __forceinline__ void decode_tile(const __nv_bfloat16* Qs, KAddr key_r
     mma_bf16(s[0], qa, kb[0], kb[1]);
     mma_bf16(s[1], qa, kb[2], kb[3]);
   }
-  float mx[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-  for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const int col = nt * 8 + (lane & 3) * 2 + (i & 1);
-      const float v = (visible >> col) & 1u ? s[nt][i] : -INFINITY;
-      s[nt][i] = v;
-      mx[i >> 1] = fmaxf(mx[i >> 1], v);
-    }
-  float alpha[2];
-  softmax_step(s, mx, sl, m, l, alpha);
-  scale_rows(o, alpha);
+  mask_softmax<D>(s, visible, sl, m, l, o);
   uint32_t pa[4];
   p_fragment(s, 0, pa);
 #pragma unroll
@@ -538,25 +548,12 @@ __device__ __forceinline__ void scores32(const __nv_bfloat16* Qs, KAddr key_row,
   }
 }
 
-// The online softmax over the warp's 32 scores (bit i of `visible`: token i may be seen) and
-// O += P V from its 32 rows of V.
+// The online softmax over the warp's 32 scores (mask_softmax) and O += P V from its 32 rows of V.
 template <int D, typename VAddr>
 __device__ __forceinline__ void update32(VAddr val_row, uint32_t visible, float (&s)[4][4], float sl, float (&m)[2],
                                          float (&l)[2], float (&o)[D / 8][4]) {
   const int lane = threadIdx.x & 31, warp = (threadIdx.x >> 5) & 3;
-  float mx[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-  for (int nt = 0; nt < 4; ++nt)
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const int col = nt * 8 + (lane & 3) * 2 + (i & 1);
-      const float v = (visible >> col) & 1u ? s[nt][i] : -INFINITY;
-      s[nt][i] = v;
-      mx[i >> 1] = fmaxf(mx[i >> 1], v);
-    }
-  float alpha[2];
-  softmax_step(s, mx, sl, m, l, alpha);
-  scale_rows(o, alpha);
+  mask_softmax<D>(s, visible, sl, m, l, o);
 #pragma unroll
   for (int kk = 0; kk < 2; ++kk) {
     uint32_t pa[4];
