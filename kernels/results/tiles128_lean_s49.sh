@@ -4,7 +4,7 @@
 #   cmake -S kernels -B kb -DCMAKE_BUILD_TYPE=Release && cmake --build kb -j2
 #   mkdir -p /work/main/.device/lean && cp kb/libheadshard_kernels.so kb/test_sharded_attention /work/main/.device/lean/
 # then on the device, from the repository root (carry .device/lean):
-#   bash kernels/results/tiles128_lean_s49.sh .device/lean            (about 250 s)
+#   bash kernels/results/tiles128_lean_s49.sh .device/lean            (about 300 s)
 # Variants (decode_tiles128_kernel's comments in the patch): 0 main; 10 full pages; 12 = 10 + Lazy;
 # 13 = 0 + Lazy; 15 = 12 + Lean (the queries in registers, ldmatrix at [reg + imm], kept() once an
 # entry); 16 = 15 on every grid at head dim 128 and pages of 64.
@@ -18,7 +18,7 @@ bench() { python3 scripts/bench_attention.py --lib "$L/libheadshard_kernels.so" 
 mkdir -p "$OUT/twostage" "$OUT/every"
 bench --out "$OUT/twostage" --decode-batches 48 64 96 128 --decode-contexts 4096 --decode-rounds 11 \
   --variants 0,0 10,0 12,0 13,0 15,0
-bench --out "$OUT/every" --decode-batches 16 64 256 --decode-contexts 4096 32768 --decode-rounds 7 --variants 0,0 16,0
+bench --out "$OUT/every" --decode-batches 16 64 80 256 --decode-contexts 4096 32768 --decode-rounds 7 --variants 0,0 16,0
 timeout 150 ncu --clock-control none --nvtx --nvtx-include prof/ --metrics smsp__inst_executed.sum,gpu__time_duration.sum \
   --csv python3 kernels/results/ncu_mem_s47.py "$L/libheadshard_kernels.so" 0 10 12 13 15 2>&1 | grep -v '^==PROF==' |
   python3 -c '
