@@ -12,6 +12,8 @@ values with the list entries pointing at them:
   items       page j of list l at j * L + l (L lists: page j of every list side by side, as decode grows them)
   heads       within a sequence, page j of KV head h at j * H + h (torch's [batch, seq, head, dim] order)
   random      a random permutation of the pages (seeded)
+  engine:NAME the pages the engine's pool gave the lists in bench_kv_layout's scenario NAME (--layout-file;
+              session 49): the pool spans the highest of them, every layer's pages interleaved
   split       contig's page order, but every page's K in the pool's first half and its V in the second (as
               torch's K and V tensors, or vLLM's key and value caches); needs a library built with
               session 48's experiment (HS_EXP_KV_SPLIT=1 at launch makes the decode read that layout)
@@ -21,7 +23,7 @@ and on the [batch, seq, head, dim] layout (a strided view), in turns, rounds alt
 after bench_attention's 256 MB read flush (100 ms of runs, median). Every pool's output is checked against
 cuDNN's. Run from the repository root:
     python3 kernels/results/layout_probe_s48.py --lib PATH [--rounds R] [--shapes 64x4096,...] [--layouts ...]
-        [--variant V] [--json FILE]
+        [--variant V] [--layout-file FILE] [--json FILE]
 """
 import argparse
 import json
@@ -41,6 +43,8 @@ ap.add_argument("--rounds", type=int, default=5)
 ap.add_argument("--shapes", default="64x4096,16x32768,64x32768,256x4096")
 ap.add_argument("--layouts", default="contig,items,heads,random")
 ap.add_argument("--variant", type=int, default=0, help="our decode variant")
+ap.add_argument("--layout-file", default=None,
+                help="bench_kv_layout's JSON: layouts engine:NAME take its scenario NAME's lists (session 49)")
 ap.add_argument("--json", default=None)
 args = ap.parse_args()
 lib = ba.load_lib(args.lib)
@@ -58,6 +62,17 @@ def layout_pages(name, batch, nblk):
     elif name == "heads":
         b, h = l // ba.HKV, l % ba.HKV
         p = b * ba.HKV * nblk + j * ba.HKV + h
+    elif name.startswith("engine:"):  # the engine's pool, as bench_kv_layout left it
+        if not args.layout_file:
+            raise SystemExit("engine layouts need --layout-file")
+        with open(args.layout_file) as f:
+            doc = json.load(f)
+        found = [s for s in doc["scenarios"] if s["name"] == name.split(":", 1)[1]]
+        if not found or doc["page_bytes"] != 2 * ba.BLK * ba.D * 2:
+            raise SystemExit(f"{name}: no such scenario in {args.layout_file}, or its pages are not {ba.BLK} x {ba.D}")
+        p = np.array(found[0]["lists"], dtype=np.int64)
+        if p.shape != (lists, nblk):
+            raise SystemExit(f"{name}: {p.shape[0]} lists of {p.shape[1]} pages, not {lists} of {nblk}")
     elif name == "random":
         p = np.random.default_rng(48).permutation(lists * nblk).reshape(lists, nblk)
     else:
@@ -87,14 +102,16 @@ for shape in args.shapes.split(","):
     for name in args.layouts.split(","):
         phys = layout_pages(name, batch, ctx // ba.BLK)
         d_phys = torch.from_numpy(phys).cuda()
-        lpool = torch.empty_like(pool)
+        # An engine layout's pool spans its highest page, as the engine's pool does (most of it unused).
+        lpool = torch.empty((max(pool.shape[0], int(phys.max()) + 1),) + tuple(pool.shape[1:]), dtype=pool.dtype,
+                            device=pool.device)
         split = name.startswith("split")
         if split:  # [K or V, page, row, dim]
-            halves = lpool.view(2, pool.shape[0], -1)
+            halves = lpool.view(2, lpool.shape[0], -1)
             for kv in range(2):
                 halves[kv][d_phys.long()] = pool[:, kv].reshape(pool.shape[0], -1)
         else:
-            lpool.view(pool.shape[0], -1)[d_phys.long()] = flat
+            lpool.view(lpool.shape[0], -1)[d_phys.long()] = flat
         lout = torch.empty_like(out)
         dec = ba.DenseDecode(lib, q, lpool, lout, batch, ctx, variant=args.variant)
         dec.meta[2] = d_phys  # the list entries' pages
