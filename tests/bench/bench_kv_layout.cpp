@@ -18,6 +18,7 @@
 #include <cstdio>
 #include <random>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -65,7 +66,7 @@ struct Background {
     for (int i = 0; i < active; ++i) join();
   }
   void join() {
-    std::uniform_int_distribution<int> prompt(r.chunk, context), output(16, std::max(16, context / 2));
+    std::uniform_int_distribution<int> prompt(std::min(r.chunk, context), context), output(16, std::max(16, context / 2));
     const int64_t id = next_id++;
     r.prefill(id, prompt(rng));
     live.push_back({id, output(rng)});
