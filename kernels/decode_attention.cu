@@ -381,9 +381,7 @@ __global__ void __launch_bounds__(kDecodeThreads + 32, TmaDecodeCfg<D, Inst>::kB
   const bool by_rows = kMayRows && args.rows_min_tiles > 0 && n_tiles >= args.rows_min_tiles;
   if (tid == kDecodeThreads) tma_prefetch_map(by_rows ? &args.kv_rows : &args.kv);  // before the first copy
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
-  float o[D / 8][4];
-#pragma unroll
-  for (int i = 0; i < D / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+  float o[D / 8][4] = {};
   __syncthreads();  // the barriers are initialized
 
   if (warp == kDecodeWarps) {
@@ -620,9 +618,7 @@ __global__ void __launch_bounds__(kDecodeThreads, 2) decode_tiles128_kernel(cons
   issue(1);
   const float sl = a.scale * kLog2e;
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
-  float o[D / 8][4];
-#pragma unroll
-  for (int i = 0; i < D / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+  float o[D / 8][4] = {};
   for (int k = 0; k < n_tiles; ++k) {
     // The warp's 32 tokens: rows 32 w .. 32 w + 31, all of the tile's page w / 2.
     const int wblk = kept(warp >> 1 ? nb1 : nb0), s = wblk * B + (warp & 1) * 32 + lane;
@@ -763,9 +759,7 @@ __global__ void __launch_bounds__(kDecodeThreads) decode_kernel(const DecodePara
 
   const float sl = a.scale * kLog2e;
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
-  float o[D / 8][4];
-#pragma unroll
-  for (int i = 0; i < D / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+  float o[D / 8][4] = {};
 
   // Tile k+S-1 is issued before waiting for tile k, so S-1..S tiles stay in flight.
   for (int k = 0; k < n_tiles; ++k) {

@@ -269,9 +269,7 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const __grid
   const float sl = a.scale * kLog2e;
   const int tr0 = q.t0 + row_query(wr0) + (lane >> 2);  // this thread's queries: tr0 and tr0 + 8
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
-  float o[kD / 8][4];
-#pragma unroll
-  for (int i = 0; i < kD / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+  float o[kD / 8][4] = {};
 
   // A consumer step takes two stages, 128 keys: with one stage of 64 keys, the costs paid per step
   // (barrier waits, waiting on each product, the row reductions' shuffles) took 11-15% more time on
