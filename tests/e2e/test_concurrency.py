@@ -1,5 +1,6 @@
 """32 concurrent requests with different lengths and parameters all finish, and each greedy
-output equals the same request served alone."""
+output equals the same request served alone; so do 8 streams on a pool too small for them, which
+the scheduler must preempt and recompute."""
 import json
 from concurrent.futures import ThreadPoolExecutor
 
@@ -87,3 +88,23 @@ def test_concurrent_requests_equal_served_alone(server, model_name):
     assert m["headshard_requests_running"] == 0
     assert m["headshard_requests_waiting"] == 0
     assert m["headshard_kv_pages_used"] == 0
+
+
+def test_preempted_streams_equal_served_alone(make_server, model_name):
+    # Pages of 64 tokens for one (layer, KV head); SmolLM2 has 30 x 3. Each stream (a prompt of about
+    # 10 tokens, 90 more) takes 90 pages, then 180 once past token 64: 1,440 for the 8, in a pool of
+    # 1,152 (a request is admitted when it fits alone with a prefill chunk's room: 1,080). The pool
+    # runs short as they grow; the newest is preempted and recomputed, and its stream goes on.
+    s = make_server("--kv-memory", "36M", "--max-seqs", "8", "--ctx-size", "512")
+    assert s.metrics()["headshard_kv_pages_total"] == 1152
+    reqs = [("/v1/completions", {"model": model_name, "prompt": f"{p} (part {i})", "max_tokens": 90,
+                                 "temperature": 0, "ignore_eos": True, "stream": True})
+            for i, p in enumerate(PROMPTS)]
+    with ThreadPoolExecutor(max_workers=len(reqs)) as pool:
+        together = list(pool.map(lambda pb: run(s, *pb), reqs))
+    assert s.metrics()["headshard_preemptions_total"] > 0
+    alone = [run(s, path, dict(body, stream=False)) for path, body in reqs]
+    for i, (t, a) in enumerate(zip(together, alone)):
+        assert t == a and t[2] == 90, f"request {i}: streamed with preemptions {t!r} != alone {a!r}"
+    m = s.metrics()
+    assert m["headshard_requests_running"] == 0 and m["headshard_kv_pages_used"] == 0
