@@ -8,9 +8,9 @@ import time
 
 import requests
 
-CHAT = {"messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}],
-        "max_tokens": 4}
-BASES = [("/v1/completions", {"prompt": "Once upon", "max_tokens": 4}), ("/v1/chat/completions", CHAT),
+BASES = [("/v1/completions", {"prompt": "Once upon", "max_tokens": 4}),
+         ("/v1/chat/completions", {"messages": [{"role": "system", "content": "be brief"},
+                                                {"role": "user", "content": "hi"}], "max_tokens": 4}),
          ("/tokenize", {"content": "hello"}), ("/detokenize", {"tokens": [1, 2, 3]})]
 FIELDS = ["prompt", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "min_p",
           "presence_penalty", "frequency_penalty", "repetition_penalty", "seed", "stop", "n", "stream",
@@ -100,11 +100,12 @@ def test_random_requests(server):
         streamed = body.get("stream") is True and path.startswith("/v1/")
         resp = session.post(server.url + path, data=raw, headers={"Content-Type": "application/json"},
                             timeout=120)
-        check_answer(resp, streamed and resp.status_code == 200, f"request {i} to {path}: {raw[:300]!r}")
+        check_answer(resp, streamed, f"request {i} to {path}: {raw[:300]!r}")
         statuses[resp.status_code] = statuses.get(resp.status_code, 0) + 1
     # Both kinds of answer came up often: the mutations reach the engine, not only the parser.
     assert statuses.get(200, 0) >= 50 and statuses.get(400, 0) >= 50, statuses
-    ok = requests.post(server.url + "/v1/completions", json={"prompt": "Hello", "max_tokens": 2, "ignore_eos": True}, timeout=60)
+    ok = requests.post(server.url + "/v1/completions", json={"prompt": "Hello", "max_tokens": 2, "ignore_eos": True},
+                       timeout=60)
     assert ok.status_code == 200 and ok.json()["usage"]["completion_tokens"] == 2
     deadline = time.time() + 30
     while time.time() < deadline:
