@@ -34,6 +34,7 @@
 #include <algorithm>
 #include <cmath>
 #include <mutex>
+#include <utility>
 
 #include "attention_common.cuh"
 #include "pdl.cuh"
@@ -206,24 +207,32 @@ __device__ __forceinline__ void decode_finish(const DecodeParams& p, const Decod
 
 // One warp's scores of a tile (NT groups of 8 tokens): those of tokens the query may not see (bit
 // i of `visible`: token i may be seen) set to -inf, then the online softmax step over them, O
-// rescaled.
-template <int D, int NT>
+// rescaled. Lazy (a warp-uniform `visible`): a tile the warp sees whole skips the mask, and O is
+// rescaled only when some row's maximum moved in the warp (else every factor is exactly 1).
+template <int D, int NT, bool Lazy = false>
 __device__ __forceinline__ void mask_softmax(float (&s)[NT][4], uint32_t visible, float sl, float (&m)[2],
                                              float (&l)[2], float (&o)[D / 8][4]) {
   const int lane = threadIdx.x & 31;
   float mx[2] = {-INFINITY, -INFINITY};
+  if (Lazy && visible == kFull) {
 #pragma unroll
-  for (int nt = 0; nt < NT; ++nt)
+    for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const int col = nt * 8 + (lane & 3) * 2 + (i & 1);
-      const float v = (visible >> col) & 1u ? s[nt][i] : -INFINITY;
-      s[nt][i] = v;
-      mx[i >> 1] = fmaxf(mx[i >> 1], v);
-    }
+      for (int i = 0; i < 4; ++i) mx[i >> 1] = fmaxf(mx[i >> 1], s[nt][i]);
+  } else {
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int col = nt * 8 + (lane & 3) * 2 + (i & 1);
+        const float v = (visible >> col) & 1u ? s[nt][i] : -INFINITY;
+        s[nt][i] = v;
+        mx[i >> 1] = fmaxf(mx[i >> 1], v);
+      }
+  }
   float alpha[2];
   softmax_step(s, mx, sl, m, l, alpha);
-  scale_rows(o, alpha);
+  if (!Lazy || __any_sync(kFull, alpha[0] != 1.f || alpha[1] != 1.f)) scale_rows(o, alpha);
 }
 
 // One 64-token tile of one consumer warp: its 16 tokens' scores against the group's query rows
@@ -515,9 +524,14 @@ __global__ void __launch_bounds__(kDecodeThreads + 32, TmaDecodeCfg<D, Inst>::kB
 // once every warp has done O += P V, so one of the two is in flight while the other is used. Every
 // thread copies 16 pieces of 16 bytes of K (then of V) and waits with cp.async.wait_group and a
 // block barrier; its rows are 8 u + tid / 16 (u = 0 .. 15), so one page base and a fixed stride
-// give every piece's address and the swizzle is the same for all. Each tile's list entries are
-// loaded while the tile before it is worked on and tested against the rule at the copy, so no copy
-// waits for a lookup. At 48 to 128 sequences of 4k it took 0-0.5% less time than the two-stage
+// give every piece's address and the swizzle is the same for all; a page the query sees whole is
+// copied with constant offsets and no predicate. Each tile's list entries are loaded while the
+// tile before it is worked on and tested against the rule once, at K's copy, so no copy waits for
+// a lookup. The queries' fragments stay in registers, every ldmatrix is [register + constant]
+// (tile_addrs), and the softmax skips the mask of a tile a warp sees whole and O's rescale when no
+// row maximum moved (session 49: the loop's SASS, both sides of its branches, 755 instructions
+// against 876 before, which had one copy path).
+// At 48 to 128 sequences of 4k it took 0-0.5% less time than the two-stage
 // copy-engine instance dense and 0.2-1.5% strided; at 64 x 4k it came within 0.5% of cuDNN either
 // way on six machines (ahead on four), where the copy-engine instances had stayed 0.3-0.6% behind
 // (kernels/NOTES.md, session 48).
@@ -526,44 +540,65 @@ static_assert(kTiles128Smem >= 2 * 128 * 128 * 2 + 16 * 128 * 2 &&
                   kTiles128Smem >= kDecodeWarps * 16 * kOsStride<128> * sizeof(float),
               "K, V and the queries, and the merge scratch, must fit");
 
-// Tile scores of one warp: its 32 tokens against the 16 query rows (Qs, swz<D> layout).
-template <int D, typename KAddr>
-__device__ __forceinline__ void scores32(const __nv_bfloat16* Qs, KAddr key_row, float (&s)[4][4]) {
-  const int lane = threadIdx.x & 31, warp = (threadIdx.x >> 5) & 3;
+// Shared-window addresses of one lane's ldmatrix rows in a tile of swz<128> rows (256 bytes each):
+// every row a lane addresses has swizzle lane & 7, and chunk 2 kk + c (c = 0, 1; kk = 0..7) XOR x
+// equals ((2 (kk & 3)) ^ (c ^ x)) + 8 (kk >> 2), so ad[kk & 3] + 128 (kk >> 2) (plus 4096 bytes a
+// 16 rows further) addresses every fragment: each ldmatrix is [register + constant]. The empty asm
+// keeps the compiler from recomputing them in the loop from the thread index (it did: about a
+// third of the loop's instructions, kernels/NOTES.md session 49).
+__device__ __forceinline__ void tile_addrs(uint32_t (&ad)[4], const void* tile, int row, int x) {
+  const uint32_t base = static_cast<uint32_t>(__cvta_generic_to_shared(tile)) + uint32_t(row) * 256u;
 #pragma unroll
-  for (int i = 0; i < 4; ++i) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.f;
-#pragma unroll
-  for (int kk = 0; kk < D / 16; ++kk) {
-    uint32_t qa[4];
-    ldmatrix_x4(qa, Qs + swz<D>(((lane >> 3) & 1) * 8 + (lane & 7), kk * 2 + (lane >> 4)));
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      uint32_t kb[4];
-      ldmatrix_x4(kb, key_row(warp * 32 + h * 16 + (lane >> 4) * 8 + (lane & 7), kk * 2 + ((lane >> 3) & 1)));
-      mma_bf16(s[2 * h], qa, kb[0], kb[1]);
-      mma_bf16(s[2 * h + 1], qa, kb[2], kb[3]);
-    }
+  for (int j = 0; j < 4; ++j) {
+    ad[j] = base + uint32_t(((2 * j) ^ x) << 4);
+    asm volatile("" : "+r"(ad[j]));
   }
 }
 
-// The online softmax over the warp's 32 scores (mask_softmax) and O += P V from its 32 rows of V.
-template <int D, typename VAddr>
-__device__ __forceinline__ void update32(VAddr val_row, uint32_t visible, float (&s)[4][4], float sl, float (&m)[2],
-                                         float (&l)[2], float (&o)[D / 8][4]) {
-  const int lane = threadIdx.x & 31, warp = (threadIdx.x >> 5) & 3;
-  mask_softmax<D>(s, visible, sl, m, l, o);
+// Tile scores of one warp: its 32 tokens (K rows at kad, tile_addrs) against the 16 query rows
+// (their A fragments qf, one per 16 columns).
+__device__ __forceinline__ void scores32(const uint32_t (&qf)[8][4], const uint32_t (&kad)[4], float (&s)[4][4]) {
+#pragma unroll
+  for (int i = 0; i < 4; ++i) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.f;
+#pragma unroll
+  for (int kk = 0; kk < 8; ++kk)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      uint32_t kb[4];
+      ldmatrix_x4(kb, kad[kk & 3] + h * 16 * 256 + (kk >> 2) * 128);
+      mma_bf16(s[2 * h], qf[kk], kb[0], kb[1]);
+      mma_bf16(s[2 * h + 1], qf[kk], kb[2], kb[3]);
+    }
+}
+
+// The online softmax over the warp's 32 scores (mask_softmax, lazy) and O += P V from its 32 rows of
+// V (at vad, tile_addrs).
+__device__ __forceinline__ void update32(const uint32_t (&vad)[4], uint32_t visible, float (&s)[4][4], float sl,
+                                         float (&m)[2], float (&l)[2], float (&o)[16][4]) {
+  mask_softmax<128, 4, true>(s, visible, sl, m, l, o);
 #pragma unroll
   for (int kk = 0; kk < 2; ++kk) {
     uint32_t pa[4];
     p_fragment(s, kk, pa);
 #pragma unroll
-    for (int n2 = 0; n2 < D / 16; ++n2) {
+    for (int n2 = 0; n2 < 8; ++n2) {
       uint32_t vb[4];
-      ldmatrix_x4_trans(vb, val_row(warp * 32 + kk * 16 + ((lane >> 3) & 1) * 8 + (lane & 7), n2 * 2 + (lane >> 4)));
+      ldmatrix_x4_trans(vb, vad[n2 & 3] + kk * 16 * 256 + (n2 >> 2) * 128);
       mma_bf16(o[2 * n2], pa, vb[0], vb[1]);
       mma_bf16(o[2 * n2 + 1], pa, vb[2], vb[3]);
     }
   }
+}
+
+// The 8 rows 8 u + tr (u = 0..7) of a page the query sees whole, 2048 bytes apart in the page and in
+// the buffer: constant offsets in the instruction, no predicate.
+template <int U>
+__device__ __forceinline__ void cp_async_page_row(uint32_t dst, const void* src) {
+  asm volatile("cp.async.cg.shared.global [%0+%2], [%1+%2], 16;\n" ::"r"(dst), "l"(src), "n"(U * 2048) : "memory");
+}
+template <int... U>
+__device__ __forceinline__ void cp_async_page_rows(uint32_t dst, const void* src, std::integer_sequence<int, U...>) {
+  (cp_async_page_row<U>(dst, src), ...);
 }
 
 __global__ void __launch_bounds__(kDecodeThreads, 2) decode_tiles128_kernel(const DecodeParams p) {
@@ -594,41 +629,61 @@ __global__ void __launch_bounds__(kDecodeThreads, 2) decode_tiles128_kernel(cons
     nb1 = e + 1 < e1 ? __ldg(a.blocks + e + 1) : -1;
     np1 = e + 1 < e1 ? __ldg(a.pages + e + 1) : 0;
   };
+  // The fetched entries' blocks if the rule keeps them (else -1): tested once, at K's copy, and
+  // used by V's copy and the next iteration's visibility.
+  int kb0 = -1, kb1 = -1;
   auto kept = [&](int blk) { return blk >= 0 && attends_block(sh, qblock, blk) ? blk : -1; };
   // K (part 0) or V (part 1) of the fetched tile into its buffer; rows no query may see (and
   // rows of blocks the rule does not keep) are zero-filled, not read.
   const int tr = tid / CPR, tc = tid % CPR;
   auto issue = [&](int part) {
     __nv_bfloat16* d = (part ? Vs : Ks) + tr * D + ((tc ^ tr) << 3);  // swz<D>(8 u + tr, tc)
+    if (part == 0) kb0 = kept(nb0), kb1 = kept(nb1);
 #pragma unroll
     for (int j = 0; j < 2; ++j) {
-      const int blk = kept(j ? nb1 : nb0), pg = j ? np1 : np0;
-      const __nv_bfloat16* src = pool + (int64_t(pg) * 2 * B + part * B + tr) * D + tc * 8;
+      const int blk = j ? kb1 : kb0, pg = j ? np1 : np0;
       // Row 8 u + tr of the page holds position s0 + 8 u.
+      const __nv_bfloat16* src = pool + (int64_t(pg) * 2 * B + part * B + tr) * D + tc * 8;
+      __nv_bfloat16* dj = d + j * B * D;
+      if (blk >= 0 && blk * B >= first_key && blk * B + B - 1 <= t) {  // seen whole (the same for every thread)
+        cp_async_page_rows(static_cast<uint32_t>(__cvta_generic_to_shared(dj)), src,
+                           std::make_integer_sequence<int, B / 8>{});
+        continue;
+      }
       const int s0 = blk * B + tr, lo = first_key - s0, hi = t - s0;
 #pragma unroll
       for (int u = 0; u < B / 8; ++u)
-        cp_async16(d + (j * (B / 8) + u) * 8 * D, src + u * 8 * D, blk >= 0 && 8 * u >= lo && 8 * u <= hi);
+        cp_async16(dj + u * 8 * D, src + u * 8 * D, blk >= 0 && 8 * u >= lo && 8 * u <= hi);
     }
     cp_async_commit();
   };
   load_q<D>(a, it, Qs, kDecodeThreads);
+  cp_async_commit();
   fetch(0);
-  issue(0);  // with the queries
+  issue(0);
   issue(1);
+  // The queries' A fragments stay in registers; K's and V's fragments are read at fixed addresses.
+  const int l7 = lane & 7, b3 = (lane >> 3) & 1, b4 = lane >> 4;
+  uint32_t kad[4], vad[4], qf[D / 16][4];
+  tile_addrs(kad, Ks, warp * 32 + b4 * 8 + l7, b3 ^ l7);
+  tile_addrs(vad, Vs, warp * 32 + b3 * 8 + l7, b4 ^ l7);
+  cp_async_wait<2>();  // the queries
+  __syncthreads();
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) ldmatrix_x4(qf[kk], Qs + swz<D>(b3 * 8 + l7, kk * 2 + b4));
   const float sl = a.scale * kLog2e;
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
   float o[D / 8][4] = {};
   for (int k = 0; k < n_tiles; ++k) {
     // The warp's 32 tokens: rows 32 w .. 32 w + 31, all of the tile's page w / 2.
-    const int wblk = kept(warp >> 1 ? nb1 : nb0), s = wblk * B + (warp & 1) * 32 + lane;
+    const int wblk = warp >> 1 ? kb1 : kb0, s = wblk * B + (warp & 1) * 32 + lane;
     const uint32_t vis = __ballot_sync(kFull, wblk >= 0 && s <= t && s >= first_key);
     const bool more = k + 1 < n_tiles;
     if (more) fetch(k + 1);  // in flight while tile k is worked on
     cp_async_wait<1>();      // this thread's K of tile k (its V may still be in flight)
     __syncthreads();         // everyone's
     float sc[4][4];
-    if (vis != 0) scores32<D>(Qs, [&](int r, int c) { return Ks + swz<D>(r, c); }, sc);
+    if (vis != 0) scores32(qf, kad, sc);
     __syncthreads();  // every warp is done with K: the next tile's comes in
     if (more) {
       issue(0);
@@ -637,7 +692,7 @@ __global__ void __launch_bounds__(kDecodeThreads, 2) decode_tiles128_kernel(cons
       cp_async_wait<0>();
     }
     __syncthreads();
-    if (vis != 0) update32<D>([&](int r, int c) { return Vs + swz<D>(r, c); }, vis, sc, sl, m, l, o);
+    if (vis != 0) update32(vad, vis, sc, sl, m, l, o);
     __syncthreads();  // every warp is done with V
     if (more) issue(1);
   }
