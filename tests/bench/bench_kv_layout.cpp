@@ -45,10 +45,7 @@ struct Run {
       kv.commit(seq, m);
     }
   }
-  void step(int64_t seq) {
-    need(kv.reserve(seq, 1));
-    kv.commit(seq, 1);
-  }
+  void step(int64_t seq) { prefill(seq, 1); }
 };
 
 // A serving run in the background: `active` sequences at a time with prompts and outputs drawn from
@@ -120,20 +117,19 @@ int main(int argc, char** argv) try {
   for (const std::string name : {"prefill", "decode", "churn"}) {
     hs::PagedKvCache kv(m.config, plan, static_cast<int32_t>(n_pages));
     Run r{kv, chunk};
-    const int64_t id0 = 0;
     if (name == "decode") {
       const int prompt = std::min(chunk, context);
-      for (int s = 0; s < n_seqs; ++s) r.prefill(id0 + s, prompt);
+      for (int s = 0; s < n_seqs; ++s) r.prefill(s, prompt);
       for (int t = prompt; t < context; ++t)
-        for (int s = 0; s < n_seqs; ++s) r.step(id0 + s);
+        for (int s = 0; s < n_seqs; ++s) r.step(s);
     } else if (name == "prefill") {
-      for (int s = 0; s < n_seqs; ++s) r.prefill(id0 + s, context);
+      for (int s = 0; s < n_seqs; ++s) r.prefill(s, context);
     } else {  // the measured prompts join a running server, a chunk a step
       Background bg(r, background, context, seed);
       while (bg.finished < finished) bg.tick();
       for (int s = 0; s < n_seqs; ++s)
         for (int done = 0; done < context; done += chunk) {
-          r.prefill(id0 + s, std::min(chunk, context - done));
+          r.prefill(s, std::min(chunk, context - done));
           bg.tick();
         }
     }
@@ -144,7 +140,7 @@ int main(int argc, char** argv) try {
     for (int s = 0; s < n_seqs; ++s)
       for (int h = 0; h < m.config.n_kv_heads; ++h) {
         std::vector<int32_t> pages;
-        for (const hs::BlockPage& bp : kv.pages(id0 + s, layer, h)) pages.push_back(bp.page);
+        for (const hs::BlockPage& bp : kv.pages(s, layer, h)) pages.push_back(bp.page);
         for (size_t j = 0; j < pages.size(); ++j) {
           if (j > 0) ++pairs, adjacent += pages[j] == pages[j - 1] + 1;
           regions.insert(pages[j] * page_bytes / kRegion);
