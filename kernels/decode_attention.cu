@@ -529,12 +529,12 @@ __global__ void __launch_bounds__(kDecodeThreads + 32, TmaDecodeCfg<D, Inst>::kB
 // tile before it is worked on and tested against the rule once, at K's copy, so no copy waits for
 // a lookup. The queries' fragments stay in registers, every ldmatrix is [register + constant]
 // (tile_addrs), and the softmax skips the mask of a tile a warp sees whole and O's rescale when no
-// row maximum moved (session 49: the loop's SASS, both sides of its branches, 755 instructions
-// against 876 before, which had one copy path).
-// At 48 to 128 sequences of 4k it took 0-0.5% less time than the two-stage
-// copy-engine instance dense and 0.2-1.5% strided; at 64 x 4k it came within 0.5% of cuDNN either
-// way on six machines (ahead on four), where the copy-engine instances had stayed 0.3-0.6% behind
-// (kernels/NOTES.md, session 48).
+// row maximum moved. Session 48's version (one copy path, addresses recomputed every tile) took
+// 0-0.5% less time than the two-stage copy-engine instance at 48 to 128 sequences of 4k dense and
+// 0.2-1.5% strided, and came within 0.5% of cuDNN either way at 64 x 4k on six machines; this one
+// executes 29.0 M warp instructions there against 50.2 M (cuDNN 38.5 M); on two machines it was
+// within 0.1 us of it at 48 x 4k and 0.1-1.1 us faster at 64 to 128 x 4k (kernels/NOTES.md,
+// sessions 48-50).
 constexpr int kTiles128Smem = 86336;  // cuDNN's kernel's: two blocks a multiprocessor
 static_assert(kTiles128Smem >= 2 * 128 * 128 * 2 + 16 * 128 * 2 &&
                   kTiles128Smem >= kDecodeWarps * 16 * kOsStride<128> * sizeof(float),
