@@ -97,7 +97,7 @@ void* hs_decode_plan(const int32_t* indptr_host, const int32_t* decode_chunks, i
 }
 
 // info[0] items of layer 0, info[1] max partial slots, info[2] largest item (entries), info[3] splits
-// of the first list.
+// of the first list, info[4] whether the plan is lone, info[5] whether it is two-stage.
 void hs_decode_plan_info(void* handle, int* info) {
   auto* h = static_cast<DecodeHandle*>(handle);
   const auto& p = h->plan;
@@ -105,6 +105,8 @@ void hs_decode_plan_info(void* handle, int* info) {
   info[1] = p.max_partials;
   info[2] = p.items.empty() ? 0 : p.items[0].e_end - p.items[0].e_begin;
   info[3] = p.items.empty() ? 0 : p.items[0].n_splits;
+  info[4] = p.lone;
+  info[5] = p.two_stage;
 }
 
 int hs_decode_run(void* handle, const HsAttnArgs* args, void* stream) {

@@ -21,10 +21,10 @@
 //     always three).
 //   1 cp.async: every thread copies 16-byte pieces of the tile through a 2..4-stage pipeline and
 //     zero-fills the slots the query may not see.
-// At head_dim 128 and pages of 64, grids of two-stage plans (DecodeParams::two_stage: long items
-// in two to five waves) of at most four waves run a third kernel under variant 0, the shape of
-// cuDNN's: 128-token tiles by cp.async, K and V single-buffered and released apart, 32 tokens a
-// warp (decode_tiles128_kernel; variant 9: every grid there).
+// At head_dim 128 and pages of 64, every grid that is not lone runs a third kernel under variant 0,
+// the shape of cuDNN's: 128-token tiles by cp.async, K and V single-buffered and released apart, 32
+// tokens a warp (decode_tiles128_kernel; variant 4 keeps the copy engine there, variant 9 takes
+// lone grids too).
 //
 // A list cut into several items (split-K / flash-decoding) writes normalized partial outputs and
 // their log-sum-exp to the workspace; the last item of the group to finish (an atomic counter)
@@ -517,7 +517,7 @@ __global__ void __launch_bounds__(kDecodeThreads + 32, TmaDecodeCfg<D, Inst>::kB
 #endif
 }
 
-// ---- two-stage grids at D = 128, pages of 64: 128-token tiles by cp.async ---------------------
+// ---- grids that are not lone at D = 128, pages of 64: 128-token tiles by cp.async -------------
 // The shape of cuDNN's decode kernel (four warps, 16 query rows x 128 keys x 128 dims a tile) over
 // the pages: a tile is two pages, warp w takes its tokens 32 w .. 32 w + 31, and K and V have one
 // buffer each, released apart: the next tile's K is copied once every warp has its scores, its V
@@ -964,7 +964,8 @@ bool runs_triple(int32_t n_items) {
 // Variant 0: the copy engine, with its lone instance for grids of at most lone_slots_for() blocks
 // and its triple one for grids of more than kTripleWaves waves; variant 2: the copy engine, always
 // the shared instance; variant 3: always the triple one (but for lone grids); variant 4: variant 0
-// with every item of a lone grid copied by rows; variant 1: cp.async.
+// with every item of a lone grid copied by rows and no tiles kernel (runs_tiles128); variant 1:
+// cp.async.
 template <int D>
 int32_t slots_for() {
   const int v = kernel_variant(0);
@@ -989,17 +990,16 @@ cudaError_t launch_tma(const TmaDecodeArgs& args, cudaStream_t stream) {
                 args);
 }
 
-// The 128-token-tile kernel: two-stage plans' grids of at most kTiles128MaxWaves waves at D = 128
-// and pages of 64 (variant 9: every grid there). Measured faster than the two-stage copy-engine
-// instance at 1.9 to 3.9 waves (48 to 128 sequences at 4k, dense and strided); at 4.85 waves (80 x
-// 4k, 1,280 items) 0.3% faster dense but 2.7% slower strided (kernels/NOTES.md, session 48).
-constexpr int kTiles128MaxWaves = 4;
+// The 128-token-tile kernel: at D = 128 and pages of 64, every grid that is not lone (variant 9:
+// lone grids too). Lone grids keep the copy engine's one-block-per-SM instance, which the tiles
+// kernel trails by 0.35-3.4% at 16 x 4k and 16 to 256 sequences of 32k. Against the copy engine's
+// other instances at 16 to 256 sequences of 1k to 32k, dense and strided, it was up to 7.6% faster
+// (24 x 1k), 1-2.6% at 160 to 224 sequences, and slower only at 256 x 8k dense and 80 x 4k strided
+// (0.35-0.45%, twice) (kernels/NOTES.md, sessions 48-51).
 bool runs_tiles128(int D, const DecodeParams& p) {
   const int v = kernel_variant(0);
   if (D != 128 || p.a.block_size != 64) return false;
-  static const int32_t max_items = kTiles128MaxWaves * device_attribute(cudaDevAttrMultiProcessorCount) *
-                                   blocks_per_sm(tiles128_kernel_ptr(), kDecodeThreads, kTiles128Smem);
-  return v == 9 || (p.two_stage && (v == 0 || v == 4) && p.n_items <= max_items);
+  return v == 9 || (v == 0 && !p.lone && p.n_items > lone_slots_for<128>());
 }
 
 template <int D>

@@ -473,7 +473,7 @@ class DenseDecode:
                                     GROUP, D, 0, 0)
         if not self.h:
             raise RuntimeError("hs_decode_plan failed")
-        info = np.zeros(4, dtype=np.int32)
+        info = np.zeros(6, dtype=np.int32)
         lib.hs_decode_plan_info(self.h, np_ptr(info))
         self.items = int(info[0])
         self.args = AttnArgs(q.data_ptr(), out.data_ptr(), pool.data_ptr(), *(t.data_ptr() for t in self.meta), 0, 0,
@@ -564,7 +564,7 @@ def decode_shape(lib, args, peers, rows, copy_bw, batch, ctx, scale):
             plan_us = (time.perf_counter() - t_plan) * 1e6
             if not h:
                 raise RuntimeError("hs_decode_plan failed")
-            info = np.zeros(4, dtype=np.int32)
+            info = np.zeros(6, dtype=np.int32)
             lib.hs_decode_plan_info(h, np_ptr(info))
             a = AttnArgs(q.data_ptr(), out.data_ptr(), ppool.data_ptr(), d_indptr.data_ptr(), d_blocks.data_ptr(),
                          d_pages.data_ptr(), d_pos0.data_ptr(), d_tok0.data_ptr(), d_sh.data_ptr(), 0, 0,
@@ -583,6 +583,7 @@ def decode_shape(lib, args, peers, rows, copy_bw, batch, ctx, scale):
             if ref is not None:
                 row["rel_err_" + vkey] = rel_err(out[:nref], ref)
             row["items_" + vkey] = int(info[0])
+            row["lone_" + vkey], row["two_stage_" + vkey] = bool(info[4]), bool(info[5])
             row["plan_us_" + vkey] = plan_us
             row["largest_item_pages_" + vkey] = int(info[2])
 

@@ -78,7 +78,7 @@ def main():
             var, kk = int(var), int(kk)
             lib.hs_set_variant(var, 0)
             lib.hs_set_tail(0, 0)
-            info = np.zeros(4, dtype=np.int32)
+            info = np.zeros(6, dtype=np.int32)
             h0 = lib.hs_decode_plan(ba.np_ptr(indptr), ba.np_ptr(chunks), batch, 1, ba.HKV, ba.BLK, ba.GROUP, ba.D, 0, 0)
             lib.hs_decode_plan_info(h0, ba.np_ptr(info))
             n0 = int(info[0])

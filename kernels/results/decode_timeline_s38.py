@@ -42,7 +42,7 @@ def main():
             var, keep_s, kk = cfg.split(":")
             var, kk = int(var), int(kk)
             lib.hs_set_variant(var, 0)
-            info = np.zeros(4, dtype=np.int32)
+            info = np.zeros(6, dtype=np.int32)
             lib.hs_set_tail(0, 0)
             h = lib.hs_decode_plan(ba.np_ptr(indptr), ba.np_ptr(chunks), batch, 1, ba.HKV, ba.BLK, ba.GROUP, ba.D, 0, 0)
             lib.hs_decode_plan_info(h, ba.np_ptr(info))

@@ -356,9 +356,10 @@ std::string describe(const Problem& p) {
 
 // Runs prefill on every chunk and decode on the one-token chunks; compares both with the CPU.
 // The six decode variants (set_kernel_variant: the copy engine with its one-block-per-SM
-// instance for small grids, cp.async, the copy engine always two blocks per SM, always three, the
-// first with every item of a one-block-per-SM grid copied by rows, and the 128-token-tile kernel
-// for every grid at head dim 128 and pages of 64) run, and at head dim 128
+// instance for small grids and, at head dim 128 and pages of 64, the 128-token-tile kernel for the
+// others; cp.async; the copy engine always two blocks per SM; always three; the copy engine's
+// instances as the first picks them, with every item of a one-block-per-SM grid copied by rows;
+// the 128-token-tile kernel for every grid at head dim 128 and pages of 64) run, and at head dim 128
 // the three prefill variants (warpgroup MMA, and mma.sync with 32 and with 64 keys per tile);
 // variants other than 1 read the lists apart, as the CUDA backend lays them out.
 // check_problem returns the most splits of one list that its decode plans had (check_variant
