@@ -165,7 +165,7 @@ std::vector<std::pair<int32_t, float>> parse_logit_bias(const JsonFields& f, con
   return bias;
 }
 
-void reject_unsupported(const JsonFields& f, ApiKind kind, int n) {
+void reject_unsupported(const JsonFields& f, int n) {
   auto unsupported = [](const char* field, const std::string& msg) { return ApiError(400, msg, field, "unsupported"); };
   if (f.boolean("echo").value_or(false)) throw unsupported("echo", "echo is not supported");
   if (auto suffix = f.get("suffix"); suffix && !(suffix->is_string() && suffix->get<std::string>().empty()))
@@ -181,13 +181,13 @@ void reject_unsupported(const JsonFields& f, ApiKind kind, int n) {
     if (type && !(type->is_string() && type->get<std::string>() == "text"))
       throw unsupported("response_format", "only response_format {\"type\": \"text\"} is supported");
   }
-  (void)kind;
 }
 
 // Everything common to both endpoints, after the prompts are known.
 void parse_common(const JsonFields& f, const ModelView& model, ApiRequest& r) {
   r.n = static_cast<int>(f.integer_in("n", 1, kMaxChoices).value_or(1));
-  reject_unsupported(f, r.kind, r.n);
+  reject_unsupported(f, r.n);
+  f.string("user");  // the caller's end-user id: checked as OpenAI does, otherwise unused
 
   SamplingParams& s = r.params.sampling;
   s.temperature = static_cast<float>(f.number_in("temperature", 0.0, 2.0).value_or(1.0));

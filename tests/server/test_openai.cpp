@@ -137,6 +137,7 @@ std::vector<Malformed> malformed_cases() {
       {"echo", C, R"({"prompt": "x", "echo": true})", 400, "echo", "not supported"},
       {"suffix", C, R"({"prompt": "x", "suffix": "end"})", 400, "suffix", "not supported"},
       {"best_of", C, R"({"prompt": "x", "best_of": 3})", 400, "best_of", "not supported"},
+      {"user not string", C, R"({"prompt": "x", "user": 7})", 400, "user", "must be a string"},
       {"missing messages", H, R"({"max_tokens": 3})", 400, "messages", "messages is required"},
       {"messages not array", H, R"({"messages": "hi"})", 400, "messages", "must be an array"},
       {"messages empty", H, R"({"messages": []})", 400, "messages", "must not be empty"},
@@ -183,6 +184,16 @@ TEST(OpenAiRequest, MalformedRequestsGetTheirStatusAndMessage) {
       EXPECT_TRUE(body["error"]["message"].is_string());
       EXPECT_FALSE(body["error"]["type"].get<std::string>().empty());
     }
+  }
+}
+
+TEST(OpenAiRequest, UserIdIsAcceptedAndUnused) {
+  const ModelView model = fake_model();
+  const ApiRequest plain = parse_chat_request(R"({"messages": [{"role": "user", "content": "hi"}]})", model);
+  for (const char* user : {R"("u-1")", "null"}) {
+    const ApiRequest r = parse_chat_request(
+        std::string(R"({"messages": [{"role": "user", "content": "hi"}], "user": )") + user + "}", model);
+    EXPECT_EQ(r.prompts, plain.prompts) << user;
   }
 }
 
