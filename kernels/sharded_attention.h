@@ -132,7 +132,8 @@ struct DecodePlanOptions {
   int32_t lone_min_tokens = 32768, lone_min_item_tokens = 8192;
   // A plan that is not lone, of more than one and at most two_stage_max_waves waves of the shared
   // slots, of items averaging at least two_stage_min_item_tokens, runs every grid on the two-stage
-  // instance (DecodePlan::two_stage; head_dim 128, else ignored). On the H200 such items streamed
+  // instance (DecodePlan::two_stage; head_dim 128, else ignored; with pages of 64 only under decode
+  // variant 4, as the 128-token-tile kernel runs those grids otherwise). On the H200 such items streamed
   // faster with two stages a block than with three, or than three blocks a multiprocessor (80
   // sequences at 4k, dense, 5.5% less time; 128 at 4k 1.2%); short items (strided lists at 4k) and
   // grids of more waves (256 sequences at 4k) were slower (kernels/NOTES.md, session 41).
@@ -234,9 +235,8 @@ cudaError_t write_kv(const KvWriteParams& p, cudaStream_t stream);
 // plan_decode makes no two-stage plans (DecodePlanOptions::two_stage_min_item_tokens); 8: as 0, but
 // plan_decode cuts short splits in plans of more than one wave too (DecodePlanOptions::
 // min_wave_split_tokens); 9: every grid at head_dim 128 and pages of 64 on the 128-token-tile kernel
-// (cp.async; elsewhere as 2). Variants 0 and 4 to 8 run a two-stage plan of at most four waves on
-// the 128-token-tile kernel at head_dim 128 and pages of 64, else on the copy engine's two-stage
-// instance.
+// (cp.async; elsewhere as 2). Variants 0 and 5 to 8 run every grid that is not lone on the
+// 128-token-tile kernel at head_dim 128 and pages of 64; variant 4 keeps the copy engine there.
 // Prefill (head_dim 128) 0: warpgroup MMA (wgmma) with pages streamed by the copy engine
 // where it runs (default; else as 2), 1: mma.sync with 32 keys per tile, 2: mma.sync with 64. Plan
 // decode after changing it (decode_slots() and decode_lone_slots() depend on it).
