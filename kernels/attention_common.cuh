@@ -135,6 +135,7 @@ __device__ __forceinline__ int swz(int row, int chunk) {
 
 // Tuning variants (set_kernel_variant): which = 0 decode, 1 prefill.
 int kernel_variant(int which);
+bool decode_tiles_off();  // decode variant 10
 
 // The warpgroup-MMA prefill kernel (prefill_wgmma.cu): launches it and sets err when it can take p
 // (head dim 128, the pool known to the copy engine, built for sm_90a and running on compute

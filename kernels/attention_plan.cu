@@ -119,11 +119,13 @@ bool g_programmatic = false;
 }  // namespace
 
 namespace detail {
-// Decode variants 5 to 8 run variant 0's kernels (they change only what plan_decode does).
+// Decode variants 5 to 8 run variant 0's kernels (they change only what plan_decode does), and 10
+// runs them but the 128-token-tile kernel (decode_tiles_off).
 int kernel_variant(int which) {
   const int v = g_variant[which & 1];
-  return (which & 1) == 0 && v >= 5 && v <= 8 ? 0 : v;
+  return (which & 1) == 0 && ((v >= 5 && v <= 8) || v == 10) ? 0 : v;
 }
+bool decode_tiles_off() { return g_variant[0] == 10; }
 }  // namespace detail
 
 void set_kernel_variant(int32_t decode, int32_t prefill) {

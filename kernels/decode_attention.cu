@@ -991,7 +991,7 @@ cudaError_t launch_tma(const TmaDecodeArgs& args, cudaStream_t stream) {
 }
 
 // The 128-token-tile kernel: at D = 128 and pages of 64, every grid that is not lone (variant 9:
-// lone grids too). Lone grids keep the copy engine's one-block-per-SM instance, which the tiles
+// lone grids too; variant 10: none). Lone grids keep the copy engine's one-block-per-SM instance, which the tiles
 // kernel trails by 0.35-3.4% at 16 x 4k and 16 to 256 sequences of 32k. Against the copy engine's
 // other instances at 16 to 256 sequences of 1k to 32k, dense and strided, it was up to 7.6% faster
 // (24 x 1k), 1-2.6% at 160 to 224 sequences, and slower only at 256 x 8k dense and 80 x 4k strided
@@ -999,7 +999,7 @@ cudaError_t launch_tma(const TmaDecodeArgs& args, cudaStream_t stream) {
 bool runs_tiles128(int D, const DecodeParams& p) {
   const int v = kernel_variant(0);
   if (D != 128 || p.a.block_size != 64) return false;
-  return v == 9 || (v == 0 && !p.lone && p.n_items > lone_slots_for<128>());
+  return v == 9 || (v == 0 && !decode_tiles_off() && !p.lone && p.n_items > lone_slots_for<128>());
 }
 
 template <int D>

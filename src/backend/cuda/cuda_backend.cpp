@@ -284,8 +284,9 @@ CudaBackend::CudaBackend(std::shared_ptr<const ModelWeights> w, int device)
   // HEADSHARD_CUDA_DECODE=cp.async, tma-shared (two blocks per multiprocessor for every grid),
   // tma-unstaggered (plans without the stagger: DecodePlanOptions::stagger), tma-nolone (no
   // lone plans of long lists: DecodePlanOptions::lone_min_tokens), tma-notwostage (no two-stage
-  // plans of long items: DecodePlanOptions::two_stage_min_item_tokens) or tma-shortsplits (splits
-  // shorter than DecodePlanOptions::min_wave_split_tokens in plans of more than one wave).
+  // plans of long items: DecodePlanOptions::two_stage_min_item_tokens), tma-shortsplits (splits
+  // shorter than DecodePlanOptions::min_wave_split_tokens in plans of more than one wave) or
+  // tma-notiles (the copy engine's instances where the 128-token-tile kernel runs otherwise).
   int decode_variant = 0;
   if (env_is("HEADSHARD_CUDA_DECODE", "cp.async")) decode_variant = 1;
   if (env_is("HEADSHARD_CUDA_DECODE", "tma-shared")) decode_variant = 2;
@@ -293,6 +294,7 @@ CudaBackend::CudaBackend(std::shared_ptr<const ModelWeights> w, int device)
   if (env_is("HEADSHARD_CUDA_DECODE", "tma-nolone")) decode_variant = 6;
   if (env_is("HEADSHARD_CUDA_DECODE", "tma-notwostage")) decode_variant = 7;
   if (env_is("HEADSHARD_CUDA_DECODE", "tma-shortsplits")) decode_variant = 8;
+  if (env_is("HEADSHARD_CUDA_DECODE", "tma-notiles")) decode_variant = 10;
   kernels::set_kernel_variant(decode_variant, 0);
   // HEADSHARD_CUDA_GEMV_SPLITS: how many warps may share a row of the single-row kernel (1 for
   // comparisons; gemv.h's gemv_config).
