@@ -23,8 +23,8 @@
 //     zero-fills the slots the query may not see.
 // At head_dim 128 and pages of 64, every grid that is not lone runs a third kernel under variant 0,
 // the shape of cuDNN's: 128-token tiles by cp.async, K and V single-buffered and released apart, 32
-// tokens a warp (decode_tiles128_kernel; variant 4 keeps the copy engine there, variant 9 takes
-// lone grids too).
+// tokens a warp (decode_tiles128_kernel; variants 4 and 10 keep the copy engine there, variant 9
+// takes lone grids too).
 //
 // A list cut into several items (split-K / flash-decoding) writes normalized partial outputs and
 // their log-sum-exp to the workspace; the last item of the group to finish (an atomic counter)
@@ -991,11 +991,11 @@ cudaError_t launch_tma(const TmaDecodeArgs& args, cudaStream_t stream) {
 }
 
 // The 128-token-tile kernel: at D = 128 and pages of 64, every grid that is not lone (variant 9:
-// lone grids too; variant 10: none). Lone grids keep the copy engine's one-block-per-SM instance, which the tiles
-// kernel trails by 0.35-3.4% at 16 x 4k and 16 to 256 sequences of 32k. Against the copy engine's
-// other instances at 16 to 256 sequences of 1k to 32k, dense and strided, it was up to 7.6% faster
-// (24 x 1k), 1-2.6% at 160 to 224 sequences, and slower only at 256 x 8k dense and 80 x 4k strided
-// (0.35-0.45%, twice) (kernels/NOTES.md, sessions 48-51).
+// lone grids too; variants 4 and 10: none). Lone grids keep the copy engine's one-block-per-SM
+// instance, which the tiles kernel trails by 0.35-3.4% at 16 x 4k and 16 to 256 sequences of 32k.
+// Against the copy engine's other instances at 16 to 256 sequences of 1k to 32k, dense and strided,
+// it was up to 7.6% faster (24 x 1k), 1-2.6% at 160 to 224 sequences, and slower only at 256 x 8k
+// dense and 80 x 4k strided (0.35-0.45%, twice) (kernels/NOTES.md, sessions 48-51).
 bool runs_tiles128(int D, const DecodeParams& p) {
   const int v = kernel_variant(0);
   if (D != 128 || p.a.block_size != 64) return false;

@@ -133,10 +133,11 @@ struct DecodePlanOptions {
   // A plan that is not lone, of more than one and at most two_stage_max_waves waves of the shared
   // slots, of items averaging at least two_stage_min_item_tokens, runs every grid on the two-stage
   // instance (DecodePlan::two_stage; head_dim 128, else ignored; with pages of 64 only under decode
-  // variant 4, as the 128-token-tile kernel runs those grids otherwise). On the H200 such items streamed
-  // faster with two stages a block than with three, or than three blocks a multiprocessor (80
-  // sequences at 4k, dense, 5.5% less time; 128 at 4k 1.2%); short items (strided lists at 4k) and
-  // grids of more waves (256 sequences at 4k) were slower (kernels/NOTES.md, session 41).
+  // variants 4 and 10, as the 128-token-tile kernel runs those grids otherwise). On the H200 such
+  // items streamed faster with two stages a block than with three, or than three blocks a
+  // multiprocessor (80 sequences at 4k, dense, 5.5% less time; 128 at 4k 1.2%); short items (strided
+  // lists at 4k) and grids of more waves (256 sequences at 4k) were slower (kernels/NOTES.md,
+  // session 41).
   int32_t two_stage_min_item_tokens = 1024, two_stage_max_waves = 5;
   // Runs fn(begin, end) over [0, n) in chunks of `grain`, possibly on several threads: the
   // planner lays out the layers' items with it. Null: one call on the calling thread.
