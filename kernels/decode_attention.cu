@@ -982,6 +982,14 @@ int32_t lone_slots_for() {
   return v == 0 || v == 3 || v == 4 ? lone : 0;
 }
 
+// Whether the grid of p runs one block per multiprocessor: at most lone_slots_for() items, or a lone
+// plan (DecodeParams::lone).
+template <int D>
+bool lone_grid(const DecodeParams& p) {
+  const int32_t lone = lone_slots_for<D>();
+  return p.n_items <= lone || (p.lone && lone > 0);
+}
+
 // One instance of the copy-engine kernel, its shared-memory limit set first (tma_kernel_ptr).
 template <int D, int Inst>
 cudaError_t launch_tma(const TmaDecodeArgs& args, cudaStream_t stream) {
@@ -999,7 +1007,7 @@ cudaError_t launch_tma(const TmaDecodeArgs& args, cudaStream_t stream) {
 bool runs_tiles128(int D, const DecodeParams& p) {
   const int v = kernel_variant(0);
   if (D != 128 || p.a.block_size != 64) return false;
-  return v == 9 || (v == 0 && !decode_tiles_off() && !p.lone && p.n_items > lone_slots_for<128>());
+  return v == 9 || (v == 0 && !decode_tiles_off() && !lone_grid<128>(p));
 }
 
 template <int D>
@@ -1012,7 +1020,7 @@ cudaError_t launch_decode(const DecodeParams& p, cudaStream_t stream) {
     TmaDecodeArgs args;
     args.p = p;
     if (pool_tensor_map(p.a, args.kv, CU_TENSOR_MAP_L2_PROMOTION_NONE)) {
-      if (p.n_items <= lone_slots_for<D>() || (p.lone && lone_slots_for<D>() > 0)) {
+      if (lone_grid<D>(p)) {
         if (D >= 128 && pool_rows_tensor_map(p.a, args.kv_rows))
           args.rows_min_tiles = kernel_variant(0) == 4 ? 1 : kLoneRowsMinTiles;
         return launch_tma<D, kLone>(args, stream);
