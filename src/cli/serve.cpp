@@ -5,6 +5,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
 
 #include <chrono>
 #include <cstdio>
@@ -37,6 +38,16 @@ bool wait_signal(const sigset_t& set, std::chrono::milliseconds timeout) {
   return sig > 0;
 }
 
+// Each open connection is a file descriptor: where the soft limit is below the hard one (often
+// 1024 outside containers), take the hard one, so that the HTTP threads are what bounds them.
+void raise_open_files_limit() {
+  rlimit r{};
+  if (getrlimit(RLIMIT_NOFILE, &r) != 0 || r.rlim_cur >= r.rlim_max) return;
+  const rlim_t was = r.rlim_cur;
+  r.rlim_cur = r.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &r) == 0) spdlog::debug("open files limit raised from {} to {}", was, r.rlim_cur);
+}
+
 }  // namespace
 
 int cmd_serve(int argc, char** argv) {
@@ -56,6 +67,7 @@ int cmd_serve(int argc, char** argv) {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
+  raise_open_files_limit();
 
   hs::ServiceOptions so;
   so.max_seqs = cfg.max_seqs;

@@ -8,11 +8,15 @@
 #include <mutex>
 #include <regex>
 
+#include <sys/socket.h>
+
 #include <spdlog/spdlog.h>
 
+#include "server/connection_threads.h"
 #include "server/errors.h"
 #include "server/generation.h"
 #include "server/http_util.h"
+#include "server/metrics.h"
 
 namespace hs::server {
 
@@ -46,15 +50,27 @@ bool same_secret(const std::string& a, const std::string& b) {
   return diff == 0;
 }
 
+// httplib's server with its listening socket in reach: httplib 0.11 listens with a backlog of 5
+// connections, which a burst of clients overflows (the kernel then drops their attempts, which
+// they repeat only after a second).
+struct Listener : httplib::Server {
+  void deepen_backlog() {
+    if (svr_sock_ != INVALID_SOCKET) ::listen(svr_sock_, SOMAXCONN);
+  }
+};
+
 }  // namespace
 
 struct HttpServer::Impl {
   ServerOptions options;
   EngineService& service;
-  httplib::Server http;
+  Listener http;
   mutable std::mutex model_mutex;
   std::shared_ptr<const ModelView> model;
   std::atomic<int64_t> in_flight{0};
+  // The task queue of the running listen() (httplib owns it and deletes it, after joining its
+  // threads, as listen() ends). Read by /metrics, whose handler runs on one of those threads.
+  std::atomic<ConnectionThreads*> connections{nullptr};
   mutable std::mutex counters_mutex;
   std::map<int, int64_t> responses;
 
@@ -215,6 +231,12 @@ struct HttpServer::Impl {
       c.responses_by_status = responses;
     }
     c.in_flight = in_flight.load();
+    if (const ConnectionThreads* q = connections.load()) {
+      const ConnectionThreads::Counts n = q->counts();
+      c.threads = n.threads;
+      c.threads_busy = n.busy;
+      c.connections_queued = n.queued;
+    }
     return c;
   }
 };
@@ -222,10 +244,14 @@ struct HttpServer::Impl {
 HttpServer::HttpServer(ServerOptions options, EngineService& service)
     : impl_(std::make_unique<Impl>(std::move(options), service)) {
   Impl& s = *impl_;
-  int threads = s.options.threads;
-  if (threads <= 0) threads = s.service.options().max_seqs + s.service.options().max_queue + 64;
-  threads = std::clamp(threads, 4, 1024);
-  s.http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+  const int most = s.options.threads > 0
+                       ? s.options.threads
+                       : std::max(4096, s.service.options().max_seqs + s.service.options().max_queue + 64);
+  s.http.new_task_queue = [&s, most] {
+    auto* q = new ConnectionThreads(std::min(most, 32), most, std::chrono::seconds(30));
+    s.connections = q;
+    return q;
+  };
   s.http.set_payload_max_length(s.options.max_body_bytes);
   s.http.set_keep_alive_timeout(5);
   // Streams write one small event per token: with Nagle's algorithm on, an event may wait for the
@@ -255,10 +281,14 @@ int HttpServer::bind() {
     throw std::runtime_error("cannot listen on " + s.options.host + ":" + std::to_string(port) +
                              " (in use, or not an address of this machine)");
   }
+  s.http.deepen_backlog();
   return port;
 }
 
-void HttpServer::listen() { impl_->http.listen_after_bind(); }
+void HttpServer::listen() {
+  impl_->http.listen_after_bind();
+  impl_->connections = nullptr;  // httplib has ended its threads and deleted it
+}
 
 bool HttpServer::listening() const { return impl_->http.is_running(); }
 
@@ -267,7 +297,5 @@ void HttpServer::stop() {
 }
 
 int64_t HttpServer::in_flight() const { return impl_->in_flight.load(); }
-
-HttpCounters HttpServer::counters() const { return impl_->counters(); }
 
 }  // namespace hs::server

@@ -17,7 +17,6 @@
 #include <string>
 
 #include "engine/service.h"
-#include "server/metrics.h"
 #include "server/openai.h"
 
 namespace hs::server {
@@ -27,9 +26,10 @@ struct ServerOptions {
   int port = 8080;  // 0: any free port (see bind())
   std::string api_key;
   size_t max_body_bytes = size_t{8} << 20;
-  // HTTP worker threads; each open request (and each idle keep-alive connection, for up to 5 s)
-  // holds one. 0: enough for every request the service can hold (max_seqs + max_queue) plus 64
-  // for health checks, metrics and rejections.
+  // The most HTTP threads (server/connection_threads.h): each open connection holds one, while its
+  // request arrives (up to 30 s between two reads), is served, and for up to 5 s of keep-alive
+  // idling after. 32 wait for connections; more start when those are busy and end after 30 s idle.
+  // 0: 4096, or more where the service holds more requests (max_seqs + max_queue, plus 64).
   int threads = 0;
   // How often a waiting handler checks that its client is still there.
   std::chrono::milliseconds poll_interval{50};
@@ -55,7 +55,6 @@ class HttpServer {
 
   // Generation requests being served (streams included).
   int64_t in_flight() const;
-  HttpCounters counters() const;
 
   struct Impl;
 

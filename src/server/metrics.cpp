@@ -138,6 +138,10 @@ std::string render_metrics(const ServiceStats& s, const HttpCounters& http, cons
   for (const auto& [code, n] : http.responses_by_status)
     t.sample("headshard_http_responses_total", static_cast<double>(n), {{"code", std::to_string(code)}});
   t.gauge("headshard_http_requests_in_flight", "Generation requests being served.", static_cast<double>(http.in_flight));
+  t.gauge("headshard_http_threads", "HTTP threads; each open connection holds one.", static_cast<double>(http.threads));
+  t.gauge("headshard_http_threads_busy", "HTTP threads holding a connection.", static_cast<double>(http.threads_busy));
+  t.gauge("headshard_http_connections_queued", "Accepted connections waiting for an HTTP thread.",
+          static_cast<double>(http.connections_queued));
   return t.str();
 }
 

@@ -38,6 +38,9 @@ std::string format_metric_value(double v);
 struct HttpCounters {
   std::map<int, int64_t> responses_by_status;  // HTTP status -> responses sent
   int64_t in_flight = 0;                        // generation requests being served
+  int64_t threads = 0;                          // HTTP threads (server/connection_threads.h)
+  int64_t threads_busy = 0;                     // ... holding a connection
+  int64_t connections_queued = 0;               // connections waiting for a thread
 };
 
 std::string render_metrics(const ServiceStats& stats, const HttpCounters& http, const std::string& model_id);
