@@ -557,10 +557,10 @@ def decode_shape(lib, args, peers, rows, copy_bw, batch, ctx, scale):
             del allowed
         # Ours, every variant: planned once, timed in each round.
         ours_t, handles = {}, []  # variant key -> its rounds' times
-        for dv, slots in dict.fromkeys((dv, slots) for dv, _, slots in args.variants):
+        for dv, slots, min_split in dict.fromkeys((dv, slots, ms) for dv, _, slots, ms in args.variants):
             lib.hs_set_variant(dv, 0)
             t_plan = time.perf_counter()
-            h = lib.hs_decode_plan(np_ptr(indptr), np_ptr(chunks), batch, 1, HKV, BLK, GROUP, D, slots, 0)
+            h = lib.hs_decode_plan(np_ptr(indptr), np_ptr(chunks), batch, 1, HKV, BLK, GROUP, D, slots, min_split)
             plan_us = (time.perf_counter() - t_plan) * 1e6
             if not h:
                 raise RuntimeError("hs_decode_plan failed")
@@ -573,7 +573,7 @@ def decode_shape(lib, args, peers, rows, copy_bw, batch, ctx, scale):
             def ours(h=h, a=a):
                 decode_run(lib, h, a)
 
-            vkey = f"v{dv}" + (f"_slots{slots}" if slots else "")
+            vkey = f"v{dv}" + (f"_slots{slots}" if slots else "") + (f"_split{min_split}" if min_split else "")
             handles.append((dv, vkey, h, ours))
             out.fill_(float("nan"))
             ours()
@@ -779,7 +779,7 @@ def prefill_shape(lib, args, peers, rows, n, stream, scale):
         ours_ms = {}  # variant -> its rounds' ms
 
         def time_ours(first=False):
-            for pv_ in dict.fromkeys(pv_ for _, pv_, _ in args.variants):
+            for pv_ in dict.fromkeys(pv_ for _, pv_, _, _ in args.variants):
                 lib.hs_set_variant(0, pv_)
 
                 def ours():
@@ -963,9 +963,10 @@ def main():
     ap.add_argument("--skip-decode", action="store_true")
     ap.add_argument("--ours-only", action="store_true", help="no torch peers (references still computed)")
     ap.add_argument("--variants", nargs="*", default=["0,0", "1,2"],
-                    help="kernel variants to time, 'decode,prefill[,slots]' each (slots: the decode plan's "
-                         "resident-block count, 0 = the kernel's; negative: plan one block per multiprocessor for at most "
-                         "that many items); the best is reported")
+                    help="kernel variants to time, 'decode,prefill[,slots[,min_split]]' each (slots: the decode "
+                         "plan's resident-block count, 0 = the kernel's; negative: plan one block per multiprocessor for "
+                         "at most that many items; min_split: the plan's shortest split in tokens, 0 = the default "
+                         "256, larger to try plans of fewer, longer items); the best is reported")
     ap.add_argument("--skip-prefill", action="store_true")
     ap.add_argument("--decode-pages", choices=["lists", "shuffled"], default="lists",
                     help="dense decode's pool: each list's pages in a row (default), or every page at a random place")
@@ -987,7 +988,7 @@ def main():
     ap.add_argument("--decode-flush", nargs="+", choices=["zero", "read"], default=["read", "zero"],
                     help="L2 flush before each timed decode run; the first kind's times fill the main table")
     args = ap.parse_args()
-    args.variants = [tuple(int(x) for x in (v + ",0").split(",")[:3]) for v in args.variants]
+    args.variants = [tuple(int(x) for x in (v + ",0,0").split(",")[:4]) for v in args.variants]
     if args.ours_only:
         args.flex_decode = args.flex_prefill = False
     if args.quick:

@@ -23,6 +23,7 @@ bool ConnectionThreads::start_thread() {
   try {
     // The thread waits for mutex_, which the caller holds, before it reads *self.
     *self = std::thread([this, self] { work(self); });
+    ++idle_;  // from now on: enqueue counts on it even before it waits
     return true;
   } catch (const std::system_error& e) {
     threads_.erase(self);
@@ -38,20 +39,21 @@ bool ConnectionThreads::start_thread() {
 void ConnectionThreads::work(Threads::iterator self) {
   std::unique_lock lock(mutex_);
   for (;;) {
-    ++idle_;
     const bool woken = wake_.wait_for(lock, linger_, [this] { return stopping_ || !jobs_.empty(); });
-    --idle_;
     if (jobs_.empty()) {
       if (stopping_ || (!woken && static_cast<int>(threads_.size()) > base_)) break;
       continue;
     }
     std::function<void()> job = std::move(jobs_.front());
     jobs_.pop_front();
+    --idle_;
     lock.unlock();
     job();
     job = nullptr;  // the connection's state goes before the lock is taken again
     lock.lock();
+    ++idle_;
   }
+  --idle_;
   // shutdown() joins the threads it found; one that ends on its own is joined by the next enqueue.
   if (!stopping_) ended_.splice(ended_.end(), threads_, self);
 }

@@ -50,7 +50,7 @@ class ConnectionThreads final : public httplib::TaskQueue {
   std::condition_variable wake_;
   std::deque<std::function<void()>> jobs_;
   Threads threads_, ended_;
-  int idle_ = 0;
+  int idle_ = 0;  // threads not running a job (waiting, or started and not yet waiting)
   bool stopping_ = false;
   bool refused_logged_ = false;
 };
