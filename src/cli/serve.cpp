@@ -80,6 +80,7 @@ int cmd_serve(int argc, char** argv) {
   ho.port = cfg.port;
   ho.api_key = cfg.api_key;
   ho.max_body_bytes = static_cast<size_t>(cfg.max_body_bytes);
+  ho.threads = cfg.http_threads;
   hs::server::HttpServer server(ho, service);
   int port = 0;
   try {

@@ -13,6 +13,7 @@ const char* kServeUsage = R"(  headshard serve [--model PATH] [--served-model-na
                   [--host 127.0.0.1] [--port 8080] [--api-key KEY] [--ctx-size N]
                   [--max-seqs 16] [--max-batch-tokens 512] [--kv-memory BYTES] [--max-queue 128]
                   [--device auto|cpu|cuda] [--grace-seconds 30] [--max-body-bytes 8M] [--timeout S]
+                  [--http-threads 4096]
       (each flag also from HEADSHARD_<NAME>, e.g. HEADSHARD_PORT; the flag wins)
 )";
 
@@ -45,7 +46,7 @@ ServeConfig parse_serve_config(int argc, char** argv, int first,
   const std::set<std::string> options = {"model",     "served-model-name", "plan",          "host",
                                          "port",      "api-key",           "ctx-size",      "max-seqs",
                                          "max-batch-tokens", "kv-memory",  "max-queue",     "device",
-                                         "grace-seconds", "max-body-bytes", "timeout"};
+                                         "grace-seconds", "max-body-bytes", "timeout", "http-threads"};
   Args a(argc, argv, first, options, {});
   if (!a.positional().empty()) throw std::invalid_argument("unexpected argument '" + a.positional()[0] + "'");
   auto env = [&](const std::string& name) -> const char* {
@@ -79,6 +80,7 @@ ServeConfig parse_serve_config(int argc, char** argv, int first,
   if (auto v = setting("max-body-bytes")) c.max_body_bytes = parse_bytes(*v);
   if (c.max_body_bytes < 1024) throw std::invalid_argument("--max-body-bytes must be at least 1K");
   if (auto v = setting("timeout")) c.timeout_seconds = to_number("timeout", *v, 0, 86400 * 7);
+  if (auto v = setting("http-threads")) c.http_threads = static_cast<int>(to_integer("http-threads", *v, 4, 1 << 16));
   return c;
 }
 

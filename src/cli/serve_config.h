@@ -28,6 +28,7 @@ struct ServeConfig {
   double grace_seconds = 30.0;
   int64_t max_body_bytes = int64_t{8} << 20;
   double timeout_seconds = 0.0;   // per request; 0: none
+  int http_threads = 0;           // the most HTTP threads (server::ServerOptions::threads); 0: its default
 };
 
 // Parses argv[first..] and the environment (`getenv` is injectable for tests). Throws

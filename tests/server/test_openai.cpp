@@ -551,6 +551,9 @@ TEST(ServeConfig, FlagsWinOverEnvironment) {
   EXPECT_THROW(parse({"--port", "70000"}), std::invalid_argument);
   EXPECT_THROW(parse({"--device", "tpu"}), std::invalid_argument);
   EXPECT_THROW(parse({"--max-seqs", "0"}), std::invalid_argument);
+  EXPECT_EQ(parse({}).http_threads, 0);
+  EXPECT_EQ(parse({"--http-threads", "64"}).http_threads, 64);
+  EXPECT_THROW(parse({"--http-threads", "2"}), std::invalid_argument);
   EXPECT_THROW(parse({"--bogus", "1"}), std::invalid_argument);
 }
 
