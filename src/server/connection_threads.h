@@ -27,7 +27,8 @@ class ConnectionThreads final : public httplib::TaskQueue {
   ConnectionThreads& operator=(const ConnectionThreads&) = delete;
 
   void enqueue(std::function<void()> fn) override;
-  // Runs what is queued, then ends every thread. Called once, when the server stops listening.
+  // Runs what is queued, then ends every thread: httplib calls it as the server stops listening,
+  // and the destructor does (the second call finds nothing left).
   void shutdown() override;
 
   struct Counts {

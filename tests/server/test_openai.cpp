@@ -477,6 +477,9 @@ TEST(Metrics, RenderedServiceStats) {
   HttpCounters http;
   http.responses_by_status[200] = 5;
   http.responses_by_status[429] = 2;
+  http.threads = 40;
+  http.threads_busy = 9;
+  http.connections_queued = 1;
   const std::string s = render_metrics(st, http, "fake \"model\"");
   for (const char* line : {
            "headshard_model_info{model=\"fake \\\"model\\\"\"} 1",
@@ -499,6 +502,9 @@ TEST(Metrics, RenderedServiceStats) {
            "headshard_kv_pages_used_by_kind{kind=\"dense\"} 4",
            "headshard_time_to_first_token_seconds_count 1",
            "headshard_http_responses_total{code=\"429\"} 2",
+           "headshard_http_threads 40",
+           "headshard_http_threads_busy 9",
+           "headshard_http_connections_queued 1",
        })
     EXPECT_NE(s.find(std::string(line) + "\n"), std::string::npos) << line;
   // Every family is declared once, before its samples.
