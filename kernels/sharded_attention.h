@@ -237,8 +237,10 @@ cudaError_t write_kv(const KvWriteParams& p, cudaStream_t stream);
 // plan_decode cuts short splits in plans of more than one wave too (DecodePlanOptions::
 // min_wave_split_tokens); 9: every grid at head_dim 128 and pages of 64 on the 128-token-tile kernel
 // (cp.async; elsewhere as 2); 10: as 0, but the copy engine's instances where 0 runs the
-// 128-token-tile kernel. Variants 0 and 5 to 8 run every grid that is not lone on the 128-token-tile
-// kernel at head_dim 128 and pages of 64; variants 4 and 10 keep the copy engine there.
+// 128-token-tile kernel; 11: as 0, but plan_decode's estimate of a grid of more than four waves
+// counts whole waves of the largest item (not the balanced bound and half an item). Variants 0, 5
+// to 8 and 11 run every grid that is not lone on the 128-token-tile kernel at head_dim 128 and pages
+// of 64; variants 4 and 10 keep the copy engine there.
 // Prefill (head_dim 128) 0: warpgroup MMA (wgmma) with pages streamed by the copy engine
 // where it runs (default; else as 2), 1: mma.sync with 32 keys per tile, 2: mma.sync with 64. Plan
 // decode after changing it (decode_slots() and decode_lone_slots() depend on it).

@@ -1,8 +1,8 @@
 // Prints, on the CPU, the decode plans main's planner makes for dense batches (32 q / 8 kv heads,
 // pages of 64, the H200's 264 resident slots and 132 lone ones) under each shortest split
 // (DecodePlanOptions::min_split_tokens, the benchmark's fourth variant field): the item count where
-// it changes, L for a lone plan, T for a two-stage one. Session 52 chose plan_sweep_s52.sh's
-// variants from it. Build here (no GPU needed), from the repository root:
+// it changes, L for a lone plan, T for a two-stage one; then decode variant 11's plan (whole waves
+// in the estimate past four waves). Session 52 chose plan_sweep_s52.sh's variants from it. Build here (no GPU needed), from the repository root:
 //   nvcc -O2 -std=c++17 -Ikernels -x cu -c kernels/attention_plan.cu -o /tmp/plan.o
 //   g++ -O2 -std=c++17 -Ikernels -I/usr/local/cuda/include kernels/results/plan_print_s52.cpp /tmp/plan.o
 //     -L/usr/local/cuda/lib64 -lcudart_static -ldl -lpthread -lrt -o /tmp/plan_print   (one line)
@@ -37,6 +37,14 @@ int main() {
         if (items != last) std::printf("  [%d] %d%s%s", min_split, items, p.lone ? "L" : "", p.two_stage ? "T" : "");
         last = items;
       }
-      std::printf("\n");
+      // Decode variant 11: the default options, whole waves in the estimate past four waves.
+      set_kernel_variant(11, 0);
+      DecodePlanOptions o;
+      o.slots = 264;
+      o.lone_slots = 132;
+      DecodePlan p;
+      plan_decode(indptr.data(), nullptr, chunks.data(), batch, 1, kv_heads, page, o, p);
+      set_kernel_variant(0, 0);
+      std::printf("   | v11 %d%s%s\n", p.layer_begin[1], p.lone ? "L" : "", p.two_stage ? "T" : "");
     }
 }

@@ -929,6 +929,29 @@ TEST(DecodePlan, LongItemsPlanTwoStageGrids) {
   }
 }
 
+// More than four waves, where the estimate is not a greedy schedule: 192 sequences at 8k (1,536
+// lists of 128 pages), 264 slots, a cost of 2 pages a block, no lone plan (8k tokens a list).
+// The balanced bound and half an item (variant 0): whole lists (1,536 items) cost
+// (196,608 + 2 x 1,536) / 264 + 130 / 2 = 821.4, halves (3,072 of 64 pages) 202,752 / 264 + 66 / 2
+// = 801, thirds (4,608 of at most 43) 779.6 + 22.5 = 802.1: halves, the first more than 2% below.
+// Whole waves of the largest item (variant 11): 6 x 130 = 780, 12 x 66 = 792, 18 x 45 = 810: whole
+// lists.
+TEST(DecodePlan, ManyWavesEstimate) {
+  const EqualLists lists(192, 8, 128);
+  K::DecodePlanOptions o;
+  o.slots = 264;
+  o.lone_slots = 132;
+  for (const auto& [variant, items, longest] : {std::tuple{0, 3072, 64}, std::tuple{11, 1536, 128}}) {
+    K::set_kernel_variant(variant, 0);
+    K::DecodePlan plan;
+    K::plan_decode(lists.indptr.data(), nullptr, lists.chunks.data(), 192, 1, 8, 64, o, plan);
+    EXPECT_EQ(plan.layer_begin[1], items) << "variant " << variant;
+    EXPECT_FALSE(plan.lone || plan.two_stage) << "variant " << variant;
+    for (const K::DecodeWorkItem& it : plan.items) ASSERT_EQ(it.e_end - it.e_begin, longest) << "variant " << variant;
+  }
+  K::set_kernel_variant(0, 0);
+}
+
 // Plans of more than one wave cut no split shorter than 16 pages (DecodePlanOptions::
 // min_wave_split_tokens), 8 KV heads, 264 shared slots, 132 lone, a cost of 2 pages a block:
 // - 24 sequences of 22 pages (the strided lists at 4k): 192 whole lists, one wave of 22 + 2 = 24,
