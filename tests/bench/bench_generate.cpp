@@ -4,7 +4,7 @@
 //                  [--gen N] [--batch B[,B...]] [--context N[,N...]] [--reps R] [--json FILE]
 //                  [--attention sharded[,simple]] [--gemv on[,off]] [--pdl on[,off]]
 //                  [--decode tma[,cp.async][,tma-shared][,tma-unstaggered][,tma-nolone][,tma-notwostage]
-//                            [,tma-shortsplits][,tma-notiles]]
+//                            [,tma-shortsplits][,tma-notiles][,tma-wholewaves]]
 //                  [--fuse on[,off]] [--overlap on[,off]]
 //                  [--driver runner[,engine]]
 // Every combination runs in one process, side by side (the weights are made or loaded once):
@@ -15,7 +15,8 @@
 // multiprocessor for every grid, `tma-unstaggered` its plans without the stagger, `tma-nolone`
 // without lone plans of long lists, `tma-notwostage` without two-stage plans of long items,
 // `tma-shortsplits` with short splits in plans of more than one wave, `tma-notiles` the copy
-// engine where the 128-token-tile kernel runs otherwise), of the
+// engine where the 128-token-tile kernel runs otherwise, `tma-wholewaves` plans of more than four
+// waves estimated in whole waves), of the
 // single-row kernel converting the attention output itself (CUDA: `off` is HEADSHARD_CUDA_FUSE=0),
 // of steps in flight in the engine (CUDA: `off` is HEADSHARD_CUDA_OVERLAP=0; only the engine driver
 // uses them) and each plan, prompt processing of each --prompt length, then decoding: each of
@@ -108,7 +109,7 @@ int main(int argc, char** argv) try {
                                   {"pdl", "HEADSHARD_CUDA_PDL", {"on", "off"}},
                                   {"decode", "HEADSHARD_CUDA_DECODE",
                                    {"tma", "cp.async", "tma-shared", "tma-unstaggered", "tma-nolone", "tma-notwostage",
-                                    "tma-shortsplits", "tma-notiles"}},
+                                    "tma-shortsplits", "tma-notiles", "tma-wholewaves"}},
                                   {"fuse", "HEADSHARD_CUDA_FUSE", {"on", "off"}},
                                   {"overlap", "HEADSHARD_CUDA_OVERLAP", {"on", "off"}}};
   const auto drivers = split(a.str("driver", "runner"), ',');

@@ -285,8 +285,9 @@ CudaBackend::CudaBackend(std::shared_ptr<const ModelWeights> w, int device)
   // tma-unstaggered (plans without the stagger: DecodePlanOptions::stagger), tma-nolone (no
   // lone plans of long lists: DecodePlanOptions::lone_min_tokens), tma-notwostage (no two-stage
   // plans of long items: DecodePlanOptions::two_stage_min_item_tokens), tma-shortsplits (splits
-  // shorter than DecodePlanOptions::min_wave_split_tokens in plans of more than one wave) or
-  // tma-notiles (the copy engine's instances where the 128-token-tile kernel runs otherwise).
+  // shorter than DecodePlanOptions::min_wave_split_tokens in plans of more than one wave),
+  // tma-notiles (the copy engine's instances where the 128-token-tile kernel runs otherwise) or
+  // tma-wholewaves (plans of more than four waves estimated in whole waves: decode variant 11).
   int decode_variant = 0;
   if (env_is("HEADSHARD_CUDA_DECODE", "cp.async")) decode_variant = 1;
   if (env_is("HEADSHARD_CUDA_DECODE", "tma-shared")) decode_variant = 2;
@@ -295,6 +296,7 @@ CudaBackend::CudaBackend(std::shared_ptr<const ModelWeights> w, int device)
   if (env_is("HEADSHARD_CUDA_DECODE", "tma-notwostage")) decode_variant = 7;
   if (env_is("HEADSHARD_CUDA_DECODE", "tma-shortsplits")) decode_variant = 8;
   if (env_is("HEADSHARD_CUDA_DECODE", "tma-notiles")) decode_variant = 10;
+  if (env_is("HEADSHARD_CUDA_DECODE", "tma-wholewaves")) decode_variant = 11;
   kernels::set_kernel_variant(decode_variant, 0);
   // HEADSHARD_CUDA_GEMV_SPLITS: how many warps may share a row of the single-row kernel (1 for
   // comparisons; gemv.h's gemv_config).
