@@ -6,14 +6,14 @@ overflows shows as attempts repeated after a second), and (3) how long a client 
 body over --max-body-bytes and sends almost none waits for its 413. Prints a table and writes JSON.
 
   .venv/bin/python scripts/http_probe.py [--bin build/headshard] [--stalled 300] [--burst 400] [--out DIR]
+(on the default model, from models/ or HEADSHARD_MODELS_DIR, as the end-to-end tests)
 """
 import argparse
 import json
-import re
+import os
 import socket
 import statistics
-import subprocess
-import tempfile
+import sys
 import threading
 import time
 from pathlib import Path
@@ -21,29 +21,8 @@ from pathlib import Path
 import requests
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def start(binary, model):
-    log = tempfile.NamedTemporaryFile(prefix="http-probe-", suffix=".log", delete=False)
-    proc = subprocess.Popen([binary, "serve", "--model", model, "--port", "0", "--max-body-bytes", "4K"],
-                            stdout=log, stderr=subprocess.STDOUT)
-    for _ in range(3000):
-        m = re.search(r"listening on http://[^:\s]+:(\d+)", Path(log.name).read_text(errors="replace"))
-        if m:
-            break
-        if proc.poll() is not None:
-            raise SystemExit(Path(log.name).read_text(errors="replace"))
-        time.sleep(0.01)
-    else:
-        raise SystemExit("the server did not start listening")
-    url = f"http://127.0.0.1:{m.group(1)}"
-    while True:
-        try:
-            if requests.get(url + "/health", timeout=60).status_code == 200:
-                return proc, int(m.group(1)), url
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.1)
+sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+from conftest import Server  # noqa: E402  (the end-to-end tests' server: starts it, waits for it, reads /metrics)
 
 
 def stalled_health(port, url, n):
@@ -95,23 +74,21 @@ def short_body(port):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bin", default=str(ROOT / "build" / "headshard"))
-    ap.add_argument("--model", default=str(ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"))
     ap.add_argument("--stalled", type=int, default=300)
     ap.add_argument("--burst", type=int, default=400)
     ap.add_argument("--out", default=".")
     args = ap.parse_args()
-    proc, port, url = start(args.bin, args.model)
+    os.environ["HEADSHARD_BIN"] = args.bin  # the default model: models/ or HEADSHARD_MODELS_DIR
+    server = Server("--max-body-bytes", "4K").wait_ready()
     try:
-        res = {"binary": args.bin, "stalled": stalled_health(port, url, args.stalled)}
+        res = {"binary": args.bin, "stalled": stalled_health(server.port, server.url, args.stalled)}
         time.sleep(1)
-        res["burst"] = burst(port, args.burst)
-        res["short_body"] = short_body(port)
-        res["metrics"] = {ln.split(" ")[0]: float(ln.split(" ")[1]) for ln in
-                          requests.get(url + "/metrics", timeout=10).text.splitlines()
-                          if ln.startswith("headshard_http_threads") or ln.startswith("headshard_http_conn")}
+        res["burst"] = burst(server.port, args.burst)
+        res["short_body"] = short_body(server.port)
+        res["metrics"] = {k: v for k, v in server.metrics().items() if k.startswith(("headshard_http_threads",
+                                                                                     "headshard_http_conn"))}
     finally:
-        proc.terminate()
-        proc.wait()
+        server.close()
     s, b, o = res["stalled"], res["burst"], res["short_body"]
     rows = [(f"/health with {s['stalled']} stalled clients", f"{s['health_s']:.3f} s (HTTP {s['health_status']})"),
             (f"burst of {b['clients']} connections", f"median {b['median_s']:.3f} s, p99 {b['p99_s']:.3f} s, "
