@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include <spdlog/spdlog.h>
 
@@ -288,15 +289,12 @@ CudaBackend::CudaBackend(std::shared_ptr<const ModelWeights> w, int device)
   // shorter than DecodePlanOptions::min_wave_split_tokens in plans of more than one wave),
   // tma-notiles (the copy engine's instances where the 128-token-tile kernel runs otherwise) or
   // tma-wholewaves (plans of more than four waves estimated in whole waves: decode variant 11).
+  constexpr std::pair<const char*, int> kDecodeVariants[] = {
+      {"cp.async", 1},       {"tma-shared", 2},      {"tma-unstaggered", 5}, {"tma-nolone", 6},
+      {"tma-notwostage", 7}, {"tma-shortsplits", 8}, {"tma-notiles", 10},    {"tma-wholewaves", 11}};
   int decode_variant = 0;
-  if (env_is("HEADSHARD_CUDA_DECODE", "cp.async")) decode_variant = 1;
-  if (env_is("HEADSHARD_CUDA_DECODE", "tma-shared")) decode_variant = 2;
-  if (env_is("HEADSHARD_CUDA_DECODE", "tma-unstaggered")) decode_variant = 5;
-  if (env_is("HEADSHARD_CUDA_DECODE", "tma-nolone")) decode_variant = 6;
-  if (env_is("HEADSHARD_CUDA_DECODE", "tma-notwostage")) decode_variant = 7;
-  if (env_is("HEADSHARD_CUDA_DECODE", "tma-shortsplits")) decode_variant = 8;
-  if (env_is("HEADSHARD_CUDA_DECODE", "tma-notiles")) decode_variant = 10;
-  if (env_is("HEADSHARD_CUDA_DECODE", "tma-wholewaves")) decode_variant = 11;
+  for (const auto& [name, variant] : kDecodeVariants)
+    if (env_is("HEADSHARD_CUDA_DECODE", name)) decode_variant = variant;
   kernels::set_kernel_variant(decode_variant, 0);
   // HEADSHARD_CUDA_GEMV_SPLITS: how many warps may share a row of the single-row kernel (1 for
   // comparisons; gemv.h's gemv_config).
