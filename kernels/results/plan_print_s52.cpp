@@ -24,27 +24,27 @@ int main() {
       std::vector<int> indptr(batch * kv_heads + 1), chunks(batch);
       for (int i = 0; i <= batch * kv_heads; ++i) indptr[i] = i * pages;
       for (int i = 0; i < batch; ++i) chunks[i] = i;
-      std::printf("%4d x %6d:", batch, ctx);
-      int last = -1;
-      for (int min_split : {0, 512, 1024, 2048, 4096, 8192, 16384, 32768}) {
+      // The plan under a decode variant and a shortest split (0: the default).
+      auto plan = [&](int variant, int min_split) {
         DecodePlanOptions o;
         o.slots = 264;
         o.lone_slots = 132;
         if (min_split) o.min_split_tokens = min_split;
+        set_kernel_variant(variant, 0);
         DecodePlan p;
         plan_decode(indptr.data(), nullptr, chunks.data(), batch, 1, kv_heads, page, o, p);
+        set_kernel_variant(0, 0);
+        return p;
+      };
+      std::printf("%4d x %6d:", batch, ctx);
+      int last = -1;
+      for (int min_split : {0, 512, 1024, 2048, 4096, 8192, 16384, 32768}) {
+        const DecodePlan p = plan(0, min_split);
         const int items = p.layer_begin[1];
         if (items != last) std::printf("  [%d] %d%s%s", min_split, items, p.lone ? "L" : "", p.two_stage ? "T" : "");
         last = items;
       }
-      // Decode variant 11: the default options, whole waves in the estimate past four waves.
-      set_kernel_variant(11, 0);
-      DecodePlanOptions o;
-      o.slots = 264;
-      o.lone_slots = 132;
-      DecodePlan p;
-      plan_decode(indptr.data(), nullptr, chunks.data(), batch, 1, kv_heads, page, o, p);
-      set_kernel_variant(0, 0);
+      const DecodePlan p = plan(11, 0);  // whole waves in the estimate past four waves
       std::printf("   | v11 %d%s%s\n", p.layer_begin[1], p.lone ? "L" : "", p.two_stage ? "T" : "");
     }
 }
