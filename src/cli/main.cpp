@@ -110,7 +110,7 @@ int cmd_generate(int argc, char** argv) {
   opt.progress = terminal_progress();
   hs::Model m = hs::load_model(model_path(a), opt);
   if (!m.tokenizer) throw std::invalid_argument("this model has no tokenizer; generate needs text");
-  spdlog::info("loaded {} ({}, {} layers) in {:.1f} s, {:.0f} MiB of float32 weights", m.source,
+  spdlog::info("loaded {} ({}, {} layers) in {:.1f} s, {:.0f} MiB of weights", m.source,
                hs::arch_name(m.config.arch), m.config.n_layers,
                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
                m.weights->bytes() / 1048576.0);

@@ -22,6 +22,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "model/dequant_simd.h"
+
 namespace hs {
 
 namespace {
@@ -275,9 +277,18 @@ void dq_q8_k(const uint8_t* x, float* y, int64_t nb) {
   }
 }
 
-}  // namespace
+// The formats with an AVX2 reader (dequant_simd.h): the same values, 32 at a time.
+template <class Reader>
+HS_SIMD void dq_simd(const uint8_t* x, float* y, int64_t nb) {
+  for (int64_t b = 0; b < nb; ++b, x += Reader::kBytes)
+    for (int c = 0; c < Reader::kChunks; ++c, y += 32) {
+      __m256 v[4];
+      Reader::unpack(x, c, v);
+      for (int i = 0; i < 4; ++i) _mm256_storeu_ps(y + 8 * i, v[i]);
+    }
+}
 
-void dequantize(GgmlType type, const void* src, float* dst, int64_t n) {
+void dequantize(GgmlType type, const void* src, float* dst, int64_t n, bool vectorized) {
   const GgmlTypeInfo* info = ggml_type_info(static_cast<uint32_t>(type));
   if (!info || !info->dequantizable)
     throw std::invalid_argument("dequantize: unsupported type " + ggml_type_name(type));
@@ -286,6 +297,9 @@ void dequantize(GgmlType type, const void* src, float* dst, int64_t n) {
                                 info->name + " block size " + std::to_string(info->block_elems));
   const auto* x = static_cast<const uint8_t*>(src);
   const int64_t nb = n / info->block_elems;
+  if (vectorized && simd::have_avx2() &&
+      simd::with_reader(type, [&](auto reader) { dq_simd<decltype(reader)>(x, dst, nb); }))
+    return;
   switch (type) {
     case GgmlType::F32: return dq_f32(x, dst, n);
     case GgmlType::F16: return dq_f16(x, dst, n);
@@ -305,6 +319,14 @@ void dequantize(GgmlType type, const void* src, float* dst, int64_t n) {
     default: break;
   }
   throw std::invalid_argument("dequantize: unsupported type " + ggml_type_name(type));
+}
+
+}  // namespace
+
+void dequantize(GgmlType type, const void* src, float* dst, int64_t n) { dequantize(type, src, dst, n, true); }
+
+void dequantize_portable(GgmlType type, const void* src, float* dst, int64_t n) {
+  dequantize(type, src, dst, n, false);
 }
 
 }  // namespace hs

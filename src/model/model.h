@@ -1,4 +1,4 @@
-// A model ready to run: config, float32 weights, tokenizer and chat template source, from any of
+// A model ready to run: config, weights, tokenizer and chat template source, from any of
 //   - a GGUF file (path ending in .gguf),
 //   - a Hugging Face folder (config.json + safetensors + tokenizer.model / tokenizer.json),
 //   - "synthetic:<preset>" where <preset> is a name in configs/models/ or a JSON file path,

@@ -4,19 +4,55 @@
 #include <random>
 
 #include "model/dequant.h"
+#include "model/dequant_simd.h"
 #include "model/gguf.h"
 #include "util/thread_pool.h"
 
 namespace hs {
 
-size_t ModelWeights::bytes() const {
-  size_t n = token_embd.data.size() + output.data.size() + output_norm.size();
-  for (const auto& l : layers) {
-    for (const Matrix* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) n += m->data.size();
-    for (const auto* v : {&l.attn_norm, &l.ffn_norm, &l.q_norm, &l.k_norm, &l.post_attn_norm, &l.post_ffw_norm})
-      n += v->size();
+size_t Matrix::row_bytes() const { return ggml_row_bytes(type, cols); }
+
+void Matrix::rows_f32(int64_t r0, int64_t n, float* out) const {
+  if (packed()) {
+    dequantize(type, blocks.data() + r0 * row_bytes(), out, n * cols);
+  } else {
+    std::copy(row(r0), row(r0 + n), out);
   }
-  return n * sizeof(float);
+}
+
+namespace {
+
+template <class Weights, class F>
+void for_each_matrix(Weights& w, F f) {
+  f(w.token_embd);
+  f(w.output);
+  for (auto& l : w.layers)
+    for (auto* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) f(*m);
+}
+
+}  // namespace
+
+size_t ModelWeights::bytes() const {
+  size_t n = output_norm.size() * sizeof(float);
+  for_each_matrix(*this, [&](const Matrix& m) { n += m.bytes(); });
+  for (const auto& l : layers)
+    for (const auto* v : {&l.attn_norm, &l.ffn_norm, &l.q_norm, &l.k_norm, &l.post_attn_norm, &l.post_ffw_norm})
+      n += v->size() * sizeof(float);
+  return n;
+}
+
+std::unique_ptr<ModelWeights> ModelWeights::unpacked() const {
+  auto w = std::make_unique<ModelWeights>(*this);
+  for_each_matrix(*w, [](Matrix& m) {
+    if (!m.packed()) return;
+    m.data.resize(static_cast<size_t>(m.rows * m.cols));
+    ThreadPool::global().parallel_for(m.rows, 256, [&](int64_t r0, int64_t r1) {
+      m.rows_f32(r0, r1 - r0, m.data.data() + r0 * m.cols);
+    });
+    m.type = GgmlType::F32;
+    m.blocks = {};
+  });
+  return w;
 }
 
 namespace {
@@ -42,11 +78,16 @@ class Loader {
     }
     m.rows = rows;
     m.cols = cols;
-    m.data.resize(static_cast<size_t>(rows * cols));
     const size_t row_bytes = ggml_row_bytes(t->type, cols);
-    ThreadPool::global().parallel_for(rows, 256, [&](int64_t r0, int64_t r1) {
-      dequantize(t->type, t->data + r0 * row_bytes, m.data.data() + r0 * cols, (r1 - r0) * cols);
-    });
+    if (simd::have_avx2() && simd::with_reader(t->type, [](auto) {})) {  // one the CPU backend reads fast
+      m.type = t->type;
+      m.blocks.assign(t->data, t->data + rows * row_bytes);
+    } else {
+      m.data.resize(static_cast<size_t>(rows * cols));
+      ThreadPool::global().parallel_for(rows, 256, [&](int64_t r0, int64_t r1) {
+        dequantize(t->type, t->data + r0 * row_bytes, m.data.data() + r0 * cols, (r1 - r0) * cols);
+      });
+    }
     tick();
     return m;
   }
@@ -144,7 +185,10 @@ struct SyntheticFill {
     });
   }
   Matrix matrix(int64_t rows, int64_t cols) {
-    Matrix m{rows, cols, std::vector<float>(static_cast<size_t>(rows * cols))};
+    Matrix m;
+    m.rows = rows;
+    m.cols = cols;
+    m.data.resize(static_cast<size_t>(rows * cols));
     const float scale = 1.0f / std::sqrt(static_cast<float>(cols));
     fill(m.data.data(), rows * cols, -scale, scale);
     return m;

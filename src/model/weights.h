@@ -1,4 +1,4 @@
-// Float32 model weights for the CPU reference backend (and the source the CUDA backend uploads).
+// Model weights for the CPU reference backend (and the source the CUDA backend uploads).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -7,17 +7,29 @@
 #include <vector>
 
 #include "model/config.h"
+#include "model/ggml_type.h"
 
 namespace hs {
 
 struct GgufTensor;
 
 // A row-major matrix of `rows` output features by `cols` input features (a linear layer's W).
+// Float32, or packed: kept in the file's ggml blocks (Q4_1, Q5_0, Q8_0, Q4_K or Q6_K, the formats
+// with AVX2 readers in dequant_simd.h), a quarter to an eighth of the bytes, for the CPU backend to
+// dequantize as it multiplies.
 struct Matrix {
   int64_t rows = 0, cols = 0;
-  std::vector<float> data;
-  const float* row(int64_t r) const { return data.data() + r * cols; }
-  bool empty() const { return data.empty(); }
+  std::vector<float> data;        // float32 rows; empty when packed
+  GgmlType type = GgmlType::F32;  // the blocks' type when packed
+  std::vector<uint8_t> blocks;    // rows x row_bytes() when packed
+
+  bool empty() const { return rows == 0; }
+  bool packed() const { return type != GgmlType::F32; }
+  const float* row(int64_t r) const { return data.data() + r * cols; }  // float32 matrices only
+  size_t row_bytes() const;
+  // Rows [r0, r0 + n) as float32 into out (n x cols), whatever the storage.
+  void rows_f32(int64_t r0, int64_t n, float* out) const;
+  size_t bytes() const { return data.size() * sizeof(float) + blocks.size(); }
 };
 
 struct LayerWeights {
@@ -36,14 +48,17 @@ struct ModelWeights {
 
   const Matrix& lm_head() const { return output.empty() ? token_embd : output; }
   size_t bytes() const;
+  // A copy with every matrix float32.
+  std::unique_ptr<ModelWeights> unpacked() const;
 };
 
 using TensorLookup = std::function<const GgufTensor*(const std::string& name)>;
 // Called with (tensors done, tensors total) while loading.
 using LoadProgress = std::function<void(int, int)>;
 
-// Dequantizes every tensor the config needs. Throws ModelFileError naming the missing tensor or
-// the tensor whose shape does not match the config. `source` names the file in messages.
+// Loads every tensor the config needs: matrices in a format with an AVX2 reader stay packed
+// (where the CPU has AVX2), the rest become float32. Throws ModelFileError naming the missing
+// tensor or the tensor whose shape does not match the config. `source` names the file in messages.
 std::unique_ptr<ModelWeights> load_weights(const ModelConfig& config, const TensorLookup& find,
                                            const std::string& source, const LoadProgress& progress = {});
 

@@ -6,9 +6,10 @@
 //                  [--decode tma[,cp.async][,tma-shared][,tma-unstaggered][,tma-nolone][,tma-notwostage]
 //                            [,tma-shortsplits][,tma-notiles][,tma-wholewaves]]
 //                  [--fuse on[,off]] [--overlap on[,off]]
-//                  [--driver runner[,engine]]
+//                  [--driver runner[,engine]] [--weights packed[,f32]]
 // Every combination runs in one process, side by side (the weights are made or loaded once):
-// for each attention kernel (CUDA: `simple` is HEADSHARD_ATTENTION=simple), each choice of the
+// for each form of the weights (`packed` as loaded: Q4_1 and Q8_0 matrices kept in their blocks;
+// `f32` every matrix dequantized to float32, as before packing), each attention kernel (CUDA: `simple` is HEADSHARD_ATTENTION=simple), each choice of the
 // single-row GEMM kernel (CUDA: `off` is HEADSHARD_CUDA_GEMV=0, cuBLAS only), of programmatic
 // dependent launch (CUDA: `off` is HEADSHARD_CUDA_PDL=0), of the sharded decode kernel (CUDA:
 // `cp.async` is HEADSHARD_CUDA_DECODE=cp.async, `tma-shared` the copy engine two blocks per
@@ -88,7 +89,7 @@ class Borrowed final : public hs::Backend {
 int main(int argc, char** argv) try {
   hs::cli::Args a(argc, argv, 1,
                   {"model", "device", "plan", "prompt", "gen", "batch", "context", "reps", "json", "attention", "gemv",
-                   "pdl", "decode", "fuse", "overlap", "driver"},
+                   "pdl", "decode", "fuse", "overlap", "driver", "weights"},
                   {});
   const std::string path = a.str("model", hs::cli::kDefaultModelPath);
   const auto prompts = a.str("prompt", "128,512") == "0" ? std::vector<int>{} : int_list(a.str("prompt", "128,512"));
@@ -99,12 +100,14 @@ int main(int argc, char** argv) try {
   const std::string json_path = a.str("json", "bench_generate.json");
   const auto plan_specs = split(a.str("plan", "dense"), '|');
   // The variant options, each a comma list of its values (the first by default), and the
-  // environment variable the CUDA backend reads for it (on/off as 1/0, else the value itself).
+  // environment variable the CUDA backend reads for it (on/off as 1/0, else the value itself;
+  // none for the weights' form, which is chosen here).
   struct Switch {
     std::string name, env;
     std::vector<std::string> values, chosen;
   };
-  std::vector<Switch> switches = {{"attention", "HEADSHARD_ATTENTION", {"sharded", "simple"}},
+  std::vector<Switch> switches = {{"weights", "", {"packed", "f32"}},
+                                  {"attention", "HEADSHARD_ATTENTION", {"sharded", "simple"}},
                                   {"gemv", "HEADSHARD_CUDA_GEMV", {"on", "off"}},
                                   {"pdl", "HEADSHARD_CUDA_PDL", {"on", "off"}},
                                   {"decode", "HEADSHARD_CUDA_DECODE",
@@ -127,6 +130,7 @@ int main(int argc, char** argv) try {
 
   const std::string device = hs::cli::resolve_device(a.str("device", "auto"));  // fail before loading
   hs::Model m = hs::load_model(path);
+  std::shared_ptr<const hs::ModelWeights> f32_weights;  // made when first asked for
   std::mt19937 rng(42);
   auto random_tokens = [&](int n) {
     std::vector<int32_t> t(n);
@@ -156,10 +160,12 @@ int main(int argc, char** argv) try {
     nlohmann::json tags;  // the variant, as each result's JSON records it
     for (size_t i = 0; i < switches.size(); ++i) {
       const std::string& v = variant[i];
-      setenv(switches[i].env.c_str(), v == "on" ? "1" : v == "off" ? "0" : v.c_str(), 1);  // read by CUDA builds
+      if (!switches[i].env.empty())  // read by CUDA builds
+        setenv(switches[i].env.c_str(), v == "on" ? "1" : v == "off" ? "0" : v.c_str(), 1);
       tags[switches[i].name] = v;
     }
-    auto be = hs::cli::make_backend(device, m.weights);
+    if (variant[0] == "f32" && !f32_weights) f32_weights = m.weights->unpacked();
+    auto be = hs::cli::make_backend(device, variant[0] == "f32" ? f32_weights : m.weights);
     // Decoding picks tokens greedily where the engine would: on the backend when it samples.
     const bool sample_on_backend = be->samples_tokens();
     const hs::SamplingParams greedy_params{0.0f};
@@ -191,7 +197,8 @@ int main(int argc, char** argv) try {
       };
       auto row = [&](const std::string& test, double tps, double ms) {
         const bool cpu = be->name() == "cpu";
-        for (const std::string& v : variant) std::printf("%-9s ", cpu ? "-" : v.c_str());
+        for (size_t i = 0; i < variant.size(); ++i)  // the CUDA backend's switches mean nothing to the CPU's
+          std::printf("%-9s ", cpu && !switches[i].env.empty() ? "-" : variant[i].c_str());
         std::printf("%-34s %-30s %12.1f %12.2f\n", plan.name().c_str(), test.c_str(), tps, ms);
         std::fflush(stdout);
       };

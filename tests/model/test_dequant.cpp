@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <random>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -107,6 +108,32 @@ TEST(Dequant, F16AllBitPatterns) {
     } else {
       ASSERT_EQ(std::bit_cast<uint32_t>(got[h]), std::bit_cast<uint32_t>(want)) << "half 0x" << std::hex << h;
     }
+  }
+}
+
+// Q4_1, Q5_0, Q8_0, Q4_K and Q6_K take AVX2 code where the CPU has it (the golden tests above check
+// that path); the portable code must give the same floats. Random bytes, so every scale bit pattern turns up:
+// bit-equal, or NaN in both (which NaN a product of two NaNs keeps depends on operand order).
+TEST(Dequant, VectorizedEqualsPortable) {
+  std::mt19937 rng(7);
+  for (GgmlType type : {GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K}) {
+    const int64_t n = 256 * 513;
+    std::vector<uint8_t> raw(ggml_row_bytes(type, n));
+    for (auto& b : raw) b = static_cast<uint8_t>(rng());
+    std::vector<float> fast(n), portable(n);
+    dequantize(type, raw.data(), fast.data(), n);
+    dequantize_portable(type, raw.data(), portable.data(), n);
+    int64_t nans = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      if (std::isnan(portable[i])) {
+        ++nans;
+        ASSERT_TRUE(std::isnan(fast[i])) << ggml_type_name(type) << " element " << i;
+      } else {
+        ASSERT_EQ(std::bit_cast<uint32_t>(fast[i]), std::bit_cast<uint32_t>(portable[i]))
+            << ggml_type_name(type) << " element " << i;
+      }
+    }
+    EXPECT_GT(nans, 0);  // the special scales were among them
   }
 }
 

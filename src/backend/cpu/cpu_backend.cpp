@@ -89,8 +89,9 @@ void CpuBackend::forward(const Batch& batch, const KvStepMeta& meta, Logits& out
   std::vector<float> gate(T * c_.d_ff), up(T * c_.d_ff);
   auto& pool = ThreadPool::global();
   for (int64_t t = 0; t < T; ++t) {
-    const float* e = w_->token_embd.row(tok_id[t]);
-    for (int i = 0; i < d; ++i) x[t * d + i] = e[i] * c_.embed_scale;
+    float* e = &x[t * d];
+    w_->token_embd.rows_f32(tok_id[t], 1, e);
+    for (int i = 0; i < d; ++i) e[i] *= c_.embed_scale;
   }
   auto norm_rows = [&](const float* in, const std::vector<float>& wt, float* dst, int64_t rows, int width) {
     for (int64_t r = 0; r < rows; ++r) cpu::rms_norm(in + r * width, wt.data(), c_.norm_eps, width, dst + r * width);

@@ -3,16 +3,19 @@
 #include <algorithm>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/model_kernels.h"
+#include "util/thread_pool.h"
 
 namespace hs::cuda {
 
 namespace {
 
 // Float32 host arrays go up in chunks to a staging buffer and are converted to 16 bits there: the
-// device converts far faster than the host, and only the staging buffer is extra memory.
+// device converts far faster than the host, and only the staging buffer is extra memory (and, for
+// packed matrices, one chunk dequantized on the host).
 class Uploader {
  public:
   Uploader(GemmType type, cudaStream_t s) : type_(type), s_(s), staging_(kChunk) {}
@@ -22,7 +25,7 @@ class Uploader {
                 DeviceBuffer<half16>& dst, size_t& bytes) {
     int64_t got = 0;
     for (const Matrix* m : parts) {
-      if (m->cols != cols || static_cast<int64_t>(m->data.size()) != m->rows * m->cols)
+      if (m->cols != cols || (!m->packed() && static_cast<int64_t>(m->data.size()) != m->rows * m->cols))
         throw std::invalid_argument("CUDA backend: weight " + name + " has " + std::to_string(m->cols) +
                                     " columns, expected " + std::to_string(cols));
       got += m->rows;
@@ -34,8 +37,22 @@ class Uploader {
     bytes += dst.size() * sizeof(half16);
     size_t at = 0;
     for (const Matrix* m : parts) {
-      put(m->data.data(), m->data.size(), dst.get() + at);
-      at += m->data.size();
+      if (m->packed()) {
+        // Packed rows are dequantized on the host a chunk at a time (a copy from pageable memory
+        // has read its source when cudaMemcpyAsync returns, so the buffer can be refilled).
+        const int64_t step = std::max<int64_t>(1, static_cast<int64_t>(kChunk) / cols);
+        host_.resize(static_cast<size_t>(std::min(step, m->rows) * cols));
+        for (int64_t r = 0; r < m->rows; r += step) {
+          const int64_t n = std::min(step, m->rows - r);
+          ThreadPool::global().parallel_for(n, 64, [&](int64_t a, int64_t b) {
+            m->rows_f32(r + a, b - a, host_.data() + a * cols);
+          });
+          put(host_.data(), static_cast<size_t>(n * cols), dst.get() + at + r * cols);
+        }
+      } else {
+        put(m->data.data(), m->data.size(), dst.get() + at);
+      }
+      at += static_cast<size_t>(m->rows * cols);
     }
   }
 
@@ -63,6 +80,7 @@ class Uploader {
   GemmType type_;
   cudaStream_t s_;
   DeviceBuffer<float> staging_;
+  std::vector<float> host_;  // dequantized rows of a packed matrix
 };
 
 }  // namespace

@@ -1,0 +1,152 @@
+// The block formats that are read fast enough to stay packed in memory (Q4_1, Q5_0, Q8_0, Q4_K,
+// Q6_K), dequantized 32 elements at a time into AVX2 registers: shared by dequantize() (which
+// stores them) and the CPU backend's matrix products (which multiply them in place).
+//
+// Each value is computed with the same float operations, in the same order, as the portable code
+// in dequant.cpp (so bit for bit the same): the scales as float32 (F16C conversion, exact), then
+// products and sums each rounded. `product` keeps the compiler from fusing a product with the
+// following sum into one multiply-add, whatever the flags.
+#pragma once
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "model/ggml_type.h"
+
+namespace hs::simd {
+
+#define HS_SIMD __attribute__((target("avx2,f16c")))
+
+inline bool have_avx2() {
+  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+  return yes;
+}
+
+HS_SIMD inline __m256 product(__m256 a, __m256 b) {
+  __m256 p = _mm256_mul_ps(a, b);
+  __asm__("" : "+x"(p));
+  return p;
+}
+
+HS_SIMD inline float half_at(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h)));
+}
+
+// The 32 bytes of v as four groups of eight floats, unsigned or signed.
+HS_SIMD inline void widen_u8(__m256i v, __m256 out[4]) {
+  const __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
+  const __m128i parts[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
+  for (int i = 0; i < 4; ++i) out[i] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(parts[i]));
+}
+HS_SIMD inline void widen_i8(__m256i v, __m256 out[4]) {
+  const __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
+  const __m128i parts[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
+  for (int i = 0; i < 4; ++i) out[i] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(parts[i]));
+}
+
+// The low nibbles of 16 bytes as elements 0-15, their high nibbles as 16-31 (Q4_0/Q4_1/Q5_0).
+HS_SIMD inline __m256i nibbles16(const uint8_t* qs) {
+  const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs)), low4 = _mm_set1_epi8(0x0f);
+  return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), low4), _mm_and_si128(q, low4));
+}
+
+// Each reader: kBytes per block of kChunks x 32 elements; unpack(block, c, v) puts chunk c's 32
+// values in v[0..3].
+
+// Q4_1 (20 bytes / 32): value d * q + m.
+struct Q4_1 {
+  static constexpr GgmlType kType = GgmlType::Q4_1;
+  static constexpr int64_t kBytes = 20, kChunks = 1;
+  HS_SIMD static void unpack(const uint8_t* x, int, __m256 v[4]) {
+    const __m256 d = _mm256_set1_ps(half_at(x)), m = _mm256_set1_ps(half_at(x + 2));
+    widen_u8(nibbles16(x + 4), v);
+    for (int i = 0; i < 4; ++i) v[i] = _mm256_add_ps(product(d, v[i]), m);
+  }
+};
+
+// Q5_0 (22 bytes / 32): d:f16, qh:u32 (bit j: the 5th bit of element j), qs[16]; value d * (q - 16).
+struct Q5_0 {
+  static constexpr GgmlType kType = GgmlType::Q5_0;
+  static constexpr int64_t kBytes = 22, kChunks = 1;
+  HS_SIMD static void unpack(const uint8_t* x, int, __m256 v[4]) {
+    const __m256 d = _mm256_set1_ps(half_at(x));
+    int32_t qh;
+    std::memcpy(&qh, x + 2, 4);
+    // Byte i of `spread` is byte i/8 of qh; its bit i%8, set or not, becomes 0x10 or 0.
+    const __m256i spread = _mm256_shuffle_epi8(
+        _mm256_set1_epi32(qh), _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0));
+    const __m256i bit = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201));
+    const __m256i fifth = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit), _mm256_set1_epi8(0x10));
+    widen_i8(_mm256_sub_epi8(_mm256_or_si256(nibbles16(x + 6), fifth), _mm256_set1_epi8(16)), v);
+    for (int i = 0; i < 4; ++i) v[i] = product(d, v[i]);
+  }
+};
+
+// Q8_0 (34 bytes / 32): d:f16, qs:int8[32]; value d * q.
+struct Q8_0 {
+  static constexpr GgmlType kType = GgmlType::Q8_0;
+  static constexpr int64_t kBytes = 34, kChunks = 1;
+  HS_SIMD static void unpack(const uint8_t* x, int, __m256 v[4]) {
+    const __m256 d = _mm256_set1_ps(half_at(x));
+    widen_i8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 2)), v);
+    for (int i = 0; i < 4; ++i) v[i] = product(d, v[i]);
+  }
+};
+
+// Q4_K (144 bytes / 256): d:f16, dmin:f16, scales[12], qs[128]; sub-block j takes nibble j%2 of
+// qs[(j/2)*32 + l]; value (d * sc) * q - (dmin * mn), the 6-bit sc and mn packed as dequant.cpp says.
+struct Q4_K {
+  static constexpr GgmlType kType = GgmlType::Q4_K;
+  static constexpr int64_t kBytes = 144, kChunks = 8;
+  HS_SIMD static void unpack(const uint8_t* x, int j, __m256 v[4]) {
+    const uint8_t* b = x + 4;
+    const int sc = j < 4 ? b[j] & 63 : (b[j + 4] & 0x0f) | ((b[j - 4] >> 6) << 4);
+    const int mn = j < 4 ? b[j + 4] & 63 : (b[j + 4] >> 4) | ((b[j] >> 6) << 4);
+    const __m256 dl = _mm256_set1_ps(half_at(x) * static_cast<float>(sc));
+    const __m256 ml = _mm256_set1_ps(half_at(x + 2) * static_cast<float>(mn));
+    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 16 + (j / 2) * 32));
+    widen_u8(_mm256_and_si256(_mm256_srl_epi16(q, _mm_cvtsi32_si128(4 * (j % 2))), _mm256_set1_epi8(0x0f)), v);
+    for (int i = 0; i < 4; ++i) v[i] = _mm256_sub_ps(product(dl, v[i]), ml);
+  }
+};
+
+// Q6_K (210 bytes / 256): ql[128], qh[64], scales:int8[16], d:f16. Chunk j is quarter j%4 of half
+// j/4: low 4 bits from nibble (j%4)/2 of ql[half*64 + (j%2)*32 + l], high 2 bits from field j%4
+// of qh[half*32 + l]; value (d * scale) * (q - 32), a scale for each 16 elements.
+struct Q6_K {
+  static constexpr GgmlType kType = GgmlType::Q6_K;
+  static constexpr int64_t kBytes = 210, kChunks = 8;
+  HS_SIMD static void unpack(const uint8_t* x, int j, __m256 v[4]) {
+    const int half = j / 4, quarter = j % 4;
+    const __m256i ql = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + half * 64 + (quarter % 2) * 32));
+    const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 128 + half * 32));
+    const __m256i low = _mm256_and_si256(_mm256_srl_epi16(ql, _mm_cvtsi32_si128(4 * (quarter / 2))), _mm256_set1_epi8(0x0f));
+    const __m256i high = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * quarter)), _mm256_set1_epi8(0x03));
+    widen_i8(_mm256_sub_epi8(_mm256_or_si256(low, _mm256_slli_epi16(high, 4)), _mm256_set1_epi8(32)), v);
+    const auto* scales = reinterpret_cast<const int8_t*>(x + 192) + half * 8 + quarter * 2;
+    const float d = half_at(x + 208);
+    const __m256 d0 = _mm256_set1_ps(d * static_cast<float>(scales[0])), d1 = _mm256_set1_ps(d * static_cast<float>(scales[1]));
+    v[0] = product(d0, v[0]);
+    v[1] = product(d0, v[1]);
+    v[2] = product(d1, v[2]);
+    v[3] = product(d1, v[3]);
+  }
+};
+
+// Calls f(Reader{}) for a type that has a reader; false for one that has none.
+template <class F>
+bool with_reader(GgmlType t, F&& f) {
+  switch (t) {
+    case GgmlType::Q4_1: f(Q4_1{}); return true;
+    case GgmlType::Q5_0: f(Q5_0{}); return true;
+    case GgmlType::Q8_0: f(Q8_0{}); return true;
+    case GgmlType::Q4_K: f(Q4_K{}); return true;
+    case GgmlType::Q6_K: f(Q6_K{}); return true;
+    default: return false;
+  }
+}
+
+}  // namespace hs::simd
