@@ -192,19 +192,6 @@ void dq_q3_k(const uint8_t* x, float* y, int64_t nb) {
   }
 }
 
-// The 12 scale bytes of Q4_K/Q5_K hold eight 6-bit scales and eight 6-bit mins:
-// j < 4: scale = b[j] & 63, min = b[j+4] & 63; j >= 4: scale = (b[j+4] & 15) | (b[j-4] >> 6) << 4,
-// min = (b[j+4] >> 4) | (b[j] >> 6) << 4.
-inline void k_scale_min(const uint8_t* b, int j, int& sc, int& mn) {
-  if (j < 4) {
-    sc = b[j] & 63;
-    mn = b[j + 4] & 63;
-  } else {
-    sc = (b[j + 4] & 0x0f) | ((b[j - 4] >> 6) << 4);
-    mn = (b[j + 4] >> 4) | ((b[j] >> 6) << 4);
-  }
-}
-
 // Q4_K (144 bytes / 256): d:f16, dmin:f16, scales[12], qs[128]. Eight sub-blocks of 32;
 // sub-block j takes nibble j%2 of qs[(j/2)*32 + l]; value (d * sc) * q - (dmin * mn).
 void dq_q4_k(const uint8_t* x, float* y, int64_t nb) {
@@ -214,7 +201,7 @@ void dq_q4_k(const uint8_t* x, float* y, int64_t nb) {
     const uint8_t* qs = x + 16;
     for (int j = 0; j < 8; ++j) {
       int sc, mn;
-      k_scale_min(sb, j, sc, mn);
+      simd::k_scale_min(sb, j, sc, mn);
       const float dl = d * static_cast<float>(sc), ml = dmin * static_cast<float>(mn);
       const uint8_t* q = qs + (j / 2) * 32;
       const int shift = 4 * (j % 2);
@@ -233,7 +220,7 @@ void dq_q5_k(const uint8_t* x, float* y, int64_t nb) {
     const uint8_t* qs = x + 48;
     for (int j = 0; j < 8; ++j) {
       int sc, mn;
-      k_scale_min(sb, j, sc, mn);
+      simd::k_scale_min(sb, j, sc, mn);
       const float dl = d * static_cast<float>(sc), ml = dmin * static_cast<float>(mn);
       const uint8_t* q = qs + (j / 2) * 32;
       const int shift = 4 * (j % 2);

@@ -1,6 +1,7 @@
-// The block formats that are read fast enough to stay packed in memory (Q4_1, Q5_0, Q8_0, Q4_K,
-// Q6_K), dequantized 32 elements at a time into AVX2 registers: shared by dequantize() (which
-// stores them) and the CPU backend's matrix products (which multiply them in place).
+// The block formats that are read fast enough to stay packed in memory (Q4_0, Q4_1, Q5_0, Q5_1,
+// Q8_0, Q4_K, Q5_K, Q6_K), dequantized 32 elements at a time into AVX2 registers: shared by
+// dequantize() (which stores them) and the CPU backend's matrix products (which multiply them in
+// place).
 //
 // Each value is computed with the same float operations, in the same order, as the portable code
 // in dequant.cpp (so bit for bit the same): the scales as float32 (F16C conversion, exact), then
@@ -53,12 +54,32 @@ HS_SIMD inline __m256i nibbles16(const uint8_t* qs) {
   return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), low4), _mm_and_si128(q, low4));
 }
 
+// The 32 bits of qh as bytes: 0x10 where bit i is set, else 0 (the 5th bit of Q5_0/Q5_1 element i).
+HS_SIMD inline __m256i fifth_bits(const uint8_t* p) {
+  int32_t qh;
+  std::memcpy(&qh, p, 4);
+  // Byte i of `spread` is byte i/8 of qh; its bit i%8 is compared with the same bit of `bit`.
+  const __m256i spread = _mm256_shuffle_epi8(
+      _mm256_set1_epi32(qh), _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0));
+  const __m256i bit = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201));
+  return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit), _mm256_set1_epi8(0x10));
+}
+
 // Each reader: kBytes per block of kChunks x 32 elements; unpack(block, c, v) puts chunk c's 32
 // values in v[0..3].
 
-// Q4_1 (20 bytes / 32): value d * q + m.
+// Q4_0 (18 bytes / 32): d:f16, qs[16]; value d * (q - 8).
+struct Q4_0 {
+  static constexpr int64_t kBytes = 18, kChunks = 1;
+  HS_SIMD static void unpack(const uint8_t* x, int, __m256 v[4]) {
+    const __m256 d = _mm256_set1_ps(half_at(x));
+    widen_i8(_mm256_sub_epi8(nibbles16(x + 2), _mm256_set1_epi8(8)), v);
+    for (int i = 0; i < 4; ++i) v[i] = product(d, v[i]);
+  }
+};
+
+// Q4_1 (20 bytes / 32): d:f16, m:f16, qs[16]; value d * q + m.
 struct Q4_1 {
-  static constexpr GgmlType kType = GgmlType::Q4_1;
   static constexpr int64_t kBytes = 20, kChunks = 1;
   HS_SIMD static void unpack(const uint8_t* x, int, __m256 v[4]) {
     const __m256 d = _mm256_set1_ps(half_at(x)), m = _mm256_set1_ps(half_at(x + 2));
@@ -69,25 +90,26 @@ struct Q4_1 {
 
 // Q5_0 (22 bytes / 32): d:f16, qh:u32 (bit j: the 5th bit of element j), qs[16]; value d * (q - 16).
 struct Q5_0 {
-  static constexpr GgmlType kType = GgmlType::Q5_0;
   static constexpr int64_t kBytes = 22, kChunks = 1;
   HS_SIMD static void unpack(const uint8_t* x, int, __m256 v[4]) {
     const __m256 d = _mm256_set1_ps(half_at(x));
-    int32_t qh;
-    std::memcpy(&qh, x + 2, 4);
-    // Byte i of `spread` is byte i/8 of qh; its bit i%8, set or not, becomes 0x10 or 0.
-    const __m256i spread = _mm256_shuffle_epi8(
-        _mm256_set1_epi32(qh), _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0));
-    const __m256i bit = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201));
-    const __m256i fifth = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit), _mm256_set1_epi8(0x10));
-    widen_i8(_mm256_sub_epi8(_mm256_or_si256(nibbles16(x + 6), fifth), _mm256_set1_epi8(16)), v);
+    widen_i8(_mm256_sub_epi8(_mm256_or_si256(nibbles16(x + 6), fifth_bits(x + 2)), _mm256_set1_epi8(16)), v);
     for (int i = 0; i < 4; ++i) v[i] = product(d, v[i]);
+  }
+};
+
+// Q5_1 (24 bytes / 32): d:f16, m:f16, qh:u32, qs[16]; value d * q + m.
+struct Q5_1 {
+  static constexpr int64_t kBytes = 24, kChunks = 1;
+  HS_SIMD static void unpack(const uint8_t* x, int, __m256 v[4]) {
+    const __m256 d = _mm256_set1_ps(half_at(x)), m = _mm256_set1_ps(half_at(x + 2));
+    widen_u8(_mm256_or_si256(nibbles16(x + 8), fifth_bits(x + 4)), v);
+    for (int i = 0; i < 4; ++i) v[i] = _mm256_add_ps(product(d, v[i]), m);
   }
 };
 
 // Q8_0 (34 bytes / 32): d:f16, qs:int8[32]; value d * q.
 struct Q8_0 {
-  static constexpr GgmlType kType = GgmlType::Q8_0;
   static constexpr int64_t kBytes = 34, kChunks = 1;
   HS_SIMD static void unpack(const uint8_t* x, int, __m256 v[4]) {
     const __m256 d = _mm256_set1_ps(half_at(x));
@@ -96,28 +118,44 @@ struct Q8_0 {
   }
 };
 
+// The 12 scale bytes of Q4_K/Q5_K hold eight 6-bit scales and eight 6-bit mins:
+// j < 4: scale = b[j] & 63, min = b[j+4] & 63; j >= 4: scale = (b[j+4] & 15) | (b[j-4] >> 6) << 4,
+// min = (b[j+4] >> 4) | (b[j] >> 6) << 4. (dequant.cpp's portable code uses this too.)
+inline void k_scale_min(const uint8_t* b, int j, int& sc, int& mn) {
+  sc = j < 4 ? b[j] & 63 : (b[j + 4] & 0x0f) | ((b[j - 4] >> 6) << 4);
+  mn = j < 4 ? b[j + 4] & 63 : (b[j + 4] >> 4) | ((b[j] >> 6) << 4);
+}
+
 // Q4_K (144 bytes / 256): d:f16, dmin:f16, scales[12], qs[128]; sub-block j takes nibble j%2 of
-// qs[(j/2)*32 + l]; value (d * sc) * q - (dmin * mn), the 6-bit sc and mn packed as dequant.cpp says.
-struct Q4_K {
-  static constexpr GgmlType kType = GgmlType::Q4_K;
-  static constexpr int64_t kBytes = 144, kChunks = 8;
+// qs[(j/2)*32 + l]; value (d * sc) * q - (dmin * mn). Q5_K (176 bytes / 256) puts qh[32] before
+// qs, whose bit j of qh[l] is the 5th bit of element l of sub-block j.
+template <bool kFifthBit>
+struct QK45 {
+  static constexpr int64_t kBytes = kFifthBit ? 176 : 144, kChunks = 8;
   HS_SIMD static void unpack(const uint8_t* x, int j, __m256 v[4]) {
-    const uint8_t* b = x + 4;
-    const int sc = j < 4 ? b[j] & 63 : (b[j + 4] & 0x0f) | ((b[j - 4] >> 6) << 4);
-    const int mn = j < 4 ? b[j + 4] & 63 : (b[j + 4] >> 4) | ((b[j] >> 6) << 4);
+    int sc, mn;
+    k_scale_min(x + 4, j, sc, mn);
     const __m256 dl = _mm256_set1_ps(half_at(x) * static_cast<float>(sc));
     const __m256 ml = _mm256_set1_ps(half_at(x + 2) * static_cast<float>(mn));
-    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 16 + (j / 2) * 32));
-    widen_u8(_mm256_and_si256(_mm256_srl_epi16(q, _mm_cvtsi32_si128(4 * (j % 2))), _mm256_set1_epi8(0x0f)), v);
+    const uint8_t* qs = x + (kFifthBit ? 48 : 16);
+    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + (j / 2) * 32));
+    __m256i e = _mm256_and_si256(_mm256_srl_epi16(q, _mm_cvtsi32_si128(4 * (j % 2))), _mm256_set1_epi8(0x0f));
+    if constexpr (kFifthBit) {
+      const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 16));
+      const __m256i bit = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(j)), _mm256_set1_epi8(1));
+      e = _mm256_or_si256(e, _mm256_slli_epi16(bit, 4));
+    }
+    widen_u8(e, v);
     for (int i = 0; i < 4; ++i) v[i] = _mm256_sub_ps(product(dl, v[i]), ml);
   }
 };
+using Q4_K = QK45<false>;
+using Q5_K = QK45<true>;
 
 // Q6_K (210 bytes / 256): ql[128], qh[64], scales:int8[16], d:f16. Chunk j is quarter j%4 of half
 // j/4: low 4 bits from nibble (j%4)/2 of ql[half*64 + (j%2)*32 + l], high 2 bits from field j%4
 // of qh[half*32 + l]; value (d * scale) * (q - 32), a scale for each 16 elements.
 struct Q6_K {
-  static constexpr GgmlType kType = GgmlType::Q6_K;
   static constexpr int64_t kBytes = 210, kChunks = 8;
   HS_SIMD static void unpack(const uint8_t* x, int j, __m256 v[4]) {
     const int half = j / 4, quarter = j % 4;
@@ -140,10 +178,13 @@ struct Q6_K {
 template <class F>
 bool with_reader(GgmlType t, F&& f) {
   switch (t) {
+    case GgmlType::Q4_0: f(Q4_0{}); return true;
     case GgmlType::Q4_1: f(Q4_1{}); return true;
     case GgmlType::Q5_0: f(Q5_0{}); return true;
+    case GgmlType::Q5_1: f(Q5_1{}); return true;
     case GgmlType::Q8_0: f(Q8_0{}); return true;
     case GgmlType::Q4_K: f(Q4_K{}); return true;
+    case GgmlType::Q5_K: f(Q5_K{}); return true;
     case GgmlType::Q6_K: f(Q6_K{}); return true;
     default: return false;
   }
