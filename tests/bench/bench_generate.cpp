@@ -8,10 +8,11 @@
 //                  [--fuse on[,off]] [--overlap on[,off]]
 //                  [--driver runner[,engine]] [--weights packed[,f32]]
 // Every combination runs in one process, side by side (the weights are made or loaded once):
-// for each form of the weights (`packed` as loaded: Q4_1 and Q8_0 matrices kept in their blocks;
-// `f32` every matrix dequantized to float32, as before packing), each attention kernel (CUDA: `simple` is HEADSHARD_ATTENTION=simple), each choice of the
-// single-row GEMM kernel (CUDA: `off` is HEADSHARD_CUDA_GEMV=0, cuBLAS only), of programmatic
-// dependent launch (CUDA: `off` is HEADSHARD_CUDA_PDL=0), of the sharded decode kernel (CUDA:
+// for each form of the host's weights (`packed` as loaded, matrices kept in their ggml blocks where
+// the CPU backend reads them; `f32` every matrix dequantized to float32 first), each attention
+// kernel (CUDA: `simple` is HEADSHARD_ATTENTION=simple), each choice of the single-row GEMM kernel
+// (CUDA: `off` is HEADSHARD_CUDA_GEMV=0, cuBLAS only), of programmatic dependent launch (CUDA:
+// `off` is HEADSHARD_CUDA_PDL=0), of the sharded decode kernel (CUDA:
 // `cp.async` is HEADSHARD_CUDA_DECODE=cp.async, `tma-shared` the copy engine two blocks per
 // multiprocessor for every grid, `tma-unstaggered` its plans without the stagger, `tma-nolone`
 // without lone plans of long lists, `tma-notwostage` without two-stage plans of long items,
