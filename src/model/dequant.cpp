@@ -284,8 +284,12 @@ void dequantize(GgmlType type, const void* src, float* dst, int64_t n, bool vect
                                 info->name + " block size " + std::to_string(info->block_elems));
   const auto* x = static_cast<const uint8_t*>(src);
   const int64_t nb = n / info->block_elems;
-  if (vectorized && simd::have_avx2() &&
-      simd::with_reader(type, [&](auto reader) { dq_simd<decltype(reader)>(x, dst, nb); }))
+  if (vectorized && simd::have_avx2() && simd::with_reader(type, [&](auto reader) {
+        using Reader = decltype(reader);
+        if (n % simd::kBlockElems<Reader> != 0) return false;  // F16 or BF16 of odd length
+        dq_simd<Reader>(x, dst, n / simd::kBlockElems<Reader>);
+        return true;
+      }))
     return;
   switch (type) {
     case GgmlType::F32: return dq_f32(x, dst, n);

@@ -1,5 +1,5 @@
-// The block formats that are read fast enough to stay packed in memory (Q4_0, Q4_1, Q5_0, Q5_1,
-// Q8_0, Q4_K, Q5_K, Q6_K), dequantized 32 elements at a time into AVX2 registers: shared by
+// The formats that are read fast enough to stay packed in memory (F16, BF16, Q4_0, Q4_1, Q5_0,
+// Q5_1, Q8_0, Q4_K, Q5_K, Q6_K), dequantized 32 elements at a time into AVX2 registers: shared by
 // dequantize() (which stores them) and the CPU backend's matrix products (which multiply them in
 // place).
 //
@@ -66,7 +66,40 @@ HS_SIMD inline __m256i fifth_bits(const uint8_t* p) {
 }
 
 // Each reader: kBytes per block of kChunks x 32 elements; unpack(block, c, v) puts chunk c's 32
-// values in v[0..3].
+// values in v[0..3]. (F16 and BF16 are read in blocks of 32 elements too.)
+
+// Eight IEEE halves as floats, exact for every input, NaN payloads kept (signaling ones too, which
+// F16C's conversion would quiet): fp16_to_f32 in dequant.cpp, eight at a time.
+HS_SIMD inline __m256 halves8(const uint8_t* p) {
+  const __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  const __m256i sign = _mm256_slli_epi32(_mm256_and_si256(h, _mm256_set1_epi32(0x8000)), 16);
+  const __m256i em = _mm256_and_si256(h, _mm256_set1_epi32(0x7fff));  // exponent and mantissa
+  const __m256i rebias = _mm256_set1_epi32(112 << 23);
+  __m256i bits = _mm256_add_epi32(_mm256_slli_epi32(em, 13), rebias);
+  bits = _mm256_blendv_epi8(bits, _mm256_add_epi32(bits, rebias), _mm256_cmpgt_epi32(em, _mm256_set1_epi32(0x7bff)));
+  const __m256 sub = _mm256_sub_ps(_mm256_castsi256_ps(_mm256_add_epi32(_mm256_slli_epi32(em, 13), _mm256_set1_epi32(113 << 23))),
+                                   _mm256_castsi256_ps(_mm256_set1_epi32(113 << 23)));
+  const __m256 f = _mm256_blendv_ps(_mm256_castsi256_ps(bits), sub,
+                                    _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(0x0400), em)));
+  return _mm256_or_ps(f, _mm256_castsi256_ps(sign));
+}
+
+// F16 and BF16 (64 bytes / 32): plain halves, or the upper halves of floats.
+struct F16 {
+  static constexpr int64_t kBytes = 64, kChunks = 1;
+  HS_SIMD static void unpack(const uint8_t* x, int, __m256 v[4]) {
+    for (int i = 0; i < 4; ++i) v[i] = halves8(x + 16 * i);
+  }
+};
+struct BF16 {
+  static constexpr int64_t kBytes = 64, kChunks = 1;
+  HS_SIMD static void unpack(const uint8_t* x, int, __m256 v[4]) {
+    for (int i = 0; i < 4; ++i) {
+      const __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + 16 * i)));
+      v[i] = _mm256_castsi256_ps(_mm256_slli_epi32(h, 16));
+    }
+  }
+};
 
 // Q4_0 (18 bytes / 32): d:f16, qs[16]; value d * (q - 8).
 struct Q4_0 {
@@ -174,20 +207,26 @@ struct Q6_K {
   }
 };
 
-// Calls f(Reader{}) for a type that has a reader; false for one that has none.
+// f(Reader{}) (a bool) for a type that has a reader; false for one that has none.
 template <class F>
 bool with_reader(GgmlType t, F&& f) {
   switch (t) {
-    case GgmlType::Q4_0: f(Q4_0{}); return true;
-    case GgmlType::Q4_1: f(Q4_1{}); return true;
-    case GgmlType::Q5_0: f(Q5_0{}); return true;
-    case GgmlType::Q5_1: f(Q5_1{}); return true;
-    case GgmlType::Q8_0: f(Q8_0{}); return true;
-    case GgmlType::Q4_K: f(Q4_K{}); return true;
-    case GgmlType::Q5_K: f(Q5_K{}); return true;
-    case GgmlType::Q6_K: f(Q6_K{}); return true;
+    case GgmlType::F16: return f(F16{});
+    case GgmlType::BF16: return f(BF16{});
+    case GgmlType::Q4_0: return f(Q4_0{});
+    case GgmlType::Q4_1: return f(Q4_1{});
+    case GgmlType::Q5_0: return f(Q5_0{});
+    case GgmlType::Q5_1: return f(Q5_1{});
+    case GgmlType::Q8_0: return f(Q8_0{});
+    case GgmlType::Q4_K: return f(Q4_K{});
+    case GgmlType::Q5_K: return f(Q5_K{});
+    case GgmlType::Q6_K: return f(Q6_K{});
     default: return false;
   }
 }
+
+// Elements in one of a reader's blocks.
+template <class Reader>
+constexpr int64_t kBlockElems = 32 * Reader::kChunks;
 
 }  // namespace hs::simd

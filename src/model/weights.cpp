@@ -79,7 +79,9 @@ class Loader {
     m.rows = rows;
     m.cols = cols;
     const size_t row_bytes = ggml_row_bytes(t->type, cols);
-    if (simd::have_avx2() && simd::with_reader(t->type, [](auto) {})) {  // one the CPU backend reads fast
+    // Packed where the CPU backend reads the format fast (whole blocks of a reader in each row).
+    if (simd::have_avx2() &&
+        simd::with_reader(t->type, [&](auto reader) { return cols % simd::kBlockElems<decltype(reader)> == 0; })) {
       m.type = t->type;
       m.blocks.assign(t->data, t->data + rows * row_bytes);
     } else {

@@ -1,5 +1,5 @@
-// Packed weights (matrices kept in their Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K or Q6_K blocks)
-// against the same matrices dequantized to float32 first: the CPU backend's products, and its
+// Packed weights (matrices kept in the file's F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K
+// or Q6_K form) against the same matrices dequantized to float32 first: the CPU backend's products, and its
 // logits on both real models, must be equal bit for bit, as the packed kernels claim (the float32
 // path is the one test_cpu_forward checks against a float64 reference).
 #include <gtest/gtest.h>
@@ -32,7 +32,7 @@ std::vector<size_t> half_scales(GgmlType t) {
 }
 
 // rows x cols of random blocks: random bytes, the fp16 scales drawn between 2^-9 and 2^-3 of
-// either sign.
+// either sign (F16 and BF16: random values between 2^-7 and 2^-1).
 Matrix random_packed(GgmlType type, int64_t rows, int64_t cols, uint64_t seed) {
   std::mt19937_64 rng(seed);
   Matrix m;
@@ -41,6 +41,15 @@ Matrix random_packed(GgmlType type, int64_t rows, int64_t cols, uint64_t seed) {
   m.type = type;
   m.blocks.resize(rows * m.row_bytes());
   for (auto& b : m.blocks) b = static_cast<uint8_t>(rng());
+  if (type == GgmlType::F16 || type == GgmlType::BF16) {  // every value a half: finite ones, near 1/16
+    for (size_t at = 0; at < m.blocks.size(); at += 2) {
+      const uint64_t e = rng() % 7;
+      const uint16_t h = static_cast<uint16_t>(type == GgmlType::F16 ? (rng() & 0x83ff) | ((8 + e) << 10)
+                                                                      : (rng() & 0x807f) | ((120 + e) << 7));
+      std::memcpy(&m.blocks[at], &h, 2);
+    }
+    return m;
+  }
   const size_t block = ggml_type_info(static_cast<uint32_t>(type))->block_bytes;
   for (size_t at = 0; at < m.blocks.size(); at += block)
     for (size_t offset : half_scales(type)) {
@@ -66,8 +75,8 @@ bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
 TEST(PackedWeights, MatmulEqualsFloat32BitForBit) {
   using Shapes = std::vector<std::pair<int64_t, int64_t>>;
   const Shapes small_blocks = {{37, 64}, {64, 576}, {203, 1536}}, super_blocks = {{37, 256}, {64, 1024}, {203, 2048}};
-  for (GgmlType type : {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0, GgmlType::Q4_K,
-                        GgmlType::Q5_K, GgmlType::Q6_K})
+  for (GgmlType type : {GgmlType::F16, GgmlType::BF16, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1,
+                        GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K})
     for (auto [rows, cols] : ggml_type_info(static_cast<uint32_t>(type))->block_elems == 256 ? super_blocks : small_blocks)
       for (int64_t n : {1, 2, 3, 5, 16}) {
         SCOPED_TRACE(ggml_type_name(type) + " " + std::to_string(rows) + "x" + std::to_string(cols) + ", " +

@@ -111,6 +111,7 @@ bool matvec_packed(const float* x, const Matrix& W, int64_t r0, int64_t r1, floa
       dot_1x4_packed<decltype(reader)>(x, w, W.cols / 32, y);
       for (int k = 0; k < 4 && r + k < r1; ++k) Y[r + k] = y[k];
     }
+    return true;
   });
 }
 
@@ -122,8 +123,8 @@ void matmul(const float* X, int64_t n_rows, const Matrix& W, float* Y) {
   const int64_t R = W.rows, C = W.cols;
   // Blocks of weight rows small enough to stay in cache while every input row passes by. A packed
   // matrix's block is dequantized first, into a buffer of the thread's (or, for one input row, in
-  // registers): the same float32 rows, so the same results, from a quarter to an eighth of the
-  // bytes in memory.
+  // registers): the same float32 rows, so the same results, from a half to an eighth of the bytes
+  // in memory.
   const int64_t block = 16;
   const int64_t n_blocks = (R + block - 1) / block;
   ThreadPool::global().parallel_for(n_blocks, std::max<int64_t>(1, n_blocks / 64), [&](int64_t b0, int64_t b1) {
