@@ -4,7 +4,8 @@
 // place).
 //
 // Each value is computed with the same float operations, in the same order, as the portable code
-// in dequant.cpp (so bit for bit the same): the scales as float32 (F16C conversion, exact), then
+// in dequant.cpp (so bit for bit the same): the scales as float32 (F16C's conversion, exact; it
+// quiets a signaling NaN, as the product every value takes with its scale does anyway), then
 // products and sums each rounded. `product` keeps the compiler from fusing a product with the
 // following sum into one multiply-add, whatever the flags.
 #pragma once
