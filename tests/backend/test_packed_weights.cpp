@@ -1,7 +1,7 @@
 // Packed weights (matrices kept in the file's F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K
-// or Q6_K form) against the same matrices dequantized to float32 first: the CPU backend's products, and its
-// logits on both real models, must be equal bit for bit, as the packed kernels claim (the float32
-// path is the one test_cpu_forward checks against a float64 reference).
+// or Q6_K form) against the same matrices dequantized to float32 first: the CPU backend's products,
+// and its logits on both real models, must be equal bit for bit, as the packed kernels claim (the
+// float32 path is the one test_cpu_forward checks against a float64 reference).
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -41,7 +41,7 @@ Matrix random_packed(GgmlType type, int64_t rows, int64_t cols, uint64_t seed) {
   m.type = type;
   m.blocks.resize(rows * m.row_bytes());
   for (auto& b : m.blocks) b = static_cast<uint8_t>(rng());
-  if (type == GgmlType::F16 || type == GgmlType::BF16) {  // every value a half: finite ones, near 1/16
+  if (type == GgmlType::F16 || type == GgmlType::BF16) {  // every value a half
     for (size_t at = 0; at < m.blocks.size(); at += 2) {
       const uint64_t e = rng() % 7;
       const uint16_t h = static_cast<uint16_t>(type == GgmlType::F16 ? (rng() & 0x83ff) | ((8 + e) << 10)
