@@ -10,6 +10,13 @@
 
 namespace hs {
 
+void dequantize_rows(GgmlType type, const uint8_t* src, int64_t rows, int64_t cols, float* dst) {
+  const size_t row_bytes = ggml_row_bytes(type, cols);
+  ThreadPool::global().parallel_for(rows, 256, [&](int64_t r0, int64_t r1) {
+    dequantize(type, src + r0 * row_bytes, dst + r0 * cols, (r1 - r0) * cols);
+  });
+}
+
 size_t Matrix::row_bytes() const { return ggml_row_bytes(type, cols); }
 
 void Matrix::rows_f32(int64_t r0, int64_t n, float* out) const {
@@ -46,9 +53,7 @@ std::unique_ptr<ModelWeights> ModelWeights::unpacked() const {
   for_each_matrix(*w, [](Matrix& m) {
     if (!m.packed()) return;
     m.data.resize(static_cast<size_t>(m.rows * m.cols));
-    ThreadPool::global().parallel_for(m.rows, 256, [&](int64_t r0, int64_t r1) {
-      m.rows_f32(r0, r1 - r0, m.data.data() + r0 * m.cols);
-    });
+    dequantize_rows(m.type, m.blocks.data(), m.rows, m.cols, m.data.data());
     m.type = GgmlType::F32;
     m.blocks = {};
   });
@@ -86,9 +91,7 @@ class Loader {
       m.blocks.assign(t->data, t->data + rows * row_bytes);
     } else {
       m.data.resize(static_cast<size_t>(rows * cols));
-      ThreadPool::global().parallel_for(rows, 256, [&](int64_t r0, int64_t r1) {
-        dequantize(t->type, t->data + r0 * row_bytes, m.data.data() + r0 * cols, (r1 - r0) * cols);
-      });
+      dequantize_rows(t->type, t->data, rows, cols, m.data.data());
     }
     tick();
     return m;

@@ -32,6 +32,10 @@ struct Matrix {
   size_t bytes() const { return data.size() * sizeof(float) + blocks.size(); }
 };
 
+// rows x cols elements of `type` at src as float32 into dst, the rows spread over the thread pool
+// (so not from inside one of its loops).
+void dequantize_rows(GgmlType type, const uint8_t* src, int64_t rows, int64_t cols, float* dst);
+
 struct LayerWeights {
   std::vector<float> attn_norm, ffn_norm;
   std::vector<float> q_norm, k_norm, post_attn_norm, post_ffw_norm;  // Gemma 3 only

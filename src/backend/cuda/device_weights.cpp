@@ -7,7 +7,6 @@
 
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/model_kernels.h"
-#include "util/thread_pool.h"
 
 namespace hs::cuda {
 
@@ -44,9 +43,7 @@ class Uploader {
         host_.resize(static_cast<size_t>(std::min(step, m->rows) * cols));
         for (int64_t r = 0; r < m->rows; r += step) {
           const int64_t n = std::min(step, m->rows - r);
-          ThreadPool::global().parallel_for(n, 64, [&](int64_t a, int64_t b) {
-            m->rows_f32(r + a, b - a, host_.data() + a * cols);
-          });
+          dequantize_rows(m->type, m->blocks.data() + r * m->row_bytes(), n, cols, host_.data());
           put(host_.data(), static_cast<size_t>(n * cols), dst.get() + at + r * cols);
         }
       } else {
