@@ -37,16 +37,13 @@ HS_SIMD inline float half_at(const uint8_t* p) {
   return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h)));
 }
 
-// The 32 bytes of v as four groups of eight floats, unsigned or signed.
-HS_SIMD inline void widen_u8(__m256i v, __m256 out[4]) {
+// The 32 bytes of v as four groups of eight floats, signed or unsigned.
+template <bool kSigned>
+HS_SIMD inline void widen(__m256i v, __m256 out[4]) {
   const __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
   const __m128i parts[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
-  for (int i = 0; i < 4; ++i) out[i] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(parts[i]));
-}
-HS_SIMD inline void widen_i8(__m256i v, __m256 out[4]) {
-  const __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
-  const __m128i parts[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
-  for (int i = 0; i < 4; ++i) out[i] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(parts[i]));
+  for (int i = 0; i < 4; ++i)
+    out[i] = _mm256_cvtepi32_ps(kSigned ? _mm256_cvtepi8_epi32(parts[i]) : _mm256_cvtepu8_epi32(parts[i]));
 }
 
 // The low nibbles of 16 bytes as elements 0-15, their high nibbles as 16-31 (Q4_0/Q4_1/Q5_0).
@@ -107,7 +104,7 @@ struct Q4_0 {
   static constexpr int64_t kBytes = 18, kChunks = 1;
   HS_SIMD static void unpack(const uint8_t* x, int, __m256 v[4]) {
     const __m256 d = _mm256_set1_ps(half_at(x));
-    widen_i8(_mm256_sub_epi8(nibbles16(x + 2), _mm256_set1_epi8(8)), v);
+    widen<true>(_mm256_sub_epi8(nibbles16(x + 2), _mm256_set1_epi8(8)), v);
     for (int i = 0; i < 4; ++i) v[i] = product(d, v[i]);
   }
 };
@@ -117,7 +114,7 @@ struct Q4_1 {
   static constexpr int64_t kBytes = 20, kChunks = 1;
   HS_SIMD static void unpack(const uint8_t* x, int, __m256 v[4]) {
     const __m256 d = _mm256_set1_ps(half_at(x)), m = _mm256_set1_ps(half_at(x + 2));
-    widen_u8(nibbles16(x + 4), v);
+    widen<false>(nibbles16(x + 4), v);
     for (int i = 0; i < 4; ++i) v[i] = _mm256_add_ps(product(d, v[i]), m);
   }
 };
@@ -127,7 +124,7 @@ struct Q5_0 {
   static constexpr int64_t kBytes = 22, kChunks = 1;
   HS_SIMD static void unpack(const uint8_t* x, int, __m256 v[4]) {
     const __m256 d = _mm256_set1_ps(half_at(x));
-    widen_i8(_mm256_sub_epi8(_mm256_or_si256(nibbles16(x + 6), fifth_bits(x + 2)), _mm256_set1_epi8(16)), v);
+    widen<true>(_mm256_sub_epi8(_mm256_or_si256(nibbles16(x + 6), fifth_bits(x + 2)), _mm256_set1_epi8(16)), v);
     for (int i = 0; i < 4; ++i) v[i] = product(d, v[i]);
   }
 };
@@ -137,7 +134,7 @@ struct Q5_1 {
   static constexpr int64_t kBytes = 24, kChunks = 1;
   HS_SIMD static void unpack(const uint8_t* x, int, __m256 v[4]) {
     const __m256 d = _mm256_set1_ps(half_at(x)), m = _mm256_set1_ps(half_at(x + 2));
-    widen_u8(_mm256_or_si256(nibbles16(x + 8), fifth_bits(x + 4)), v);
+    widen<false>(_mm256_or_si256(nibbles16(x + 8), fifth_bits(x + 4)), v);
     for (int i = 0; i < 4; ++i) v[i] = _mm256_add_ps(product(d, v[i]), m);
   }
 };
@@ -147,7 +144,7 @@ struct Q8_0 {
   static constexpr int64_t kBytes = 34, kChunks = 1;
   HS_SIMD static void unpack(const uint8_t* x, int, __m256 v[4]) {
     const __m256 d = _mm256_set1_ps(half_at(x));
-    widen_i8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 2)), v);
+    widen<true>(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 2)), v);
     for (int i = 0; i < 4; ++i) v[i] = product(d, v[i]);
   }
 };
@@ -179,7 +176,7 @@ struct QK45 {
       const __m256i bit = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(j)), _mm256_set1_epi8(1));
       e = _mm256_or_si256(e, _mm256_slli_epi16(bit, 4));
     }
-    widen_u8(e, v);
+    widen<false>(e, v);
     for (int i = 0; i < 4; ++i) v[i] = _mm256_sub_ps(product(dl, v[i]), ml);
   }
 };
@@ -197,7 +194,7 @@ struct Q6_K {
     const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 128 + half * 32));
     const __m256i low = _mm256_and_si256(_mm256_srl_epi16(ql, _mm_cvtsi32_si128(4 * (quarter / 2))), _mm256_set1_epi8(0x0f));
     const __m256i high = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * quarter)), _mm256_set1_epi8(0x03));
-    widen_i8(_mm256_sub_epi8(_mm256_or_si256(low, _mm256_slli_epi16(high, 4)), _mm256_set1_epi8(32)), v);
+    widen<true>(_mm256_sub_epi8(_mm256_or_si256(low, _mm256_slli_epi16(high, 4)), _mm256_set1_epi8(32)), v);
     const auto* scales = reinterpret_cast<const int8_t*>(x + 192) + half * 8 + quarter * 2;
     const float d = half_at(x + 208);
     const __m256 d0 = _mm256_set1_ps(d * static_cast<float>(scales[0])), d1 = _mm256_set1_ps(d * static_cast<float>(scales[1]));
