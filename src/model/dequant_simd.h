@@ -1,5 +1,5 @@
-// The formats that are read fast enough to stay packed in memory (F16, BF16, Q4_0, Q4_1, Q5_0,
-// Q5_1, Q8_0, Q4_K, Q5_K, Q6_K), dequantized 32 elements at a time into AVX2 registers: shared by
+// The formats that are read fast enough to stay packed in memory (kReadable: F16, BF16, Q4_0 to
+// Q8_0, Q2_K to Q6_K), dequantized 32 elements at a time into AVX2 registers: shared by
 // dequantize() (which stores them) and the CPU backend's matrix products (which multiply them in
 // place).
 //
@@ -149,6 +149,46 @@ struct Q8_0 {
   }
 };
 
+// Q2_K (84 bytes / 256): scales[16], qs[64], d:f16, dmin:f16. Chunk j takes 2-bit field j%4 of
+// qs[(j/4)*32 + l]; each 16 elements have a scale byte (low nibble scale, high nibble min), byte
+// 2j for the first 16, 2j+1 for the next; value (d * sc) * q - (dmin * mn).
+struct Q2_K {
+  static constexpr int64_t kBytes = 84, kChunks = 8;
+  HS_SIMD static void unpack(const uint8_t* x, int j, __m256 v[4]) {
+    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 16 + (j / 4) * 32));
+    widen<false>(_mm256_and_si256(_mm256_srl_epi16(q, _mm_cvtsi32_si128(2 * (j % 4))), _mm256_set1_epi8(3)), v);
+    const float d = half_at(x + 80), dmin = half_at(x + 82);
+    for (int h = 0; h < 2; ++h) {
+      const uint8_t sc = x[2 * j + h];
+      const __m256 dl = _mm256_set1_ps(d * static_cast<float>(sc & 0x0f));
+      const __m256 ml = _mm256_set1_ps(dmin * static_cast<float>(sc >> 4));
+      for (int i = 2 * h; i < 2 * h + 2; ++i) v[i] = _mm256_sub_ps(product(dl, v[i]), ml);
+    }
+  }
+};
+
+// Q3_K (110 bytes / 256): hmask[32], qs[64], scales[12], d:f16. Chunk j: low 2 bits as Q2_K's, the
+// third from bit j of hmask[l]; value (d * scale) * (q - 4), a 6-bit scale (stored +32) for each
+// 16 elements: its low 4 bits nibble k/8 of byte k%8, its top 2 field k/4 of byte 8 + k%4.
+struct Q3_K {
+  static constexpr int64_t kBytes = 110, kChunks = 8;
+  HS_SIMD static void unpack(const uint8_t* x, int j, __m256 v[4]) {
+    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 32 + (j / 4) * 32));
+    const __m256i hm = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x));
+    const __m256i low = _mm256_and_si256(_mm256_srl_epi16(q, _mm_cvtsi32_si128(2 * (j % 4))), _mm256_set1_epi8(3));
+    const __m256i high = _mm256_and_si256(_mm256_srl_epi16(hm, _mm_cvtsi32_si128(j)), _mm256_set1_epi8(1));
+    widen<true>(_mm256_sub_epi8(_mm256_or_si256(low, _mm256_slli_epi16(high, 2)), _mm256_set1_epi8(4)), v);
+    const uint8_t* sb = x + 96;
+    const float d = half_at(x + 108);
+    for (int h = 0; h < 2; ++h) {
+      const int k = 2 * j + h;
+      const int scale = ((k < 8 ? sb[k] & 0x0f : sb[k - 8] >> 4) | (((sb[8 + k % 4] >> (2 * (k / 4))) & 3) << 4)) - 32;
+      const __m256 dl = _mm256_set1_ps(d * static_cast<float>(scale));
+      for (int i = 2 * h; i < 2 * h + 2; ++i) v[i] = product(dl, v[i]);
+    }
+  }
+};
+
 // The 12 scale bytes of Q4_K/Q5_K hold eight 6-bit scales and eight 6-bit mins:
 // j < 4: scale = b[j] & 63, min = b[j+4] & 63; j >= 4: scale = (b[j+4] & 15) | (b[j-4] >> 6) << 4,
 // min = (b[j+4] >> 4) | (b[j] >> 6) << 4. (dequant.cpp's portable code uses this too.)
@@ -216,12 +256,19 @@ bool with_reader(GgmlType t, F&& f) {
     case GgmlType::Q5_0: return f(Q5_0{});
     case GgmlType::Q5_1: return f(Q5_1{});
     case GgmlType::Q8_0: return f(Q8_0{});
+    case GgmlType::Q2_K: return f(Q2_K{});
+    case GgmlType::Q3_K: return f(Q3_K{});
     case GgmlType::Q4_K: return f(Q4_K{});
     case GgmlType::Q5_K: return f(Q5_K{});
     case GgmlType::Q6_K: return f(Q6_K{});
     default: return false;
   }
 }
+
+// The types with_reader has a reader for.
+inline constexpr GgmlType kReadable[] = {GgmlType::F16,  GgmlType::BF16, GgmlType::Q4_0, GgmlType::Q4_1,
+                                         GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0, GgmlType::Q2_K,
+                                         GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K};
 
 // Elements in one of a reader's blocks.
 template <class Reader>

@@ -14,9 +14,9 @@ namespace hs {
 struct GgufTensor;
 
 // A row-major matrix of `rows` output features by `cols` input features (a linear layer's W).
-// Float32, or packed: kept in the file's form (the ones with AVX2 readers in dequant_simd.h: F16,
-// BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K), a half to an eighth of the bytes, for the
-// CPU backend to dequantize as it multiplies.
+// Float32, or packed: kept in the file's form (the ones with AVX2 readers in dequant_simd.h,
+// simd::kReadable: F16, BF16, Q4_0 to Q8_0, Q2_K to Q6_K), a half to a twelfth of the bytes, for
+// the CPU backend to dequantize as it multiplies.
 struct Matrix {
   int64_t rows = 0, cols = 0;
   std::vector<float> data;        // float32 rows; empty when packed

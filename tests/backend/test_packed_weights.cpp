@@ -1,5 +1,5 @@
-// Packed weights (matrices kept in the file's F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K
-// or Q6_K form) against the same matrices dequantized to float32 first: the CPU backend's products,
+// Packed weights (matrices kept in the file's form, one of simd::kReadable: F16, BF16, Q4_0 to Q8_0,
+// Q2_K to Q6_K) against the same matrices dequantized to float32 first: the CPU backend's products,
 // and its logits on both real models, must be equal bit for bit, as the packed kernels claim (the
 // float32 path is the one test_cpu_forward checks against a float64 reference).
 #include <gtest/gtest.h>
@@ -27,6 +27,8 @@ std::vector<size_t> half_scales(GgmlType t) {
     case GgmlType::Q4_K:
     case GgmlType::Q5_K: return {0, 2};  // d and m (dmin)
     case GgmlType::Q6_K: return {208};
+    case GgmlType::Q2_K: return {80, 82};
+    case GgmlType::Q3_K: return {108};
     default: return {0};  // Q4_0, Q5_0, Q8_0
   }
 }
@@ -75,8 +77,7 @@ bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
 TEST(PackedWeights, MatmulEqualsFloat32BitForBit) {
   using Shapes = std::vector<std::pair<int64_t, int64_t>>;
   const Shapes small_blocks = {{37, 64}, {64, 576}, {203, 1536}}, super_blocks = {{37, 256}, {64, 1024}, {203, 2048}};
-  for (GgmlType type : {GgmlType::F16, GgmlType::BF16, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1,
-                        GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K})
+  for (GgmlType type : simd::kReadable)
     for (auto [rows, cols] : ggml_type_info(static_cast<uint32_t>(type))->block_elems == 256 ? super_blocks : small_blocks)
       for (int64_t n : {1, 2, 3, 5, 16}) {
         SCOPED_TRACE(ggml_type_name(type) + " " + std::to_string(rows) + "x" + std::to_string(cols) + ", " +

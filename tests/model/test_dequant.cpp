@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "model/dequant.h"
+#include "model/dequant_simd.h"
 #include "model/gguf.h"
 #include "test_util.h"
 
@@ -111,14 +112,13 @@ TEST(Dequant, F16AllBitPatterns) {
   }
 }
 
-// F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K and Q6_K take AVX2 code where the CPU has it
+// The types of simd::kReadable (F16, BF16, Q4_0 to Q8_0, Q2_K to Q6_K) take AVX2 code where the CPU has it
 // (the golden tests above and F16AllBitPatterns below check that path); the portable code must give
 // the same floats. Random bytes, so every scale bit pattern turns up:
 // bit-equal, or NaN in both (which NaN a product of two NaNs keeps depends on operand order).
 TEST(Dequant, VectorizedEqualsPortable) {
   std::mt19937 rng(7);
-  for (GgmlType type : {GgmlType::F16, GgmlType::BF16, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1,
-                        GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K}) {
+  for (GgmlType type : simd::kReadable) {
     const int64_t n = 256 * 513;
     std::vector<uint8_t> raw(ggml_row_bytes(type, n));
     for (auto& b : raw) b = static_cast<uint8_t>(rng());
