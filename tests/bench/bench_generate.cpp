@@ -55,6 +55,8 @@
 
 namespace {
 
+constexpr int kPrefillChunk = 2048;  // tokens a prefill forward takes at a time (the runner's)
+
 using hs::bench::int_list;
 using hs::bench::median;
 using hs::bench::split;
@@ -173,24 +175,25 @@ int main(int argc, char** argv) try {
     const hs::SampleSpec greedy{&greedy_params};
     for (const std::string& spec : plan_specs) {
       const hs::ShardPlan plan = hs::plan_from_spec(spec, m.config);
-      // Room for the largest decode batch at its longest length, plus a prefill chunk.
+      // Room for the largest decode batch at its longest length (and a page in flight for each
+      // head), plus the pages of one prefill chunk, which every head holds until the chunk is
+      // written: sequences are prefilled one at a time.
+      const int64_t heads = int64_t{m.config.n_layers} * m.config.n_kv_heads;
+      const int64_t chunk = heads * (kPrefillChunk / plan.block_size() + 1);
       int64_t pages = 0;
       for (int c : contexts)
         for (int b : batches)
-          pages = std::max(pages, (hs::PagedKvCache::pages_for_length(m.config, plan, c + gen + 1) +
-                                   16 * m.config.n_layers * m.config.n_kv_heads) * b);
-      for (int n : prompts)
-        pages = std::max(pages, hs::PagedKvCache::pages_for_length(m.config, plan, n) +
-                                    16 * m.config.n_layers * m.config.n_kv_heads);
+          pages = std::max(pages, (hs::PagedKvCache::pages_for_length(m.config, plan, c + gen + 1) + heads) * b + chunk);
+      for (int n : prompts) pages = std::max(pages, hs::PagedKvCache::pages_for_length(m.config, plan, n) + chunk);
       const int64_t kv_bytes = std::max<int64_t>(pages * be->page_bytes(plan.block_size()), int64_t{1} << 30);
       hs::ForwardRunner run(*be, plan, kv_bytes);
-      // Prefills a sequence's prompt in chunks of 2048 tokens; returns the greedy next token.
+      // Prefills a sequence's prompt in chunks of kPrefillChunk tokens; returns the greedy next token.
       auto prefill = [&](int64_t id, const std::vector<int32_t>& prompt) {
         const int n = static_cast<int>(prompt.size());
         int32_t next = 0;
-        for (int p0 = 0; p0 < n; p0 += 2048) {
+        for (int p0 = 0; p0 < n; p0 += kPrefillChunk) {
           hs::Batch b;
-          b.chunks.push_back({id, p0, {prompt.begin() + p0, prompt.begin() + std::min(n, p0 + 2048)}, false});
+          b.chunks.push_back({id, p0, {prompt.begin() + p0, prompt.begin() + std::min(n, p0 + kPrefillChunk)}, false});
           const hs::Logits& lg = run.forward(b);
           next = hs::argmax(lg.last_row_of(0, b), lg.vocab);
         }
@@ -261,6 +264,7 @@ int main(int argc, char** argv) try {
       for (int context : by_engine ? contexts : std::vector<int>{})
         for (int bsz : batches) {
           std::vector<double> tps;
+          int64_t preemptions = 0;  // recomputed sequences would make the row measure something else
           for (int r = 0; r < reps; ++r) {
             hs::EngineOptions eo;
             eo.plan = plan;
@@ -285,13 +289,17 @@ int main(int argc, char** argv) try {
             }
             engine.run_until_idle();
             tps.push_back(static_cast<double>(counted) / seconds_since(t0));
+            preemptions += engine.preemptions();
           }
           const double med = median(tps);
           row("tg" + std::to_string(gen) + " @" + std::to_string(context) + " batch " + std::to_string(bsz) + " engine",
               med, 1000.0 * bsz / med);
           nlohmann::json r = tags;
           r.update({{"plan", plan.name()}, {"context", context}, {"batch", bsz}, {"driver", "engine"},
-                    {"tokens_per_s", tps}, {"median_tokens_per_s", med}});
+                    {"tokens_per_s", tps}, {"median_tokens_per_s", med}, {"preemptions", preemptions}});
+          if (preemptions > 0)
+            std::fprintf(stderr, "bench_generate: the engine preempted %lld sequences in that row (KV pool too small)\n",
+                         static_cast<long long>(preemptions));
           out["decode"].push_back(r);
         }
     }
