@@ -112,6 +112,16 @@ TEST(Dequant, F16AllBitPatterns) {
   }
 }
 
+// simd::kReadable names exactly the types simd::with_reader has a reader for (the tests below and
+// test_packed_weights go through the list).
+TEST(Dequant, ReadableListsEveryReader) {
+  for (uint32_t id = 0; id < 64; ++id) {
+    const auto type = static_cast<GgmlType>(id);
+    const bool listed = std::find(std::begin(simd::kReadable), std::end(simd::kReadable), type) != std::end(simd::kReadable);
+    EXPECT_EQ(simd::with_reader(type, [](auto) { return true; }), listed) << "type id " << id;
+  }
+}
+
 // The types of simd::kReadable (F16, BF16, Q4_0 to Q8_0, Q2_K to Q6_K) take AVX2 code where the CPU has it
 // (the golden tests above and F16AllBitPatterns below check that path); the portable code must give
 // the same floats. Random bytes, so every scale bit pattern turns up:
