@@ -19,7 +19,9 @@
 #             flight on and off, 512 tokens), bench-kv-step (the host's KV bookkeeping per decode
 #             step) and kv-report (32k-token sequences in a 64 GiB KV budget, dense and strided).
 #             ATTENTION_4K=sharded,simple adds the simple attention kernel to bench-4k; REPS_32K=1,
-#             THROUGHPUT_GEN and THROUGHPUT_PLANS shorten the others.
+#             THROUGHPUT_GEN and THROUGHPUT_PLANS shorten the others; BATCH_32K (default 1,16) sets
+#             bench-32k's batches (16 x 32k dense needs 64.5 GiB of KV beside 16 GB of weights: on
+#             an 80 GB H100, BATCH_32K=1,4).
 #             The engine logs where each 100 steps' time goes (HEADSHARD_CUDA_TIMING=1).
 #   gemv-block  with POWER_LOG=1 (set by this stage): batch-1 decode at 4k through the Engine, the
 #             block GEMV on the small matrices against the per-warp kernel, in turns (GEMV_BLOCK_RUNS,
@@ -132,7 +134,7 @@ while [ $i -lt ${#STAGES[@]} ]; do  # a stage may append stages
       ;;
     bench-32k)
       run bench_32k 500 "$PKG/bench_generate" --model $M8B --device cuda --plan "dense|$STRIDED" \
-        --prompt 32768 --context 32768 --batch 1,16 --gen 32 --reps "${REPS_32K:-2}" --json "$OUT/bench_32k.json"
+        --prompt 32768 --context 32768 --batch "${BATCH_32K:-1,16}" --gen 32 --reps "${REPS_32K:-2}" --json "$OUT/bench_32k.json"
       ;;
     bench-throughput)
       run bench_throughput 500 "$PKG/bench_generate" --model $M8B --device cuda --plan "${THROUGHPUT_PLANS:-dense|$STRIDED}" \
