@@ -26,7 +26,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Microseconds per call of f, each rep enough calls for about 20 ms.
+// How many calls of f make a rep of about 20 ms.
 template <class F>
 int calls_for(F& f) {
   f();  // warm: pages touched, threads awake
@@ -35,6 +35,7 @@ int calls_for(F& f) {
   const double once = std::chrono::duration<double>(Clock::now() - t0).count();
   return std::max(1, static_cast<int>(0.02 / std::max(once, 1e-7)));
 }
+// Microseconds per call over `calls` calls.
 template <class F>
 double time_rep(F& f, int calls) {
   const auto t = Clock::now();
