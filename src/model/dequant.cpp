@@ -163,9 +163,8 @@ void dq_q2_k(const uint8_t* x, float* y, int64_t nb) {
 
 // Q3_K (110 bytes / 256): hmask[32], qs[64], scales[12], d:f16.
 // Low 2 bits as in Q2_K; the high bit of element e is bit e/32 of hmask[e%32], and a CLEAR
-// bit means "subtract 4" (q = low - 4 * !high, range -4..3). Sixteen 6-bit signed scales
-// (stored +32): low 4 bits are nibbles of bytes 0..7 (scale j < 8 low nibble of byte j,
-// j >= 8 high nibble of byte j-8), the top 2 bits are 2-bit field j/4 of byte 8 + j%4.
+// bit means "subtract 4" (q = low - 4 * !high, range -4..3). Sixteen 6-bit signed scales in
+// scales[12] (simd::q3_k_scale, shared with the AVX2 reader).
 void dq_q3_k(const uint8_t* x, float* y, int64_t nb) {
   for (int64_t b = 0; b < nb; ++b, x += 110, y += 256) {
     const uint8_t* hmask = x;
@@ -173,11 +172,7 @@ void dq_q3_k(const uint8_t* x, float* y, int64_t nb) {
     const uint8_t* sb = x + 96;
     const float d = load_f16(x + 108);
     float dl[16];
-    for (int j = 0; j < 16; ++j) {
-      const int lo = j < 8 ? (sb[j] & 0x0f) : (sb[j - 8] >> 4);
-      const int hi = (sb[8 + j % 4] >> (2 * (j / 4))) & 3;
-      dl[j] = d * static_cast<float>((lo | (hi << 4)) - 32);
-    }
+    for (int j = 0; j < 16; ++j) dl[j] = d * static_cast<float>(simd::q3_k_scale(sb, j));
     for (int c = 0; c < 2; ++c) {
       for (int s = 0; s < 4; ++s) {
         const int group = c * 4 + s;  // which 32-element run, also the hmask bit index

@@ -70,9 +70,10 @@ HS_SIMD inline __m256i fifth_bits(const uint8_t* p) {
 // F16C's conversion would quiet): fp16_to_f32 in dequant.cpp, eight at a time. F16C's conversion
 // is exact for everything else, so it serves unless a NaN is among the eight.
 HS_SIMD inline __m256 halves8(const uint8_t* p) {
-  const __m256 quick = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  const __m256 quick = _mm256_cvtph_ps(raw);
   if (__builtin_expect(_mm256_movemask_ps(_mm256_cmp_ps(quick, quick, _CMP_UNORD_Q)) == 0, 1)) return quick;
-  const __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  const __m256i h = _mm256_cvtepu16_epi32(raw);
   const __m256i sign = _mm256_slli_epi32(_mm256_and_si256(h, _mm256_set1_epi32(0x8000)), 16);
   const __m256i em = _mm256_and_si256(h, _mm256_set1_epi32(0x7fff));  // exponent and mantissa
   const __m256i rebias = _mm256_set1_epi32(112 << 23);
@@ -152,14 +153,25 @@ struct Q8_0 {
   }
 };
 
+// Chunk j's 2-bit fields of Q2_K/Q3_K quants: field j%4 of qs[(j/4)*32 + l], l = 0..31.
+HS_SIMD inline __m256i two_bits(const uint8_t* qs, int j) {
+  const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + (j / 4) * 32));
+  return _mm256_and_si256(_mm256_srl_epi16(q, _mm_cvtsi32_si128(2 * (j % 4))), _mm256_set1_epi8(3));
+}
+
+// Q3_K's sixteen 6-bit scales (stored +32) in 12 bytes: scale k's low 4 bits are nibble k/8 of
+// byte k%8, its top 2 bits field k/4 of byte 8 + k%4. (dequant.cpp's portable code uses this too.)
+inline int q3_k_scale(const uint8_t* sb, int k) {
+  return ((k < 8 ? sb[k] & 0x0f : sb[k - 8] >> 4) | (((sb[8 + k % 4] >> (2 * (k / 4))) & 3) << 4)) - 32;
+}
+
 // Q2_K (84 bytes / 256): scales[16], qs[64], d:f16, dmin:f16. Chunk j takes 2-bit field j%4 of
 // qs[(j/4)*32 + l]; each 16 elements have a scale byte (low nibble scale, high nibble min), byte
 // 2j for the first 16, 2j+1 for the next; value (d * sc) * q - (dmin * mn).
 struct Q2_K {
   static constexpr int64_t kBytes = 84, kChunks = 8;
   HS_SIMD static void unpack(const uint8_t* x, int j, __m256 v[4]) {
-    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 16 + (j / 4) * 32));
-    widen<false>(_mm256_and_si256(_mm256_srl_epi16(q, _mm_cvtsi32_si128(2 * (j % 4))), _mm256_set1_epi8(3)), v);
+    widen<false>(two_bits(x + 16, j), v);
     const float d = half_at(x + 80), dmin = half_at(x + 82);
     for (int h = 0; h < 2; ++h) {
       const uint8_t sc = x[2 * j + h];
@@ -171,22 +183,19 @@ struct Q2_K {
 };
 
 // Q3_K (110 bytes / 256): hmask[32], qs[64], scales[12], d:f16. Chunk j: low 2 bits as Q2_K's, the
-// third from bit j of hmask[l]; value (d * scale) * (q - 4), a 6-bit scale (stored +32) for each
-// 16 elements: its low 4 bits nibble k/8 of byte k%8, its top 2 field k/4 of byte 8 + k%4.
+// third from bit j of hmask[l]; value (d * scale) * (q - 4), a scale (q3_k_scale) for each 16
+// elements.
 struct Q3_K {
   static constexpr int64_t kBytes = 110, kChunks = 8;
   HS_SIMD static void unpack(const uint8_t* x, int j, __m256 v[4]) {
-    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 32 + (j / 4) * 32));
     const __m256i hm = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x));
-    const __m256i low = _mm256_and_si256(_mm256_srl_epi16(q, _mm_cvtsi32_si128(2 * (j % 4))), _mm256_set1_epi8(3));
+    const __m256i low = two_bits(x + 32, j);
     const __m256i high = _mm256_and_si256(_mm256_srl_epi16(hm, _mm_cvtsi32_si128(j)), _mm256_set1_epi8(1));
     widen<true>(_mm256_sub_epi8(_mm256_or_si256(low, _mm256_slli_epi16(high, 2)), _mm256_set1_epi8(4)), v);
     const uint8_t* sb = x + 96;
     const float d = half_at(x + 108);
     for (int h = 0; h < 2; ++h) {
-      const int k = 2 * j + h;
-      const int scale = ((k < 8 ? sb[k] & 0x0f : sb[k - 8] >> 4) | (((sb[8 + k % 4] >> (2 * (k / 4))) & 3) << 4)) - 32;
-      const __m256 dl = _mm256_set1_ps(d * static_cast<float>(scale));
+      const __m256 dl = _mm256_set1_ps(d * static_cast<float>(q3_k_scale(sb, 2 * j + h)));
       for (int i = 2 * h; i < 2 * h + 2; ++i) v[i] = product(dl, v[i]);
     }
   }
