@@ -14,7 +14,8 @@
 #   bench     with synthetic Llama-3.1-8B weights: bench-4k (decode at 4k, batch 1 and 8, linear
 #             layers on the streaming kernel and on cuBLAS, decode attention on the copy-engine
 #             and the cp.async kernel; then bench_gemv, the single-row linear layers alone),
-#             bench-32k (dense and strided plans at 32k), bench-throughput (decode at 64 and 256
+#             bench-engine-4k (batch 1 at 4k through the Engine, steps in flight, dense and
+#             strided: the rate `serve` gets), bench-32k (dense and strided plans at 32k), bench-throughput (decode at 64 and 256
 #             sequences, 1k prompt, 1k output), bench-engine (the same through the Engine, steps in
 #             flight on and off, 512 tokens), bench-kv-step (the host's KV bookkeeping per decode
 #             step) and kv-report (32k-token sequences in a 64 GiB KV budget, dense and strided).
@@ -125,12 +126,17 @@ while [ $i -lt ${#STAGES[@]} ]; do  # a stage may append stages
       run memcheck 400 compute-sanitizer --tool memcheck --error-exitcode 1 "$PKG/test_cuda_backend" \
         --gtest_filter='*llama_d128_s2_graphs:*llama_d128_streaming_nographs:*gemma3_d256_dense_graphs:*gemma3_d256_s2_nographs:*RejectsBad*'
       ;;
-    bench) STAGES+=(bench-4k bench-32k bench-throughput bench-engine bench-kv-step kv-report) ;;
+    bench) STAGES+=(bench-4k bench-engine-4k bench-32k bench-throughput bench-engine bench-kv-step kv-report) ;;
     bench-4k)
       run bench_decode_4k 400 "$PKG/bench_generate" --model $M8B --device cuda --attention "${ATTENTION_4K:-sharded}" \
         --gemv on,off --fuse on,off --decode tma --plan dense --prompt 4096 --context 4096 --batch 1,8 --gen 64 --reps 3 \
         --json "$OUT/bench_decode_4k.json"
       TAIL=45 run bench_gemv 60 "$PKG/bench_gemv" --json "$OUT/bench_gemv.json"
+      ;;
+    bench-engine-4k)
+      # Batch 1 at 4k through the Engine with steps in flight (what `serve` runs), dense and strided.
+      run bench_engine_4k 200 "$PKG/bench_generate" --model $M8B --device cuda --driver engine --plan "dense|$STRIDED" \
+        --prompt 0 --context 4096 --batch 1 --gen 512 --reps 3 --json "$OUT/bench_engine_4k.json"
       ;;
     bench-32k)
       run bench_32k 500 "$PKG/bench_generate" --model $M8B --device cuda --plan "dense|$STRIDED" \
