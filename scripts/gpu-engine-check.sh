@@ -18,7 +18,8 @@
 #             strided: the rate `serve` gets), bench-32k (dense and strided plans at 32k),
 #             bench-throughput (decode at 64 and 256 sequences, 1k prompt, 1k output), bench-engine
 #             (the same through the Engine, steps in flight on and off, 512 tokens), bench-kv-step
-#             (the host's KV bookkeeping per decode step) and kv-report (32k-token sequences in a 64 GiB KV budget, dense and strided).
+#             (the host's KV bookkeeping per decode step) and kv-report (32k-token sequences in a
+#             64 GiB KV budget, dense and strided).
 #             ATTENTION_4K=sharded,simple adds the simple attention kernel to bench-4k; REPS_32K=1,
 #             THROUGHPUT_GEN and THROUGHPUT_PLANS shorten the others; BATCH_32K (default 1,16) sets
 #             bench-32k's batches (16 x 32k dense needs 64.5 GiB of KV beside 16 GB of weights: on
