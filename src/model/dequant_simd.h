@@ -286,4 +286,10 @@ inline constexpr GgmlType kReadable[] = {GgmlType::F16,  GgmlType::BF16, GgmlTyp
 template <class Reader>
 constexpr int64_t kBlockElems = 32 * Reader::kChunks;
 
+// Whether type t has a reader and rows of `cols` elements are whole blocks of it: the matrices
+// the loader keeps packed (on a CPU with AVX2 and F16C).
+inline bool reads_rows(GgmlType t, int64_t cols) {
+  return with_reader(t, [&](auto reader) { return cols % kBlockElems<decltype(reader)> == 0; });
+}
+
 }  // namespace hs::simd

@@ -85,8 +85,7 @@ class Loader {
     m.cols = cols;
     const size_t row_bytes = ggml_row_bytes(t->type, cols);
     // Packed where the CPU backend reads the format fast (whole blocks of a reader in each row).
-    if (simd::have_avx2() &&
-        simd::with_reader(t->type, [&](auto reader) { return cols % simd::kBlockElems<decltype(reader)> == 0; })) {
+    if (simd::have_avx2() && simd::reads_rows(t->type, cols)) {
       m.type = t->type;
       m.blocks.assign(t->data, t->data + rows * row_bytes);
     } else {

@@ -84,9 +84,7 @@ int main(int argc, char** argv) try {
     if (dims.size() != 2) throw std::invalid_argument("--shapes: " + shape + " is not ROWSxCOLS");
     const int64_t rows = std::stoll(dims[0]), cols = std::stoll(dims[1]);
     for (hs::GgmlType type : types) {
-      int64_t block = 0;  // the loader packs a matrix only when its rows are whole blocks of the reader
-      hs::simd::with_reader(type, [&](auto reader) { return (block = hs::simd::kBlockElems<decltype(reader)>) > 0; });
-      if (cols % block != 0) {
+      if (!hs::simd::reads_rows(type, cols)) {  // the loader would not keep it packed
         std::printf("%-6s %12s  skipped: %lld columns are not whole blocks\n", hs::ggml_type_name(type).c_str(),
                     shape.c_str(), static_cast<long long>(cols));
         continue;
