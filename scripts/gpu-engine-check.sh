@@ -102,6 +102,14 @@ run() {  # run NAME TIMEOUT command...: logs to $OUT/NAME.log, prints its tail
   echo "=== $name: exit $rc after $((SECONDS - t0)) s"
   [ $rc -eq 0 ] || status=1
 }
+# engine_4k NAME ARGS...: batch-1 decode at 4k through the Engine (steps in flight, what `serve`
+# runs), run as NAME with a 200 s limit, bench_generate's ARGS added, its JSON in $OUT/NAME.json.
+engine_4k() {
+  local name=$1
+  shift
+  run "$name" 200 "$PKG/bench_generate" --model $M8B --device cuda --driver engine --prompt 0 --context 4096 \
+    --batch 1 --gen 512 --reps 3 --json "$OUT/$name.json" "$@"
+}
 
 i=0
 while [ $i -lt ${#STAGES[@]} ]; do  # a stage may append stages
@@ -135,9 +143,7 @@ while [ $i -lt ${#STAGES[@]} ]; do  # a stage may append stages
       TAIL=45 run bench_gemv 60 "$PKG/bench_gemv" --json "$OUT/bench_gemv.json"
       ;;
     bench-engine-4k)
-      # Batch 1 at 4k through the Engine with steps in flight (what `serve` runs), dense and strided.
-      run bench_engine_4k 200 "$PKG/bench_generate" --model $M8B --device cuda --driver engine --plan "dense|$STRIDED" \
-        --prompt 0 --context 4096 --batch 1 --gen 512 --reps 3 --json "$OUT/bench_engine_4k.json"
+      engine_4k bench_engine_4k --plan "dense|$STRIDED"
       ;;
     bench-32k)
       run bench_32k 500 "$PKG/bench_generate" --model $M8B --device cuda --plan "dense|$STRIDED" \
@@ -159,8 +165,7 @@ while [ $i -lt ${#STAGES[@]} ]; do  # a stage may append stages
       ;;
     power)
       for g in on off; do
-        run "power_engine_gemv_$g" 200 "$PKG/bench_generate" --model $M8B --device cuda --driver engine --plan dense \
-          --prompt 0 --context 4096 --batch 1 --gen 512 --reps 3 --gemv $g --json "$OUT/power_engine_gemv_$g.json"
+        engine_4k "power_engine_gemv_$g" --plan dense --gemv $g
       done
       for c in ${GEMV_CONFIGS:-1:2:4 1:2 1:4 1:8 2:4}; do
         TAIL=3 run "power_gemv_${c//:/_}" 120 "$PKG/bench_gemv" --shapes 28672x4096 --configs "$c" --calls 20000 --reps 3 --no-cublas \
@@ -178,9 +183,8 @@ while [ $i -lt ${#STAGES[@]} ]; do  # a stage may append stages
       n=0
       for gm in ${GEMV_BLOCK_RUNS:-0 2:64 0 2:64}; do
         n=$((n + 1))
-        HEADSHARD_CUDA_GEMV_BLOCK=${gm%%:*} HEADSHARD_CUDA_GEMV_BLOCK_MIB=${gm#*:} TAIL=3 run "gemv_block_${gm/:/_}_$n" 200 \
-          "$PKG/bench_generate" --model $M8B --device cuda --driver engine --plan dense --prompt 0 --context 4096 \
-          --batch 1 --gen 512 --reps 3 --json "$OUT/gemv_block_${gm/:/_}_$n.json"
+        HEADSHARD_CUDA_GEMV_BLOCK=${gm%%:*} HEADSHARD_CUDA_GEMV_BLOCK_MIB=${gm#*:} TAIL=3 engine_4k "gemv_block_${gm/:/_}_$n" \
+          --plan dense
       done
       ;;
     trace-4k)
