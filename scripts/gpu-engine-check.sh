@@ -28,6 +28,9 @@
 #   gemv-block  with POWER_LOG=1 (set by this stage): batch-1 decode at 4k through the Engine, the
 #             block GEMV on the small matrices against the per-warp kernel, in turns (GEMV_BLOCK_RUNS,
 #             G:MiB or 0 for none; default 0 2:64 0 2:64) (not in the default stages)
+#   fuse-act  with POWER_LOG=1 (set by this stage): batch-1 decode at 4k through the Engine, the
+#             gate/up projection applying the activation (HEADSHARD_CUDA_FUSE_ACT) on and off, in two
+#             processes of opposite orders (not in the default stages)
 #   trace-4k  the timeline of batch-1 decode steps at 4k (synthetic Llama-3.1-8B; PLAN_4K, default
 #             dense; TRACE_DRIVER runner or engine, default runner; TRACE_REPS, default 1): every
 #             kernel's and copy's start and end on the GPU, recorded by the CUPTI injection library
@@ -81,7 +84,8 @@ M8B=synthetic:llama-3.1-8b
 export HEADSHARD_CUDA_TIMING=1
 STRIDED=s2:stride=8,local=16,sink=1
 status=0
-[[ " ${STAGES[*]} " == *" power "* || " ${STAGES[*]} " == *" gemv-block "* ]] && POWER_LOG=1
+[[ " ${STAGES[*]} " == *" power "* || " ${STAGES[*]} " == *" gemv-block "* || " ${STAGES[*]} " == *" fuse-act "* ]] &&
+  POWER_LOG=1
 if [ "${POWER_LOG:-0}" = 1 ]; then
   rm -f "$OUT/power_marks.tsv"
   nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,clocks_event_reasons.sw_power_cap --format=csv,noheader \
@@ -186,6 +190,13 @@ while [ $i -lt ${#STAGES[@]} ]; do  # a stage may append stages
         HEADSHARD_CUDA_GEMV_BLOCK=${gm%%:*} HEADSHARD_CUDA_GEMV_BLOCK_MIB=${gm#*:} TAIL=3 engine_4k "gemv_block_${gm/:/_}_$n" \
           --plan dense
       done
+      ;;
+    fuse-act)
+      # Batch-1 decode at 4k through the Engine with the gate/up projection applying the activation
+      # (on) and apart (off), in two processes of opposite orders: on a capped H200 each rep tends to
+      # run faster than the one before, so compare the two at the same places.
+      TAIL=6 engine_4k fuse_act_1 --plan dense --fuse-act on,off,on,off
+      TAIL=6 engine_4k fuse_act_2 --plan dense --fuse-act off,on,off,on
       ;;
     trace-4k)
       CUDA_INJECTION64_PATH=$ROOT/$PKG/lib/libhs_kernel_trace.so HS_KERNEL_TRACE=$OUT/trace_4k.tsv \

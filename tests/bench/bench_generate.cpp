@@ -5,7 +5,7 @@
 //                  [--attention sharded[,simple]] [--gemv on[,off]] [--pdl on[,off]]
 //                  [--decode tma[,cp.async][,tma-shared][,tma-unstaggered][,tma-nolone][,tma-notwostage]
 //                            [,tma-shortsplits][,tma-notiles][,tma-wholewaves]]
-//                  [--fuse on[,off]] [--overlap on[,off]]
+//                  [--fuse on[,off]] [--fuse-act on[,off]] [--overlap on[,off]]
 //                  [--driver runner[,engine]] [--weights packed[,f32]]
 // Every combination runs in one process, side by side (the weights are made or loaded once):
 // for each form of the host's weights (`packed` as loaded, matrices kept in their ggml blocks where
@@ -20,6 +20,8 @@
 // engine where the 128-token-tile kernel runs otherwise, `tma-wholewaves` plans of more than four
 // waves estimated in whole waves), of the
 // single-row kernel converting the attention output itself (CUDA: `off` is HEADSHARD_CUDA_FUSE=0),
+// of the single-row gate/up projection applying the activation itself (CUDA: `off` is
+// HEADSHARD_CUDA_FUSE_ACT=0),
 // of steps in flight in the engine (CUDA: `off` is HEADSHARD_CUDA_OVERLAP=0; only the engine driver
 // uses them) and each plan, prompt processing of each --prompt length, then decoding: each of
 // `batch` sequences starts from --context tokens of random prompt (default 64), then all decode
@@ -92,7 +94,7 @@ class Borrowed final : public hs::Backend {
 int main(int argc, char** argv) try {
   hs::cli::Args a(argc, argv, 1,
                   {"model", "device", "plan", "prompt", "gen", "batch", "context", "reps", "json", "attention", "gemv",
-                   "pdl", "decode", "fuse", "overlap", "driver", "weights"},
+                   "pdl", "decode", "fuse", "fuse-act", "overlap", "driver", "weights"},
                   {});
   const std::string path = a.str("model", hs::cli::kDefaultModelPath);
   const auto prompts = a.str("prompt", "128,512") == "0" ? std::vector<int>{} : int_list(a.str("prompt", "128,512"));
@@ -117,6 +119,7 @@ int main(int argc, char** argv) try {
                                    {"tma", "cp.async", "tma-shared", "tma-unstaggered", "tma-nolone", "tma-notwostage",
                                     "tma-shortsplits", "tma-notiles", "tma-wholewaves"}},
                                   {"fuse", "HEADSHARD_CUDA_FUSE", {"on", "off"}},
+                                  {"fuse-act", "HEADSHARD_CUDA_FUSE_ACT", {"on", "off"}},
                                   {"overlap", "HEADSHARD_CUDA_OVERLAP", {"on", "off"}}};
   const auto drivers = split(a.str("driver", "runner"), ',');
   for (const std::string& d : drivers)

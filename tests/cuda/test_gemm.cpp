@@ -9,6 +9,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <cmath>
 #include <cstring>
 #include <optional>
 #include <random>
@@ -144,6 +145,92 @@ TEST(Gemm, BlockKernelIsExact) {
   EXPECT_EQ(cuda::gemv_config(8192, 4, 8).block_rows, 0);  // the per-warp kernel instead
   EXPECT_EQ(cuda::gemv_config(14336, 4, 2).block_rows, 2);
   EXPECT_EQ(cuda::gemv_config(16392, 4, 2).block_rows, 0);
+}
+
+float decode(uint16_t h, cuda::GemmType t) {
+  if (t == cuda::GemmType::FP16) return __half2float(__ushort_as_half(h));
+  const uint32_t u = uint32_t{h} << 16;
+  float v;
+  std::memcpy(&v, &u, 4);
+  return v;
+}
+
+// gemv_gated against gemv() into float32 followed by gated_activation() (bit for bit), and against
+// the activation of the exact sums computed here in double (within one unit in the last place of
+// the 16-bit output).
+void expect_gated(int d_ff, int k, cuda::GemmType t, bool gelu, const cuda::GemvConfig& c) {
+  SCOPED_TRACE(testing::Message() << "d_ff " << d_ff << " k " << k << (gelu ? " gelu" : " silu")
+                                  << (t == cuda::GemmType::FP16 ? " fp16" : " bf16"));
+  const int m = 2 * d_ff;
+  std::mt19937 rng(d_ff * 13 + k);
+  auto value = [&] { return static_cast<float>(static_cast<int>(rng() % 17) - 8) / 16.0f; };
+  std::vector<float> x(k), w(static_cast<size_t>(m) * k);
+  for (float& v : x) v = value();
+  for (float& v : w) v = value();
+  std::vector<uint16_t> xh(k), wh(w.size());
+  for (int i = 0; i < k; ++i) xh[i] = encode(x[i], t);
+  for (size_t i = 0; i < w.size(); ++i) wh[i] = encode(w[i], t);
+  uint16_t *dx, *dw, *fused, *apart;
+  float* dy;
+  check_cuda(cudaMalloc(&dx, xh.size() * 2));
+  check_cuda(cudaMalloc(&dw, wh.size() * 2));
+  check_cuda(cudaMalloc(&fused, d_ff * 2));
+  check_cuda(cudaMalloc(&apart, d_ff * 2));
+  check_cuda(cudaMalloc(&dy, m * 4));
+  check_cuda(cudaMemcpy(dx, xh.data(), xh.size() * 2, cudaMemcpyHostToDevice));
+  check_cuda(cudaMemcpy(dw, wh.data(), wh.size() * 2, cudaMemcpyHostToDevice));
+  check_cuda(cudaMemset(fused, 0xff, d_ff * 2));  // NaN in both types: a row left unwritten shows
+  cuda::gemv_gated(dx, dw, t, d_ff, k, fused, gelu, nullptr, c);
+  cuda::gemv(dx, dw, t, m, k, dy, 0.0f, nullptr, c);
+  cuda::gated_activation(dy, 1, d_ff, gelu, apart, t, nullptr);
+  std::vector<uint16_t> got(d_ff), want(d_ff);
+  check_cuda(cudaMemcpy(got.data(), fused, d_ff * 2, cudaMemcpyDeviceToHost));
+  check_cuda(cudaMemcpy(want.data(), apart, d_ff * 2, cudaMemcpyDeviceToHost));
+  for (void* p : {static_cast<void*>(dx), static_cast<void*>(dw), static_cast<void*>(fused), static_cast<void*>(apart),
+                  static_cast<void*>(dy)})
+    cudaFree(p);
+  const double ulp = t == cuda::GemmType::FP16 ? 1.0 / 1024 : 1.0 / 128;
+  int bad = 0;
+  for (int j = 0; j < d_ff; ++j) {
+    double g = 0, u = 0;
+    for (int i = 0; i < k; ++i) {
+      g += double(x[i]) * w[static_cast<size_t>(2 * j) * k + i];  // gate and up rows interleaved
+      u += double(x[i]) * w[static_cast<size_t>(2 * j + 1) * k + i];
+    }
+    const double a = gelu ? 0.5 * g * (1 + std::tanh(0.7978845608028654 * (g + 0.044715 * g * g * g))) : g / (1 + std::exp(-g));
+    const double host = a * u, dev = decode(got[j], t);
+    if ((got[j] != want[j] || !(std::abs(dev - host) <= ulp * std::abs(host) + 1e-5)) && ++bad <= 5)
+      ADD_FAILURE() << "act[" << j << "] = " << dev << ", apart " << decode(want[j], t) << ", host " << host;
+  }
+  EXPECT_EQ(bad, 0);
+}
+
+TEST(Gemm, GatedKernelIsTheProjectionThenTheActivation) {
+  REQUIRE_GPU();
+  kernels::set_programmatic_launch(true);
+  for (const cuda::GemvConfig c : {cuda::GemvConfig{1, 2}, cuda::GemvConfig{1, 4}, cuda::GemvConfig{1, 8},
+                                   cuda::GemvConfig{1, 16}, cuda::GemvConfig{1, 2, 2}, cuda::GemvConfig{1, 4, 2},
+                                   cuda::GemvConfig{1, 2, 4}}) {
+    SCOPED_TRACE(testing::Message() << c.loads_per_lane << " loads, " << c.k_splits << " parts of k");
+    ASSERT_TRUE(cuda::gemv_gated_supports(c));
+    // 1001 pairs: a partial last block; k = 4104 a partial round of loads; k = 576 (SmolLM2's), an
+    // empty last part at 4 parts; 3 pairs, fewer than a block's.
+    for (bool gelu : {false, true}) {
+      expect_gated(1001, 4104, cuda::GemmType::FP16, gelu, c);
+      expect_gated(1001, 4104, cuda::GemmType::BF16, gelu, c);
+      expect_gated(3, 576, gelu ? cuda::GemmType::BF16 : cuda::GemmType::FP16, gelu, c);
+    }
+  }
+  kernels::set_programmatic_launch(false);
+  // Two rows a warp, and the block kernel: no gated kernel.
+  EXPECT_FALSE(cuda::gemv_gated_supports({2, 2}));
+  EXPECT_FALSE(cuda::gemv_gated_supports({0, 0, 1, 4}));
+  EXPECT_THROW(cuda::gemv_gated(nullptr, nullptr, cuda::GemmType::FP16, 8, 4096, nullptr, false, nullptr, {2, 2}),
+               std::invalid_argument);
+  // The backend's configuration at Llama-3.1-8B's gate/up (28,672 x 4,096) and SmolLM2's (3,072 x 576).
+  EXPECT_TRUE(cuda::gemv_gated_supports(cuda::gemv_config(4096, cuda::kMaxGemvSplits,
+                                                          cuda::gemv_block_rows(28672, 4096))));
+  EXPECT_TRUE(cuda::gemv_gated_supports(cuda::gemv_config(576, cuda::kMaxGemvSplits, cuda::gemv_block_rows(3072, 576))));
 }
 
 TEST(Gemm, BlockKernelOnlyOnSmallMatricesWithLongRows) {

@@ -253,7 +253,7 @@ class CudaBackend final : public Backend {
   DeviceBuffer<bf16> att_;      // attention output [T][q_dim]
   DeviceBuffer<half16> att16_;  // the same as fp16, the output projection's input (FP16 GEMMs)
   DeviceBuffer<float> o_;       // Gemma: projection before its post-norm [T][d_model]
-  DeviceBuffer<float> gu_;      // fused gate/up projection [T][2 d_ff]
+  DeviceBuffer<float> gu_;      // fused gate/up projection [T][d_ff][2: gate, up]
   DeviceBuffer<half16> act_;    // gated activation [T][d_ff]
   DeviceBuffer<half16> hrows_;  // final-normed rows that need logits [R][d_model]
   DeviceBuffer<float> logits_;  // [R][vocab]
@@ -272,6 +272,7 @@ class CudaBackend final : public Backend {
   // kernels run wherever they support the shape.
   bool simple_attention_ = env_is("HEADSHARD_ATTENTION", "simple");
   bool fuse_row_ = !env_is("HEADSHARD_CUDA_FUSE", "0");  // see record_step
+  bool fuse_act_ = !env_is("HEADSHARD_CUDA_FUSE_ACT", "0");  // see record_step
   uint64_t generation_ = 1;  // changes whenever a buffer a graph captured moves
 };
 
@@ -513,8 +514,15 @@ void CudaBackend::record_step(const cuda::StepShape& s) {
       cuda::residual_norm(x_.get(), nullptr, nullptr, L.ffn_norm.get(), h_.get(), gt, T, d, eps, st);
     }
 
-    gemm_->linear(h_.get(), d, L.wgu.get(), gt, 2 * ff, d, T, gu_.get(), 2 * ff);
-    cuda::gated_activation(gu_.get(), T, ff, gemma, act_.get(), gt, st);
+    // A single row's gate/up projection applies the activation itself (one kernel fewer a layer;
+    // HEADSHARD_CUDA_FUSE_ACT=0: apart, for comparisons).
+    if (fuse_act_ && gemm_->linear_row_gated_supported(ff, d) &&
+        cuda::gemv_supports(h_.get(), L.wgu.get(), d, T)) {
+      gemm_->linear_row_gated(h_.get(), L.wgu.get(), gt, ff, d, act_.get(), gemma);
+    } else {
+      gemm_->linear(h_.get(), d, L.wgu.get(), gt, 2 * ff, d, T, gu_.get(), 2 * ff);
+      cuda::gated_activation(gu_.get(), T, ff, gemma, act_.get(), gt, st);
+    }
     // The next layer's pre-norm rides along with this layer's residual add.
     const float* next_norm = l + 1 < c_.n_layers ? dw_.layers[l + 1].attn_norm.get() : nullptr;
     half16* next_h = next_norm ? h_.get() : nullptr;

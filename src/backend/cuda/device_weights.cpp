@@ -53,6 +53,17 @@ class Uploader {
     }
   }
 
+  // m's [parts][rows][cols] as [rows][parts][cols]: row r of each part side by side.
+  void interleave_rows(DeviceBuffer<half16>& m, int64_t parts, int64_t rows, int64_t cols) {
+    DeviceBuffer<half16> out(m.size());
+    const size_t row = static_cast<size_t>(cols) * sizeof(half16);
+    for (int64_t p = 0; p < parts; ++p)
+      HS_CUDA_CHECK(cudaMemcpy2DAsync(out.get() + p * cols, parts * row, m.get() + p * rows * cols, row, row,
+                                      static_cast<size_t>(rows), cudaMemcpyDeviceToDevice, s_));
+    HS_CUDA_CHECK(cudaStreamSynchronize(s_));  // m is freed next
+    m = std::move(out);
+  }
+
   void vector(const std::vector<float>& v, DeviceBuffer<float>& dst, size_t& bytes) {
     if (v.empty()) return;
     dst.allocate(v.size());
@@ -104,6 +115,7 @@ DeviceWeights upload_weights(const ModelWeights& w, GemmType type, cudaStream_t 
     up.matrices({&L.wq, &L.wk, &L.wv}, c.q_dim() + 2 * c.kv_dim(), c.d_model, "wq/wk/wv " + at, D.wqkv, d.bytes);
     up.matrices({&L.wo}, c.d_model, c.q_dim(), "wo " + at, D.wo, d.bytes);
     up.matrices({&L.w_gate, &L.w_up}, 2 * int64_t{c.d_ff}, c.d_model, "w_gate/w_up " + at, D.wgu, d.bytes);
+    up.interleave_rows(D.wgu, 2, c.d_ff, c.d_model);
     up.matrices({&L.w_down}, c.d_model, c.d_ff, "w_down " + at, D.wdown, d.bytes);
   }
   up.finish();

@@ -1,6 +1,7 @@
 // The model's weights on the device: matrices in 16-bit floats (one GemmType), norm vectors in
 // float32, with the projections that read the same input fused into one matrix (rows stacked) so
-// that each is one GEMM: wqkv = [wq; wk; wv] and wgu = [w_gate; w_up].
+// that each is one GEMM: wqkv = [wq; wk; wv] and wgu = w_gate's and w_up's rows interleaved (gate row j
+// at row 2j, up row j at 2j + 1, so a gate/up pair is one contiguous stretch of memory).
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -18,7 +19,7 @@ struct DeviceLayer {
   DeviceBuffer<float> q_norm, k_norm, post_attn_norm, post_ffw_norm;  // Gemma 3 only (else empty)
   DeviceBuffer<half16> wqkv;  // [q_dim + 2 kv_dim][d_model]
   DeviceBuffer<half16> wo;    // [d_model][q_dim]
-  DeviceBuffer<half16> wgu;   // [2 d_ff][d_model]
+  DeviceBuffer<half16> wgu;   // [d_ff][2: gate, up][d_model]
   DeviceBuffer<half16> wdown; // [d_model][d_ff]
 };
 

@@ -49,4 +49,8 @@ void Gemm::linear_row(const half16* x, GemmType xt, const half16* W, GemmType t,
   gemv(x, xt, W, t, m, k, Y, beta, stream_, gemv_config_for(m, k));
 }
 
+void Gemm::linear_row_gated(const half16* x, const half16* W, GemmType t, int d_ff, int k, half16* act, bool gelu) {
+  gemv_gated(x, W, t, d_ff, k, act, gelu, stream_, gemv_config_for(2 * d_ff, k));
+}
+
 }  // namespace hs::cuda

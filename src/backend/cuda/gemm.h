@@ -37,6 +37,12 @@ class Gemm {
   // when single_row_kernel() and gemv_supports().
   void linear_row(const half16* x, GemmType xt, const half16* W, GemmType t, int m, int k, float* Y,
                   float beta = 0.0f);
+  // act = the gated activation of one row's gate/up projection (W: gate and up rows interleaved,
+  // x of W's type), in one streaming kernel (gemv_gated): only when linear_row_gated_supported().
+  void linear_row_gated(const half16* x, const half16* W, GemmType t, int d_ff, int k, half16* act, bool gelu);
+  bool linear_row_gated_supported(int d_ff, int k) const {
+    return gemv_ && gemv_gated_supports(gemv_config_for(2 * d_ff, k));
+  }
   bool single_row_kernel() const { return gemv_; }
   // The streaming kernel's configuration for an m x k weight matrix.
   GemvConfig gemv_config_for(int m, int k) const {

@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "backend/cuda/activation.cuh"
 #include "backend/cuda/cuda_check.h"
 #include "pdl.cuh"
 
@@ -16,6 +17,9 @@ namespace {
 
 constexpr int kWarps = 8;  // per block
 constexpr int kVec = 8;    // 16-bit elements per 16-byte load
+
+__device__ __half from_float(float v, __half) { return __float2half_rn(v); }
+__device__ __nv_bfloat16 from_float(float v, __nv_bfloat16) { return __float2bfloat16_rn(v); }
 
 // Eight 16-bit floats, as float pairs.
 __device__ void unpack(const uint4& v, __half, float2 (&f)[4]) {
@@ -36,15 +40,21 @@ __device__ void unpack(const uint4& v, __nv_bfloat16, float2 (&f)[4]) {
 // L1 allocation; x stays cached. No kernel writes the weights, so the first U stretches are loaded
 // before the block waits for the kernel before it (programmatic launch): they are in flight during
 // that kernel's tail.
-template <typename T, int R, int U, int KS, typename X>
+// Gated: W is a gated MLP's gate and up rows interleaved (gate j at row 2j, up j at 2j + 1; m = 2
+// d_ff) and the kernel writes act[j] = T(act(gate_j x) * (up_j x)) (gated_value) instead of y; a
+// block's row warps take consecutive rows as always, so that it holds both sums of its pairs.
+template <typename T, int R, int U, int KS, typename X, bool kGated = false>
 __global__ void __launch_bounds__(kWarps * 32)
     gemv_kernel(const uint4* __restrict__ x, const uint4* __restrict__ W, int m, int k_vec, float* __restrict__ y,
-                float beta) {
+                float beta, T* __restrict__ act, bool gelu) {
   constexpr int kRowWarps = kWarps / KS;  // warps of a block that share no row
+  static_assert(!kGated || (R == 1 && kRowWarps % 2 == 0));
+  constexpr int kPairs = kRowWarps / 2;   // gated: (gate, up) row pairs a block
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int part = warp / kRowWarps;
   const int row0 = (blockIdx.x * kRowWarps + warp % kRowWarps) * R;
   const bool live = row0 < m;
+  const int side = row0 & 1, pair = row0 >> 1;  // gated: up (1) or gate (0) row of pair
   // Parts are whole stretches of 32 vectors, so that every lane's loads stay 16-byte aligned.
   const int per_part = (k_vec + 32 * KS - 1) / (32 * KS) * 32;
   const int i_begin = part * per_part + lane, i_end = min(k_vec, (part + 1) * per_part);
@@ -60,7 +70,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   };
   if (live) load_weights(i_begin);
   kernels::pdl_begin();
-  if (KS == 1 && !live) return;  // with parts, every warp stays for the block's sum
+  if (KS == 1 && !kGated && !live) return;  // with parts (or gated), every warp stays for the block's sum
   float acc[R] = {};
   for (int i0 = i_begin; live && i0 < i_end;) {
     uint4 xv[U];
@@ -96,9 +106,17 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
       for (int q = 0; q < KS - 1; ++q) acc[r] += part_sum[q][warp][r];
   }
+  if constexpr (kGated) {
+    __shared__ float up_sum[kPairs];
+    if (side == 1 && lane == 0) up_sum[(warp % kRowWarps) >> 1] = acc[0];
+    asm volatile("bar.sync 1, %0;\n" ::"n"(kRowWarps * 32) : "memory");  // the row warps, part 0
+    if (side == 0 && lane == 0 && live)
+      act[pair] = from_float(gated_value(acc[0], up_sum[(warp % kRowWarps) >> 1], gelu), T{});
+  } else {
 #pragma unroll
-  for (int r = 0; r < R; ++r)
-    if (lane == 0 && row0 + r < m) y[row0 + r] = beta != 0.0f ? acc[r] + beta * y[row0 + r] : acc[r];
+    for (int r = 0; r < R; ++r)
+      if (lane == 0 && row0 + r < m) y[row0 + r] = beta != 0.0f ? acc[r] + beta * y[row0 + r] : acc[r];
+  }
 }
 
 // The block kernel: the kBlockThreads threads of a block share each row (thread t takes vectors
@@ -190,7 +208,34 @@ void launch(const half16* x, GemmType xt, const half16* W, int m, int k, float* 
   auto* kernel = xt == GemmType::FP16 ? gemv_kernel<T, R, U, KS, __half> : gemv_kernel<T, R, U, KS, __nv_bfloat16>;
   HS_CUDA_CHECK(kernels::launch(kernel, (m + per_block - 1) / per_block, kWarps * 32, 0, s,
                                 reinterpret_cast<const uint4*>(x), reinterpret_cast<const uint4*>(W), m, k / kVec,
-                                y, beta));
+                                y, beta, static_cast<T*>(nullptr), false));
+}
+
+template <typename T, int U, int KS>
+void launch_gated(const half16* x, const half16* W, int d_ff, int k, half16* act, bool gelu, cudaStream_t s) {
+  constexpr int rows = kWarps / KS;
+  HS_CUDA_CHECK(kernels::launch(gemv_kernel<T, 1, U, KS, T, true>, (2 * d_ff + rows - 1) / rows, kWarps * 32, 0, s,
+                                reinterpret_cast<const uint4*>(x), reinterpret_cast<const uint4*>(W), 2 * d_ff,
+                                k / kVec, static_cast<float*>(nullptr), 0.0f, reinterpret_cast<T*>(act), gelu));
+}
+
+template <typename T>
+using GatedLauncher = void (*)(const half16*, const half16*, int, int, half16*, bool, cudaStream_t);
+
+// The gated kernel of a per-warp configuration of one row a warp (nullptr: none).
+template <typename T>
+GatedLauncher<T> gated_launcher(const GemvConfig& c) {
+  if (c.block_rows > 0 || c.rows_per_warp != 1) return nullptr;
+  switch (c.k_splits * 100 + c.loads_per_lane) {
+    case 102: return launch_gated<T, 2, 1>;
+    case 104: return launch_gated<T, 4, 1>;
+    case 108: return launch_gated<T, 8, 1>;
+    case 116: return launch_gated<T, 16, 1>;
+    case 202: return launch_gated<T, 2, 2>;
+    case 204: return launch_gated<T, 4, 2>;
+    case 402: return launch_gated<T, 2, 4>;
+    default: return nullptr;
+  }
 }
 
 // The kernel for a configuration, as a launcher of one 16-bit type.
@@ -270,6 +315,16 @@ void gemv(const half16* x, GemmType xt, const half16* W, GemmType t, int m, int 
           cudaStream_t s, const GemvConfig& config) {
   if (t == GemmType::FP16) launcher<__half>(config, k)(x, xt, W, m, k, y, beta, s);
   else launcher<__nv_bfloat16>(config, k)(x, xt, W, m, k, y, beta, s);
+}
+
+bool gemv_gated_supports(const GemvConfig& config) { return gated_launcher<__half>(config) != nullptr; }
+
+void gemv_gated(const half16* x, const half16* W, GemmType t, int d_ff, int k, half16* act, bool gelu, cudaStream_t s,
+                const GemvConfig& config) {
+  if (!gemv_gated_supports(config))
+    throw std::invalid_argument("gemv_gated: no gated kernel for this configuration (one row a warp, per-warp kernel)");
+  if (t == GemmType::FP16) gated_launcher<__half>(config)(x, W, d_ff, k, act, gelu, s);
+  else gated_launcher<__nv_bfloat16>(config)(x, W, d_ff, k, act, gelu, s);
 }
 
 }  // namespace hs::cuda

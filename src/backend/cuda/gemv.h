@@ -67,4 +67,13 @@ inline void gemv(const half16* x, const half16* W, GemmType t, int m, int k, flo
   gemv(x, t, W, t, m, k, y, beta, s, config);
 }
 
+// A gated MLP's gate/up projection and activation in one kernel: W is d_ff gate rows and d_ff up
+// rows interleaved (gate j at row 2j, up j at 2j + 1; k columns), x of W's type, and act[j] =
+// t(act(gate_j x) * (up_j x)) for j < d_ff, act GELU (tanh) when gelu, else SiLU: the bits of gemv()
+// into float32 followed by gated_activation(). Only for per-warp configurations of one row a warp
+// (gemv_gated_supports; else std::invalid_argument).
+bool gemv_gated_supports(const GemvConfig& config);
+void gemv_gated(const half16* x, const half16* W, GemmType t, int d_ff, int k, half16* act, bool gelu, cudaStream_t s,
+                const GemvConfig& config);
+
 }  // namespace hs::cuda

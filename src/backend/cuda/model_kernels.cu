@@ -7,6 +7,7 @@
 #include <string>
 #include <type_traits>
 
+#include "backend/cuda/activation.cuh"
 #include "backend/cuda/cuda_check.h"
 #include "pdl.cuh"
 
@@ -274,20 +275,13 @@ __global__ void qkv_prep_kernel(QkvPrepParams p) {
   }
 }
 
-__device__ float gelu_tanh(float x) {
-  const float k = 0.7978845608028654f;  // sqrt(2/pi)
-  return 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x)));
-}
-
 template <typename T>
 __global__ void gated_kernel(const float* gu, int64_t n, int d_ff, bool gelu, T* out) {
   pdl_begin();
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t t = i / d_ff, c = i % d_ff;
-    const float g = gu[t * 2 * d_ff + c], u = gu[t * 2 * d_ff + d_ff + c];
-    const float a = gelu ? gelu_tanh(g) : g / (1.0f + expf(-g));
-    out[i] = from_float<T>(a * u);
+    out[i] = from_float<T>(gated_value(gu[t * 2 * d_ff + 2 * c], gu[t * 2 * d_ff + 2 * c + 1], gelu));
   }
 }
 

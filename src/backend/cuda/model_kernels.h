@@ -109,7 +109,7 @@ struct HostCopies {
 };
 void copy_from_host(const HostCopies& c, cudaStream_t s);
 
-// out[t][i] = ot(act(gu[t][i]) * gu[t][d_ff + i]) with act = gelu_tanh (Gemma) or silu (llama):
+// out[t][i] = ot(act(gu[t][2 i]) * gu[t][2 i + 1]) with act = gelu_tanh (Gemma) or silu (llama):
 // the gated MLP over the fused gate/up projection gu [T][2 * d_ff].
 void gated_activation(const float* gu, int n_tokens, int d_ff, bool gelu, half16* out, GemmType ot, cudaStream_t s);
 
