@@ -18,9 +18,6 @@ namespace {
 constexpr int kWarps = 8;  // per block
 constexpr int kVec = 8;    // 16-bit elements per 16-byte load
 
-__device__ __half from_float(float v, __half) { return __float2half_rn(v); }
-__device__ __nv_bfloat16 from_float(float v, __nv_bfloat16) { return __float2bfloat16_rn(v); }
-
 // Eight 16-bit floats, as float pairs.
 __device__ void unpack(const uint4& v, __half, float2 (&f)[4]) {
   const __half2* h = reinterpret_cast<const __half2*>(&v);
@@ -111,7 +108,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     if (side == 1 && lane == 0) up_sum[(warp % kRowWarps) >> 1] = acc[0];
     asm volatile("bar.sync 1, %0;\n" ::"n"(kRowWarps * 32) : "memory");  // the row warps, part 0
     if (side == 0 && lane == 0 && live)
-      act[pair] = from_float(gated_value(acc[0], up_sum[(warp % kRowWarps) >> 1], gelu), T{});
+      act[pair] = from_float<T>(gated_value(acc[0], up_sum[(warp % kRowWarps) >> 1], gelu));
   } else {
 #pragma unroll
     for (int r = 0; r < R; ++r)

@@ -18,13 +18,7 @@ namespace {
 using kernels::launch;
 using kernels::pdl_begin;
 
-// Float conversions of the two 16-bit types (round to nearest even).
-template <typename T>
-__device__ T from_float(float v);
-template <>
-__device__ bf16 from_float<bf16>(float v) { return __float2bfloat16_rn(v); }
-template <>
-__device__ __half from_float<__half>(float v) { return __float2half_rn(v); }
+// Float conversions from the two 16-bit types (to them: activation.cuh's from_float).
 __device__ float to_float(bf16 v) { return __bfloat162float(v); }
 __device__ float to_float(__half v) { return __half2float(v); }
 
