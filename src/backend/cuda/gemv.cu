@@ -216,23 +216,42 @@ void launch_gated(const half16* x, const half16* W, int d_ff, int k, half16* act
                                 k / kVec, static_cast<float*>(nullptr), 0.0f, reinterpret_cast<T*>(act), gelu));
 }
 
+// The per-warp kernel's configurations that have an instance: f(PerWarp<R, U, KS>{}) for c's, and
+// false when c has none (or is the block kernel's).
+template <int R_, int U_, int KS_>
+struct PerWarp {
+  static constexpr int R = R_, U = U_, KS = KS_;
+};
+template <typename F>
+bool with_per_warp(const GemvConfig& c, F&& f) {
+  if (c.block_rows > 0) return false;
+  switch (c.k_splits * 1000 + c.rows_per_warp * 100 + c.loads_per_lane) {
+    case 1102: f(PerWarp<1, 2, 1>{}); return true;
+    case 1104: f(PerWarp<1, 4, 1>{}); return true;
+    case 1108: f(PerWarp<1, 8, 1>{}); return true;
+    case 1116: f(PerWarp<1, 16, 1>{}); return true;
+    case 1202: f(PerWarp<2, 2, 1>{}); return true;
+    case 1204: f(PerWarp<2, 4, 1>{}); return true;
+    case 1208: f(PerWarp<2, 8, 1>{}); return true;
+    case 2102: f(PerWarp<1, 2, 2>{}); return true;
+    case 2104: f(PerWarp<1, 4, 2>{}); return true;
+    case 4102: f(PerWarp<1, 2, 4>{}); return true;
+    default: return false;
+  }
+}
+
 template <typename T>
 using GatedLauncher = void (*)(const half16*, const half16*, int, int, half16*, bool, cudaStream_t);
 
 // The gated kernel of a per-warp configuration of one row a warp (nullptr: none).
 template <typename T>
 GatedLauncher<T> gated_launcher(const GemvConfig& c) {
-  if (c.block_rows > 0 || c.rows_per_warp != 1) return nullptr;
-  switch (c.k_splits * 100 + c.loads_per_lane) {
-    case 102: return launch_gated<T, 2, 1>;
-    case 104: return launch_gated<T, 4, 1>;
-    case 108: return launch_gated<T, 8, 1>;
-    case 116: return launch_gated<T, 16, 1>;
-    case 202: return launch_gated<T, 2, 2>;
-    case 204: return launch_gated<T, 4, 2>;
-    case 402: return launch_gated<T, 2, 4>;
-    default: return nullptr;
-  }
+  GatedLauncher<T> l = nullptr;
+  with_per_warp(c, [&](auto w) {
+    using C = decltype(w);
+    if constexpr (C::R == 1) l = launch_gated<T, C::U, C::KS>;
+  });
+  return l;
 }
 
 // The kernel for a configuration, as a launcher of one 16-bit type.
@@ -271,22 +290,15 @@ Launcher<T> block_launcher(int block_rows, int k) {
 template <typename T>
 Launcher<T> launcher(const GemvConfig& c, int k) {
   if (c.block_rows > 0) return block_launcher<T>(c.block_rows, k);
-  switch (c.k_splits * 1000 + c.rows_per_warp * 100 + c.loads_per_lane) {
-    case 1102: return launch<T, 1, 2, 1>;
-    case 1104: return launch<T, 1, 4, 1>;
-    case 1108: return launch<T, 1, 8, 1>;
-    case 1116: return launch<T, 1, 16, 1>;
-    case 1202: return launch<T, 2, 2, 1>;
-    case 1204: return launch<T, 2, 4, 1>;
-    case 1208: return launch<T, 2, 8, 1>;
-    case 2102: return launch<T, 1, 2, 2>;
-    case 2104: return launch<T, 1, 4, 2>;
-    case 4102: return launch<T, 1, 2, 4>;
-    default:
-      throw std::invalid_argument("gemv: no kernel for " + std::to_string(c.rows_per_warp) + " rows per warp, " +
-                                  std::to_string(c.loads_per_lane) + " loads per lane and " +
-                                  std::to_string(c.k_splits) + " parts of k");
-  }
+  Launcher<T> l = nullptr;
+  if (!with_per_warp(c, [&](auto w) {
+        using C = decltype(w);
+        l = launch<T, C::R, C::U, C::KS>;
+      }))
+    throw std::invalid_argument("gemv: no kernel for " + std::to_string(c.rows_per_warp) + " rows per warp, " +
+                                std::to_string(c.loads_per_lane) + " loads per lane and " +
+                                std::to_string(c.k_splits) + " parts of k");
+  return l;
 }
 
 }  // namespace
