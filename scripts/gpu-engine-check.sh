@@ -84,8 +84,7 @@ M8B=synthetic:llama-3.1-8b
 export HEADSHARD_CUDA_TIMING=1
 STRIDED=s2:stride=8,local=16,sink=1
 status=0
-[[ " ${STAGES[*]} " == *" power "* || " ${STAGES[*]} " == *" gemv-block "* || " ${STAGES[*]} " == *" fuse-act "* ]] &&
-  POWER_LOG=1
+[[ " ${STAGES[*]} " =~ \ (power|gemv-block|fuse-act)\  ]] && POWER_LOG=1
 if [ "${POWER_LOG:-0}" = 1 ]; then
   rm -f "$OUT/power_marks.tsv"
   nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,clocks_event_reasons.sw_power_cap --format=csv,noheader \
