@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -51,6 +52,28 @@ std::shared_ptr<const ModelWeights> bf16_rounded(const ModelWeights& w) {
   round(r->output);
   for (LayerWeights& l : r->layers)
     for (Matrix* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) round(*m);
+  return r;
+}
+
+// The weights with every matrix packed as BF16 blocks of its bf16-rounded values, as a GGUF file's
+// BF16 tensors load: the CUDA backend then uploads them by its packed path (dequantized on the host
+// a chunk of rows at a time).
+std::shared_ptr<const ModelWeights> bf16_packed(const ModelWeights& w) {
+  auto r = std::make_shared<ModelWeights>(w);
+  auto pack = [](Matrix& m) {
+    if (m.empty()) return;
+    m.type = GgmlType::BF16;
+    m.blocks.resize(m.data.size() * 2);
+    for (size_t i = 0; i < m.data.size(); ++i) {
+      const uint16_t b = test::to_bf16(m.data[i]);
+      std::memcpy(m.blocks.data() + 2 * i, &b, 2);  // little-endian, as in the file
+    }
+    m.data.clear();
+  };
+  pack(r->token_embd);
+  pack(r->output);
+  for (LayerWeights& l : r->layers)
+    for (Matrix* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) pack(*m);
   return r;
 }
 
@@ -201,15 +224,16 @@ class ScopedEnv {
 enum class Attention { Sharded, Simple };
 
 // Runs the steps on the CPU backend (the reference), then on the GPU, and compares every logits row.
+// With packed, the GPU gets the weights as BF16 blocks (bf16_packed), the CPU still their floats.
 void compare_steps(const ModelConfig& c, const ShardPlan& plan, const std::vector<Batch>& steps, bool graphs,
-                   Attention attention, uint64_t weight_seed) {
+                   Attention attention, uint64_t weight_seed, bool packed = false) {
   auto w = std::shared_ptr<const ModelWeights>(synthetic_weights(c, weight_seed));
   auto cpu = make_cpu_backend(w);
   std::unique_ptr<Backend> gpu;
   {
     ScopedEnv g("HEADSHARD_CUDA_GRAPHS", graphs ? "1" : "0");
     ScopedEnv a("HEADSHARD_ATTENTION", attention == Attention::Simple ? "simple" : "auto");
-    gpu = make_cuda_backend(w);
+    gpu = make_cuda_backend(packed ? bf16_packed(*w) : w);
   }
   ASSERT_EQ(gpu->name(), "cuda");
   ForwardRunner run_cpu(*cpu, plan, 64 << 20), run_gpu(*gpu, plan, 64 << 20);
@@ -294,6 +318,33 @@ INSTANTIATE_TEST_SUITE_P(Models, CudaVsCpu,
                                   (std::get<2>(info.param) ? "_graphs" : "_nographs") +
                                   (std::get<3>(info.param) == Attention::Simple ? "_simple" : "");
                          });
+
+// Packed weights take the upload's other path (host dequantization by rows); llama's GEMMs are fp16,
+// Gemma 3's bf16.
+TEST(CudaBackend, PackedWeightsGiveTheLogitsOfTheirFloats) {
+  REQUIRE_GPU();
+  for (int mi : {1, 2}) {
+    SCOPED_TRACE(model_cases()[mi].name);
+    const ModelConfig c = config_from_preset(model_cases()[mi].preset);
+    compare_steps(c, make_plan(PlanKind::Dense, c), session(c.vocab_size, 5), true, Attention::Sharded, 7, true);
+    compare_steps(c, make_plan(PlanKind::Dense, c), single_session(c.vocab_size, 11), true, Attention::Sharded, 9, true);
+  }
+}
+
+// Each of gate's and up's matrices (16,400 x 1,024) is more than the upload's staging buffer
+// (16 Mi floats), so both of the upload's paths carry them in several pieces to their interleaved
+// rows.
+TEST(CudaBackend, MatricesLargerThanAnUploadChunkArriveWhole) {
+  REQUIRE_GPU();
+  const ModelConfig c = config_from_preset({{"arch", "llama"}, {"n_layers", 1}, {"d_model", 1024}, {"n_heads", 8},
+                                            {"n_kv_heads", 2}, {"head_dim", 128}, {"d_ff", 16400},
+                                            {"vocab_size", 301}, {"context_length", 256}});
+  for (bool packed : {false, true}) {
+    SCOPED_TRACE(packed ? "packed" : "float32");
+    compare_steps(c, make_plan(PlanKind::Dense, c), single_session(c.vocab_size, 11), true, Attention::Sharded, 3,
+                  packed);
+  }
+}
 
 TEST(CudaBackend, RejectsBadBatchesLikeTheCpuBackend) {
   REQUIRE_GPU();

@@ -19,14 +19,17 @@ class Uploader {
  public:
   Uploader(GemmType type, cudaStream_t s) : type_(type), s_(s), staging_(kChunk) {}
 
-  // The parts stacked by rows into one [rows][cols] matrix.
+  // The parts stacked by rows into one [rows][cols] matrix, or with interleave, their rows side by
+  // side: the parts' [interleave][rows / interleave][cols] as [rows / interleave][interleave][cols].
   void matrices(std::initializer_list<const Matrix*> parts, int64_t rows, int64_t cols, const std::string& name,
-                DeviceBuffer<half16>& dst, size_t& bytes) {
+                DeviceBuffer<half16>& dst, size_t& bytes, bool interleave = false) {
     int64_t got = 0;
     for (const Matrix* m : parts) {
       if (m->cols != cols || (!m->packed() && static_cast<int64_t>(m->data.size()) != m->rows * m->cols))
         throw std::invalid_argument("CUDA backend: weight " + name + " has " + std::to_string(m->cols) +
                                     " columns, expected " + std::to_string(cols));
+      if (interleave && m->rows != (*parts.begin())->rows)
+        throw std::invalid_argument("CUDA backend: the parts of weight " + name + " differ in rows");
       got += m->rows;
     }
     if (got != rows)
@@ -34,7 +37,9 @@ class Uploader {
                                   std::to_string(rows));
     dst.allocate(static_cast<size_t>(rows * cols));
     bytes += dst.size() * sizeof(half16);
-    size_t at = 0;
+    // Part p's row r goes to base + r * pitch.
+    const int64_t pitch = interleave ? static_cast<int64_t>(parts.size()) * cols : cols;
+    half16* base = dst.get();
     for (const Matrix* m : parts) {
       if (m->packed()) {
         // Packed rows are dequantized on the host a chunk at a time (a copy from pageable memory
@@ -44,24 +49,13 @@ class Uploader {
         for (int64_t r = 0; r < m->rows; r += step) {
           const int64_t n = std::min(step, m->rows - r);
           dequantize_rows(m->type, m->blocks.data() + r * m->row_bytes(), n, cols, host_.data());
-          put(host_.data(), static_cast<size_t>(n * cols), dst.get() + at + r * cols);
+          put(host_.data(), n, cols, base + r * pitch, pitch);
         }
       } else {
-        put(m->data.data(), m->data.size(), dst.get() + at);
+        put(m->data.data(), m->rows, cols, base, pitch);
       }
-      at += static_cast<size_t>(m->rows * cols);
+      base += interleave ? cols : m->rows * cols;
     }
-  }
-
-  // m's [parts][rows][cols] as [rows][parts][cols]: row r of each part side by side.
-  void interleave_rows(DeviceBuffer<half16>& m, int64_t parts, int64_t rows, int64_t cols) {
-    DeviceBuffer<half16> out(m.size());
-    const size_t row = static_cast<size_t>(cols) * sizeof(half16);
-    for (int64_t p = 0; p < parts; ++p)
-      HS_CUDA_CHECK(cudaMemcpy2DAsync(out.get() + p * cols, parts * row, m.get() + p * rows * cols, row, row,
-                                      static_cast<size_t>(rows), cudaMemcpyDeviceToDevice, s_));
-    HS_CUDA_CHECK(cudaStreamSynchronize(s_));  // m is freed next
-    m = std::move(out);
   }
 
   void vector(const std::vector<float>& v, DeviceBuffer<float>& dst, size_t& bytes) {
@@ -76,18 +70,37 @@ class Uploader {
  private:
   static constexpr size_t kChunk = size_t{16} << 20;  // floats (64 MiB)
 
-  void put(const float* src, size_t n, half16* dst) {
-    for (size_t i = 0; i < n; i += kChunk) {
-      const size_t len = std::min(kChunk, n - i);
-      // Stream order keeps the staging buffer from being overwritten before its conversion ran.
-      HS_CUDA_CHECK(cudaMemcpyAsync(staging_.get(), src + i, len * sizeof(float), cudaMemcpyHostToDevice, s_));
-      convert_f32(staging_.get(), dst + i, type_, len, s_);
+  // n rows of cols floats from the host's src to dst, row i at dst + i * pitch.
+  void put(const float* src, int64_t n, int64_t cols, half16* dst, int64_t pitch) {
+    if (pitch == cols) {  // one stretch, converted in place
+      const size_t total = static_cast<size_t>(n * cols);
+      for (size_t i = 0; i < total; i += kChunk) {
+        const size_t len = std::min(kChunk, total - i);
+        // Stream order keeps the staging buffer from being overwritten before its conversion ran.
+        HS_CUDA_CHECK(cudaMemcpyAsync(staging_.get(), src + i, len * sizeof(float), cudaMemcpyHostToDevice, s_));
+        convert_f32(staging_.get(), dst + i, type_, len, s_);
+      }
+      return;
+    }
+    // Rows apart: whole rows are converted in a second staging buffer, then spread out.
+    if (cols > static_cast<int64_t>(kChunk)) throw std::invalid_argument("CUDA backend: weight rows too long to interleave");
+    if (staged_.size() == 0) staged_.allocate(kChunk);
+    const int64_t step = static_cast<int64_t>(kChunk) / cols;
+    const size_t row = static_cast<size_t>(cols) * sizeof(half16);
+    for (int64_t r = 0; r < n; r += step) {
+      const int64_t k = std::min(step, n - r);
+      const size_t len = static_cast<size_t>(k * cols);
+      HS_CUDA_CHECK(cudaMemcpyAsync(staging_.get(), src + r * cols, len * sizeof(float), cudaMemcpyHostToDevice, s_));
+      convert_f32(staging_.get(), staged_.get(), type_, len, s_);
+      HS_CUDA_CHECK(cudaMemcpy2DAsync(dst + r * pitch, static_cast<size_t>(pitch) * sizeof(half16), staged_.get(), row,
+                                      row, static_cast<size_t>(k), cudaMemcpyDeviceToDevice, s_));
     }
   }
 
   GemmType type_;
   cudaStream_t s_;
   DeviceBuffer<float> staging_;
+  DeviceBuffer<half16> staged_;  // converted rows on their way to an interleaved matrix
   std::vector<float> host_;  // dequantized rows of a packed matrix
 };
 
@@ -114,8 +127,7 @@ DeviceWeights upload_weights(const ModelWeights& w, GemmType type, cudaStream_t 
     up.vector(L.post_ffw_norm, D.post_ffw_norm, d.bytes);
     up.matrices({&L.wq, &L.wk, &L.wv}, c.q_dim() + 2 * c.kv_dim(), c.d_model, "wq/wk/wv " + at, D.wqkv, d.bytes);
     up.matrices({&L.wo}, c.d_model, c.q_dim(), "wo " + at, D.wo, d.bytes);
-    up.matrices({&L.w_gate, &L.w_up}, 2 * int64_t{c.d_ff}, c.d_model, "w_gate/w_up " + at, D.wgu, d.bytes);
-    up.interleave_rows(D.wgu, 2, c.d_ff, c.d_model);
+    up.matrices({&L.w_gate, &L.w_up}, 2 * int64_t{c.d_ff}, c.d_model, "w_gate/w_up " + at, D.wgu, d.bytes, true);
     up.matrices({&L.w_down}, c.d_model, c.d_ff, "w_down " + at, D.wdown, d.bytes);
   }
   up.finish();
