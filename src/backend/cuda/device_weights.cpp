@@ -19,8 +19,8 @@ class Uploader {
  public:
   Uploader(GemmType type, cudaStream_t s) : type_(type), s_(s), staging_(kChunk) {}
 
-  // The parts stacked by rows into one [rows][cols] matrix, or with interleave, their rows side by
-  // side: the parts' [interleave][rows / interleave][cols] as [rows / interleave][interleave][cols].
+  // The parts stacked by rows into one [rows][cols] matrix; with interleave, row r of each part in
+  // turn instead ([parts][rows / parts][cols] as [rows / parts][parts][cols]).
   void matrices(std::initializer_list<const Matrix*> parts, int64_t rows, int64_t cols, const std::string& name,
                 DeviceBuffer<half16>& dst, size_t& bytes, bool interleave = false) {
     int64_t got = 0;
@@ -83,7 +83,8 @@ class Uploader {
       return;
     }
     // Rows apart: whole rows are converted in a second staging buffer, then spread out.
-    if (cols > static_cast<int64_t>(kChunk)) throw std::invalid_argument("CUDA backend: weight rows too long to interleave");
+    if (cols > static_cast<int64_t>(kChunk))
+      throw std::invalid_argument("CUDA backend: weight rows too long to interleave");
     if (staged_.size() == 0) staged_.allocate(kChunk);
     const int64_t step = static_cast<int64_t>(kChunk) / cols;
     const size_t row = static_cast<size_t>(cols) * sizeof(half16);
