@@ -326,8 +326,9 @@ TEST(CudaBackend, PackedWeightsGiveTheLogitsOfTheirFloats) {
   for (int mi : {1, 2}) {
     SCOPED_TRACE(model_cases()[mi].name);
     const ModelConfig c = config_from_preset(model_cases()[mi].preset);
-    compare_steps(c, make_plan(PlanKind::Dense, c), session(c.vocab_size, 5), true, Attention::Sharded, 7, true);
-    compare_steps(c, make_plan(PlanKind::Dense, c), single_session(c.vocab_size, 11), true, Attention::Sharded, 9, true);
+    const ShardPlan plan = make_plan(PlanKind::Dense, c);
+    compare_steps(c, plan, session(c.vocab_size, 5), true, Attention::Sharded, 7, true);
+    compare_steps(c, plan, single_session(c.vocab_size, 11), true, Attention::Sharded, 9, true);
   }
 }
 
