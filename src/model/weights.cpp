@@ -27,18 +27,6 @@ void Matrix::rows_f32(int64_t r0, int64_t n, float* out) const {
   }
 }
 
-namespace {
-
-template <class Weights, class F>
-void for_each_matrix(Weights& w, F f) {
-  f(w.token_embd);
-  f(w.output);
-  for (auto& l : w.layers)
-    for (auto* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) f(*m);
-}
-
-}  // namespace
-
 size_t ModelWeights::bytes() const {
   size_t n = output_norm.size() * sizeof(float);
   for_each_matrix(*this, [&](const Matrix& m) { n += m.bytes(); });

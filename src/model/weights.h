@@ -56,6 +56,16 @@ struct ModelWeights {
   std::unique_ptr<ModelWeights> unpacked() const;
 };
 
+// f(matrix) for every matrix of w (ModelWeights, const or not): token_embd, output (empty when
+// tied), then each layer's.
+template <class Weights, class F>
+void for_each_matrix(Weights& w, F f) {
+  f(w.token_embd);
+  f(w.output);
+  for (auto& l : w.layers)
+    for (auto* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) f(*m);
+}
+
 using TensorLookup = std::function<const GgufTensor*(const std::string& name)>;
 // Called with (tensors done, tensors total) while loading.
 using LoadProgress = std::function<void(int, int)>;

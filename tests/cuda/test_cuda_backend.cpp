@@ -45,13 +45,9 @@ constexpr double kErrFactor = 2.0;
 // The weights with every matrix rounded to bf16 (norm vectors stay float32, as on the GPU).
 std::shared_ptr<const ModelWeights> bf16_rounded(const ModelWeights& w) {
   auto r = std::make_shared<ModelWeights>(w);
-  auto round = [](Matrix& m) {
+  for_each_matrix(*r, [](Matrix& m) {
     for (float& x : m.data) x = test::from_bf16(test::to_bf16(x));
-  };
-  round(r->token_embd);
-  round(r->output);
-  for (LayerWeights& l : r->layers)
-    for (Matrix* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) round(*m);
+  });
   return r;
 }
 
@@ -60,7 +56,7 @@ std::shared_ptr<const ModelWeights> bf16_rounded(const ModelWeights& w) {
 // a chunk of rows at a time).
 std::shared_ptr<const ModelWeights> bf16_packed(const ModelWeights& w) {
   auto r = std::make_shared<ModelWeights>(w);
-  auto pack = [](Matrix& m) {
+  for_each_matrix(*r, [](Matrix& m) {
     if (m.empty()) return;
     m.type = GgmlType::BF16;
     m.blocks.resize(m.data.size() * 2);
@@ -69,11 +65,7 @@ std::shared_ptr<const ModelWeights> bf16_packed(const ModelWeights& w) {
       std::memcpy(m.blocks.data() + 2 * i, &b, 2);  // little-endian, as in the file
     }
     m.data.clear();
-  };
-  pack(r->token_embd);
-  pack(r->output);
-  for (LayerWeights& l : r->layers)
-    for (Matrix* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) pack(*m);
+  });
   return r;
 }
 
