@@ -363,6 +363,7 @@ class Peers:
         from torch.nn.attention import sdpa_kernel
         res = {}
         for name, be in self.backends:
+            torch.cuda.nvtx.range_push(f"peer {name}")  # for a profiler, as ours' ranges in decode_shape
             try:
                 with sdpa_kernel([be]):
                     fn = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=True)  # noqa: E731
@@ -372,6 +373,7 @@ class Peers:
             except Exception as ex:  # noqa: BLE001
                 res[name] = {"error": err_str(ex)}
                 torch.cuda.synchronize()
+            torch.cuda.nvtx.range_pop()
         return res
 
     def flex_run(self, q, k, v, mask_mod, q_len, kv_len, flush):
