@@ -28,6 +28,10 @@
 #   gemv-block  with POWER_LOG=1 (set by this stage): batch-1 decode at 4k through the Engine, the
 #             block GEMV on the small matrices against the per-warp kernel, in turns (GEMV_BLOCK_RUNS,
 #             G:MiB or 0 for none; default 0 2:64 0 2:64) (not in the default stages)
+#   fold-norm with POWER_LOG=1 (set by this stage): batch-1 decode at 4k through the Engine, the
+#             pre-norms applied by the projections that read them (HEADSHARD_CUDA_FOLD_NORM) and as
+#             kernels, a process each (FOLD_NORM_RUNS of HEADSHARD_CUDA_FOLD_NORM values, default qkv 0
+#             0 qkv) (not in the default stages)
 #   fuse-act  with POWER_LOG=1 (set by this stage): batch-1 decode at 4k through the Engine, the
 #             gate/up projection applying the activation (HEADSHARD_CUDA_FUSE_ACT) on and off, in two
 #             processes of opposite orders (not in the default stages)
@@ -84,7 +88,7 @@ M8B=synthetic:llama-3.1-8b
 export HEADSHARD_CUDA_TIMING=1
 STRIDED=s2:stride=8,local=16,sink=1
 status=0
-[[ " ${STAGES[*]} " =~ \ (power|gemv-block|fuse-act)\  ]] && POWER_LOG=1
+[[ " ${STAGES[*]} " =~ \ (power|gemv-block|fuse-act|fold-norm)\  ]] && POWER_LOG=1
 if [ "${POWER_LOG:-0}" = 1 ]; then
   rm -f "$OUT/power_marks.tsv"
   nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,clocks_event_reasons.sw_power_cap --format=csv,noheader \
@@ -188,6 +192,17 @@ while [ $i -lt ${#STAGES[@]} ]; do  # a stage may append stages
         n=$((n + 1))
         HEADSHARD_CUDA_GEMV_BLOCK=${gm%%:*} HEADSHARD_CUDA_GEMV_BLOCK_MIB=${gm#*:} TAIL=3 engine_4k "gemv_block_${gm/:/_}_$n" \
           --plan dense
+      done
+      ;;
+    fold-norm)
+      # Batch-1 decode at 4k through the Engine with the attention pre-norm's weights folded into the
+      # QKV matrix, whose single-row kernel then applies the norm (HEADSHARD_CUDA_FOLD_NORM=qkv, the
+      # default; 1: the MLP's into gate/up too), and with the norm kernels (0): the weights differ,
+      # so one process each, in the order of FOLD_NORM_RUNS.
+      n=0
+      for f in ${FOLD_NORM_RUNS:-qkv 0 0 qkv}; do
+        n=$((n + 1))
+        HEADSHARD_CUDA_FOLD_NORM=$f TAIL=3 engine_4k "fold_norm_${f}_$n" --plan dense
       done
       ;;
     fuse-act)

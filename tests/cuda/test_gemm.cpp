@@ -147,6 +147,55 @@ TEST(Gemm, BlockKernelIsExact) {
   EXPECT_EQ(cuda::gemv_config(16392, 4, 2).block_rows, 0);
 }
 
+constexpr float kEps = 1e-5f;
+
+// 1 / sqrt(mean(x^2) + kEps) in double: the RMS norm's scale.
+double inv_rms(const std::vector<float>& x) {
+  double ss = 0;
+  for (float v : x) ss += double(v) * v;
+  return 1.0 / std::sqrt(ss / static_cast<double>(x.size()) + kEps);
+}
+
+// gemv() of a normed float32 row (GemvInput::rms_normed) against the same in double: the inputs
+// are multiples of 1/16, so the products, the sums and the sum of squares are exact in float32,
+// and only the scale's few float32 operations round (a few units in float32's last place).
+void expect_normed(const Shape& sh, cuda::GemmType t, const cuda::GemvConfig& c) {
+  const auto [m, k, n, beta] = sh;
+  SCOPED_TRACE(testing::Message() << "m " << m << " k " << k << " beta " << beta);
+  std::mt19937 rng(m * 17 + k);
+  auto value = [&] { return static_cast<float>(static_cast<int>(rng() % 17) - 8) / 16.0f; };
+  std::vector<float> x(k), w(static_cast<size_t>(m) * k), y0(m);
+  for (float& v : x) v = value();
+  for (float& v : w) v = value();
+  for (float& v : y0) v = value();
+  std::vector<uint16_t> wh(w.size());
+  for (size_t i = 0; i < w.size(); ++i) wh[i] = encode(w[i], t);
+  float *dx, *dy;
+  uint16_t* dw;
+  check_cuda(cudaMalloc(&dx, x.size() * 4));
+  check_cuda(cudaMalloc(&dw, wh.size() * 2));
+  check_cuda(cudaMalloc(&dy, y0.size() * 4));
+  check_cuda(cudaMemcpy(dx, x.data(), x.size() * 4, cudaMemcpyHostToDevice));
+  check_cuda(cudaMemcpy(dw, wh.data(), wh.size() * 2, cudaMemcpyHostToDevice));
+  check_cuda(cudaMemcpy(dy, y0.data(), y0.size() * 4, cudaMemcpyHostToDevice));
+  cuda::gemv(cuda::GemvInput::rms_normed(dx, kEps), dw, t, m, k, dy, beta, nullptr, c);
+  std::vector<float> y(m);
+  check_cuda(cudaMemcpy(y.data(), dy, y.size() * 4, cudaMemcpyDeviceToHost));
+  cudaFree(dx);
+  cudaFree(dw);
+  cudaFree(dy);
+  const double scale = inv_rms(x);
+  int bad = 0;
+  for (int r = 0; r < m; ++r) {
+    double dot = 0;
+    for (int i = 0; i < k; ++i) dot += double(x[i]) * w[static_cast<size_t>(r) * k + i];
+    const double want = dot * scale + beta * y0[r];
+    if (!(std::abs(y[r] - want) <= 1e-6 * (std::abs(dot * scale) + std::abs(beta * y0[r])) + 1e-30) && ++bad <= 5)
+      ADD_FAILURE() << "y[" << r << "] = " << y[r] << ", want " << want;
+  }
+  EXPECT_EQ(bad, 0);
+}
+
 float decode(uint16_t h, cuda::GemmType t) {
   if (t == cuda::GemmType::FP16) return __half2float(__ushort_as_half(h));
   const uint32_t u = uint32_t{h} << 16;
@@ -157,10 +206,11 @@ float decode(uint16_t h, cuda::GemmType t) {
 
 // gemv_gated against gemv() into float32 followed by gated_activation() (bit for bit), and against
 // the activation of the exact sums computed here in double (within one unit in the last place of
-// the 16-bit output).
-void expect_gated(int d_ff, int k, cuda::GemmType t, bool gelu, const cuda::GemvConfig& c) {
+// the 16-bit output). normed: x is a float32 row under the RMS norm (GemvInput::rms_normed), and
+// the sums are scaled by its 1 / rms, computed here in double too.
+void expect_gated(int d_ff, int k, cuda::GemmType t, bool gelu, const cuda::GemvConfig& c, bool normed = false) {
   SCOPED_TRACE(testing::Message() << "d_ff " << d_ff << " k " << k << (gelu ? " gelu" : " silu")
-                                  << (t == cuda::GemmType::FP16 ? " fp16" : " bf16"));
+                                  << (t == cuda::GemmType::FP16 ? " fp16" : " bf16") << (normed ? " normed" : ""));
   const int m = 2 * d_ff;
   std::mt19937 rng(d_ff * 13 + k);
   auto value = [&] { return static_cast<float>(static_cast<int>(rng() % 17) - 8) / 16.0f; };
@@ -171,25 +221,29 @@ void expect_gated(int d_ff, int k, cuda::GemmType t, bool gelu, const cuda::Gemv
   for (int i = 0; i < k; ++i) xh[i] = encode(x[i], t);
   for (size_t i = 0; i < w.size(); ++i) wh[i] = encode(w[i], t);
   uint16_t *dx, *dw, *fused, *apart;
-  float* dy;
+  float *dy, *dxf;
   check_cuda(cudaMalloc(&dx, xh.size() * 2));
+  check_cuda(cudaMalloc(&dxf, x.size() * 4));
   check_cuda(cudaMalloc(&dw, wh.size() * 2));
   check_cuda(cudaMalloc(&fused, d_ff * 2));
   check_cuda(cudaMalloc(&apart, d_ff * 2));
   check_cuda(cudaMalloc(&dy, m * 4));
   check_cuda(cudaMemcpy(dx, xh.data(), xh.size() * 2, cudaMemcpyHostToDevice));
+  check_cuda(cudaMemcpy(dxf, x.data(), x.size() * 4, cudaMemcpyHostToDevice));
   check_cuda(cudaMemcpy(dw, wh.data(), wh.size() * 2, cudaMemcpyHostToDevice));
   check_cuda(cudaMemset(fused, 0xff, d_ff * 2));  // NaN in both types: a row left unwritten shows
-  cuda::gemv_gated(dx, dw, t, d_ff, k, fused, gelu, nullptr, c);
-  cuda::gemv(dx, dw, t, m, k, dy, 0.0f, nullptr, c);
+  const cuda::GemvInput in = normed ? cuda::GemvInput::rms_normed(dxf, kEps) : cuda::GemvInput{dx, t};
+  cuda::gemv_gated(in, dw, t, d_ff, k, fused, gelu, nullptr, c);
+  cuda::gemv(in, dw, t, m, k, dy, 0.0f, nullptr, c);
   cuda::gated_activation(dy, 1, d_ff, gelu, apart, t, nullptr);
   std::vector<uint16_t> got(d_ff), want(d_ff);
   check_cuda(cudaMemcpy(got.data(), fused, d_ff * 2, cudaMemcpyDeviceToHost));
   check_cuda(cudaMemcpy(want.data(), apart, d_ff * 2, cudaMemcpyDeviceToHost));
-  for (void* p : {static_cast<void*>(dx), static_cast<void*>(dw), static_cast<void*>(fused), static_cast<void*>(apart),
-                  static_cast<void*>(dy)})
+  for (void* p : {static_cast<void*>(dx), static_cast<void*>(dxf), static_cast<void*>(dw), static_cast<void*>(fused),
+                  static_cast<void*>(apart), static_cast<void*>(dy)})
     cudaFree(p);
   const double ulp = t == cuda::GemmType::FP16 ? 1.0 / 1024 : 1.0 / 128;
+  const double scale = normed ? inv_rms(x) : 1.0;
   int bad = 0;
   for (int j = 0; j < d_ff; ++j) {
     double g = 0, u = 0;
@@ -197,6 +251,8 @@ void expect_gated(int d_ff, int k, cuda::GemmType t, bool gelu, const cuda::Gemv
       g += double(x[i]) * w[static_cast<size_t>(2 * j) * k + i];  // gate and up rows interleaved
       u += double(x[i]) * w[static_cast<size_t>(2 * j + 1) * k + i];
     }
+    g *= scale;
+    u *= scale;
     const double a = gelu ? 0.5 * g * (1 + std::tanh(0.7978845608028654 * (g + 0.044715 * g * g * g))) : g / (1 + std::exp(-g));
     const double host = a * u, dev = decode(got[j], t);
     if ((got[j] != want[j] || !(std::abs(dev - host) <= ulp * std::abs(host) + 1e-5)) && ++bad <= 5)
@@ -231,6 +287,33 @@ TEST(Gemm, GatedKernelIsTheProjectionThenTheActivation) {
   EXPECT_TRUE(cuda::gemv_gated_supports(cuda::gemv_config(4096, cuda::kMaxGemvSplits,
                                                           cuda::gemv_block_rows(28672, 4096))));
   EXPECT_TRUE(cuda::gemv_gated_supports(cuda::gemv_config(576, cuda::kMaxGemvSplits, cuda::gemv_block_rows(3072, 576))));
+}
+
+TEST(Gemm, NormedInputIsTheNormThenTheProjection) {
+  REQUIRE_GPU();
+  kernels::set_programmatic_launch(true);
+  for (const cuda::GemvConfig c : {cuda::GemvConfig{1, 2}, cuda::GemvConfig{1, 8}, cuda::GemvConfig{2, 4},
+                                   cuda::GemvConfig{1, 2, 2}, cuda::GemvConfig{1, 2, 4}}) {
+    SCOPED_TRACE(testing::Message() << c.rows_per_warp << " rows per warp, " << c.loads_per_lane << " loads, "
+                                    << c.k_splits << " parts of k");
+    expect_normed(Shape{1001, 4104, 1, 0.0f}, cuda::GemmType::FP16, c);
+    expect_normed(Shape{64, 1032, 1, 1.0f}, cuda::GemmType::BF16, c);
+    expect_normed(Shape{577, 576, 1, 0.0f}, cuda::GemmType::FP16, c);  // an empty last part at 4 parts
+  }
+  for (int g : {2, 4, 8}) {
+    SCOPED_TRACE(testing::Message() << g << " rows a group");
+    const cuda::GemvConfig c{0, 0, 1, g};
+    expect_normed(Shape{8191, 4096, 1, 0.0f}, cuda::GemmType::FP16, c);  // more groups than a wave
+    expect_normed(Shape{1001, 4096, 1, 1.0f}, cuda::GemmType::BF16, c);
+    expect_normed(Shape{577, 576, 1, 0.0f}, cuda::GemmType::FP16, c);  // most threads without a vector
+    if (g <= 4) expect_normed(Shape{1001, 4104, 1, 0.0f}, cuda::GemmType::BF16, c);
+  }
+  // The gated kernel on a normed row, against gemv() on it then the activation, and in double.
+  for (const cuda::GemvConfig c : {cuda::GemvConfig{1, 2}, cuda::GemvConfig{1, 4, 2}, cuda::GemvConfig{1, 2, 4}}) {
+    expect_gated(1001, 4104, cuda::GemmType::FP16, false, c, true);
+    expect_gated(3, 576, cuda::GemmType::BF16, true, c, true);
+  }
+  kernels::set_programmatic_launch(false);
 }
 
 TEST(Gemm, BlockKernelOnlyOnSmallMatricesWithLongRows) {

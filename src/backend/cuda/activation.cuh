@@ -1,5 +1,6 @@
-// Device math shared by the model's kernels (model_kernels.cu) and the single-row gate/up projection
-// that applies the activation as it writes (gemv.cu), so that both give the same bits.
+// Device math shared by the model's kernels (model_kernels.cu) and the single-row projections that
+// apply the activation as they write or the RMS norm as they read (gemv.cu), so that both compute
+// them alike.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -21,6 +22,11 @@ __device__ __forceinline__ float gated_value(float g, float u, bool gelu) {
   constexpr float k = 0.7978845608028654f;  // sqrt(2/pi)
   const float a = gelu ? 0.5f * g * (1.0f + tanhf(k * (g + 0.044715f * g * g * g))) : g / (1.0f + expf(-g));
   return a * u;
+}
+
+// An RMS norm's scale, 1 / sqrt(mean + eps), from a row of n's sum of squares.
+__device__ __forceinline__ float rms_scale(float sum_sq, int n, float eps) {
+  return 1.0f / sqrtf(sum_sq / static_cast<float>(n) + eps);
 }
 
 }  // namespace hs::cuda

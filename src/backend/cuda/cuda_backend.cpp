@@ -309,7 +309,14 @@ CudaBackend::CudaBackend(std::shared_ptr<const ModelWeights> w, int device)
                                               : cuda::kMaxGemvSplits,
                                        block ? std::atoi(block) : cuda::kGemvBlockRows,
                                        block_mib ? int64_t{std::atoi(block_mib)} << 20 : cuda::kGemvBlockMaxBytes);
-  dw_ = cuda::upload_weights(*w_, gemm_type(c_), stream_.s);
+  // Llama's attention pre-norm weights go into wqkv, so that a single row's QKV projection reads the
+  // residual stream and applies the norm itself (record_step): one norm kernel fewer a layer, 0.4%
+  // faster at batch 1 (kernels/NOTES.md, session 60). HEADSHARD_CUDA_FOLD_NORM=0 keeps the norm
+  // kernels; =1 folds ffn_norm into wgu too, which was 2.1% slower (session 58: each gate/up warp
+  // sums x^2 again). Gemma 3 keeps a kernel between the projections for its post-norms anyway.
+  const bool fold_attn = c_.arch == Arch::Llama && !env_is("HEADSHARD_CUDA_FOLD_NORM", "0");
+  dw_ = cuda::upload_weights(*w_, gemm_type(c_), stream_.s, fold_attn,
+                             fold_attn && env_is("HEADSHARD_CUDA_FOLD_NORM", "1"));
   spdlog::info("CUDA GEMMs in {}", dw_.type == cuda::GemmType::FP16 ? "fp16" : "bf16");
   // The same tables as the CPU backend: scaled frequencies on global layers only.
   rope_global_.upload(make_rope_table(c_, c_.rope_base, w_->rope_freq_factors, true), stream_.s);
@@ -462,11 +469,20 @@ void CudaBackend::record_step(const cuda::StepShape& s) {
   cudaStream_t st = stream_.s;
 
   const cuda::GemmType gt = dw_.type;
+  // With a pre-norm's weights folded into the matrix that reads it (attn_norm into wqkv; ffn_norm into
+  // wgu only with HEADSHARD_CUDA_FOLD_NORM=1), a single row's projection reads the residual stream x
+  // and applies the norm itself, with no norm kernel before it; every other step runs the norm
+  // kernel without the folded weight.
+  const bool row_ok = gemm_->single_row_kernel() && cuda::gemv_supports(x_.get(), dw_.layers[0].wqkv.get(), d, T);
+  const bool row_qkv = dw_.attn_norm_folded && row_ok, row_gu = dw_.ffn_norm_folded && row_ok;
+  const cuda::GemvInput normed_x = cuda::GemvInput::rms_normed(x_.get(), eps);
+  auto attn_w = [&](int l) { return dw_.attn_norm_folded ? nullptr : dw_.layers[l].attn_norm.get(); };
   cuda::embed_tokens(inputs_.tok_id(), dw_.token_embd.get(), gt, T, d, c_.embed_scale, x_.get(), st);
-  cuda::residual_norm(x_.get(), nullptr, nullptr, dw_.layers[0].attn_norm.get(), h_.get(), gt, T, d, eps, st);
+  if (!row_qkv) cuda::residual_norm(x_.get(), nullptr, nullptr, attn_w(0), h_.get(), gt, T, d, eps, st);
   for (int l = 0; l < c_.n_layers; ++l) {
     const cuda::DeviceLayer& L = dw_.layers[l];
-    gemm_->linear(h_.get(), d, L.wqkv.get(), gt, ld_qkv, d, T, qkv_.get(), ld_qkv);
+    if (row_qkv) gemm_->linear_row(normed_x, L.wqkv.get(), gt, ld_qkv, d, qkv_.get());
+    else gemm_->linear(h_.get(), d, L.wqkv.get(), gt, ld_qkv, d, T, qkv_.get(), ld_qkv);
 
     const DeviceRope& rope = c_.is_local(l) ? rope_local_ : rope_global_;
     cuda::QkvPrepParams prep{};
@@ -501,7 +517,7 @@ void CudaBackend::record_step(const cuda::StepShape& s) {
       att = att16_.get();
     }
     auto project = [&](float* y, float beta) {  // y (+)= att wo^T
-      if (bf16_row) gemm_->linear_row(att, cuda::GemmType::BF16, L.wo.get(), gt, d, qd, y, beta);
+      if (bf16_row) gemm_->linear_row({att, cuda::GemmType::BF16}, L.wo.get(), gt, d, qd, y, beta);
       else gemm_->linear(att, qd, L.wo.get(), gt, d, qd, T, y, d, beta);
     };
 
@@ -511,27 +527,30 @@ void CudaBackend::record_step(const cuda::StepShape& s) {
       cuda::residual_norm(x_.get(), o_.get(), L.post_attn_norm.get(), L.ffn_norm.get(), h_.get(), gt, T, d, eps, st);
     } else {
       project(x_.get(), 1.0f);
-      cuda::residual_norm(x_.get(), nullptr, nullptr, L.ffn_norm.get(), h_.get(), gt, T, d, eps, st);
+      if (!row_gu)
+        cuda::residual_norm(x_.get(), nullptr, nullptr, dw_.ffn_norm_folded ? nullptr : L.ffn_norm.get(), h_.get(), gt,
+                            T, d, eps, st);
     }
 
     // A single row's gate/up projection applies the activation itself (one kernel fewer a layer;
     // HEADSHARD_CUDA_FUSE_ACT=0: apart, for comparisons).
-    if (fuse_act_ && gemm_->linear_row_gated_supported(ff, d) &&
-        cuda::gemv_supports(h_.get(), L.wgu.get(), d, T)) {
-      gemm_->linear_row_gated(h_.get(), L.wgu.get(), gt, ff, d, act_.get(), gemma);
+    const cuda::GemvInput gu_in = row_gu ? normed_x : cuda::GemvInput{h_.get(), gt};
+    if (fuse_act_ && gemm_->linear_row_gated_supported(ff, d) && cuda::gemv_supports(gu_in.x, L.wgu.get(), d, T)) {
+      gemm_->linear_row_gated(gu_in, L.wgu.get(), gt, ff, d, act_.get(), gemma);
     } else {
-      gemm_->linear(h_.get(), d, L.wgu.get(), gt, 2 * ff, d, T, gu_.get(), 2 * ff);
+      if (row_gu) gemm_->linear_row(normed_x, L.wgu.get(), gt, 2 * ff, d, gu_.get());
+      else gemm_->linear(h_.get(), d, L.wgu.get(), gt, 2 * ff, d, T, gu_.get(), 2 * ff);
       cuda::gated_activation(gu_.get(), T, ff, gemma, act_.get(), gt, st);
     }
     // The next layer's pre-norm rides along with this layer's residual add.
-    const float* next_norm = l + 1 < c_.n_layers ? dw_.layers[l + 1].attn_norm.get() : nullptr;
-    half16* next_h = next_norm ? h_.get() : nullptr;
+    half16* next_h = l + 1 < c_.n_layers ? h_.get() : nullptr;
+    const float* next_norm = next_h ? attn_w(l + 1) : nullptr;
     if (gemma) {
       gemm_->linear(act_.get(), ff, L.wdown.get(), gt, d, ff, T, o_.get(), d);
       cuda::residual_norm(x_.get(), o_.get(), L.post_ffw_norm.get(), next_norm, next_h, gt, T, d, eps, st);
     } else {
       gemm_->linear(act_.get(), ff, L.wdown.get(), gt, d, ff, T, x_.get(), d, 1.0f);
-      cuda::residual_norm(x_.get(), nullptr, nullptr, next_norm, next_h, gt, T, d, eps, st);
+      if (!row_qkv) cuda::residual_norm(x_.get(), nullptr, nullptr, next_norm, next_h, gt, T, d, eps, st);
     }
   }
   // Final norm and logits only for the rows that were asked for.

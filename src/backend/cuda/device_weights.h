@@ -30,13 +30,20 @@ struct DeviceWeights {
   DeviceBuffer<float> output_norm;
   std::vector<DeviceLayer> layers;
   size_t bytes = 0;  // device memory held
+  // wqkv's columns carry attn_norm and wgu's ffn_norm (upload_weights' fold_norms): their norms
+  // apply no weight of their own.
+  bool attn_norm_folded = false, ffn_norm_folded = false;
 
   const half16* lm_head() const { return output.size() ? output.get() : token_embd.get(); }
 };
 
 // Converts and uploads every tensor (float32 host -> `type` on the device, in chunks through a
-// staging buffer). Throws std::runtime_error when device memory runs out and
-// std::invalid_argument when a matrix does not have the config's shape.
-DeviceWeights upload_weights(const ModelWeights& w, GemmType type, cudaStream_t s);
+// staging buffer). fold_norms: each layer's pre-norm weights multiply the columns of the matrix
+// that reads the norm (attn_norm into wqkv, ffn_norm into wgu), so that a single row's projection
+// can read the residual stream and apply the norm itself (GemvInput). Throws std::runtime_error
+// when device memory runs out and std::invalid_argument when a matrix does not have the config's
+// shape.
+DeviceWeights upload_weights(const ModelWeights& w, GemmType type, cudaStream_t s, bool fold_attn_norm = false,
+                             bool fold_ffn_norm = false);
 
 }  // namespace hs::cuda

@@ -44,12 +44,12 @@ void Gemm::linear(const half16* X, int64_t ldx, const half16* W, GemmType t, int
                                CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
-void Gemm::linear_row(const half16* x, GemmType xt, const half16* W, GemmType t, int m, int k, float* Y,
-                      float beta) {
-  gemv(x, xt, W, t, m, k, Y, beta, stream_, gemv_config_for(m, k));
+void Gemm::linear_row(const GemvInput& x, const half16* W, GemmType t, int m, int k, float* Y, float beta) {
+  gemv(x, W, t, m, k, Y, beta, stream_, gemv_config_for(m, k));
 }
 
-void Gemm::linear_row_gated(const half16* x, const half16* W, GemmType t, int d_ff, int k, half16* act, bool gelu) {
+void Gemm::linear_row_gated(const GemvInput& x, const half16* W, GemmType t, int d_ff, int k, half16* act,
+                            bool gelu) {
   gemv_gated(x, W, t, d_ff, k, act, gelu, stream_, gemv_config_for(2 * d_ff, k));
 }
 

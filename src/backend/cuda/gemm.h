@@ -33,13 +33,13 @@ class Gemm {
   // strides ldx, ldy (elements). Throws std::runtime_error on a cuBLAS error.
   void linear(const half16* X, int64_t ldx, const half16* W, GemmType t, int m, int k, int n, float* Y, int64_t ldy,
               float beta = 0.0f);
-  // The same for one row x of type xt (bf16 with fp16 weights), on the streaming kernel: only
-  // when single_row_kernel() and gemv_supports().
-  void linear_row(const half16* x, GemmType xt, const half16* W, GemmType t, int m, int k, float* Y,
-                  float beta = 0.0f);
+  // The same for one row x (16-bit, bf16 with fp16 weights too, or a normed float32 row:
+  // GemvInput), on the streaming kernel: only when single_row_kernel() and gemv_supports().
+  void linear_row(const GemvInput& x, const half16* W, GemmType t, int m, int k, float* Y, float beta = 0.0f);
   // act = the gated activation of one row's gate/up projection (W: gate and up rows interleaved,
-  // x of W's type), in one streaming kernel (gemv_gated): only when linear_row_gated_supported().
-  void linear_row_gated(const half16* x, const half16* W, GemmType t, int d_ff, int k, half16* act, bool gelu);
+  // x of W's type or normed), in one streaming kernel (gemv_gated): only when
+  // linear_row_gated_supported().
+  void linear_row_gated(const GemvInput& x, const half16* W, GemmType t, int d_ff, int k, half16* act, bool gelu);
   bool linear_row_gated_supported(int d_ff, int k) const {
     return gemv_ && gemv_gated_supports(gemv_config_for(2 * d_ff, k));
   }

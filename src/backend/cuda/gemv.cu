@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "backend/cuda/activation.cuh"
 #include "backend/cuda/cuda_check.h"
@@ -30,6 +31,34 @@ __device__ void unpack(const uint4& v, __nv_bfloat16, float2 (&f)[4]) {
   for (int j = 0; j < 4; ++j) f[j] = __bfloat1622float2(h[j]);
 }
 
+// Eight elements of the input row x, as loaded: 16-bit X in one 16-byte load, float32 (X = float:
+// the residual stream of a normed input, GemvInput) in two.
+template <typename X>
+struct XVec {
+  static constexpr int kWords = std::is_same_v<X, float> ? 2 : 1;
+  uint4 v[kWords];
+  // Vector i of x (elements 8 i to 8 i + 7), or zeros when !in.
+  __device__ void load(const uint4* x, int i, bool in) {
+#pragma unroll
+    for (int w = 0; w < kWords; ++w) v[w] = in ? __ldg(x + kWords * i + w) : make_uint4(0, 0, 0, 0);
+  }
+  __device__ void to_float(float2 (&f)[4]) const {
+    if constexpr (kWords == 2) {
+      const float2* p = reinterpret_cast<const float2*>(v);
+#pragma unroll
+      for (int j = 0; j < 4; ++j) f[j] = p[j];
+    } else {
+      unpack(v[0], X{}, f);
+    }
+  }
+};
+
+// A thread's share of a normed input's sum of squares, over eight elements.
+__device__ __forceinline__ void add_squares(const float2 (&f)[4], float& ss) {
+#pragma unroll
+  for (int j = 0; j < 4; ++j) ss += f[j].x * f[j].x + f[j].y * f[j].y;
+}
+
 // One warp per R consecutive weight rows and part of k: a row's KS warps (in one block) each take
 // a contiguous KS-th of it, and the block adds their sums. Lane l takes elements [8 l, 8 l + 8) of
 // each 256-element stretch of its part, and issues the loads of U stretches of every row before it
@@ -40,10 +69,14 @@ __device__ void unpack(const uint4& v, __nv_bfloat16, float2 (&f)[4]) {
 // Gated: W is a gated MLP's gate and up rows interleaved (gate j at row 2j, up j at 2j + 1; m = 2
 // d_ff) and the kernel writes act[j] = T(act(gate_j x) * (up_j x)) (gated_value) instead of y; a
 // block's row warps take consecutive rows as always, so that it holds both sums of its pairs.
+// X = float: x is a normed input (GemvInput); each warp also sums the squares of the x it reads
+// (every warp of a row part reads the same elements in the same order, so all get the same scale)
+// and scales its sums by rms_scale before they are written.
 template <typename T, int R, int U, int KS, typename X, bool kGated = false>
 __global__ void __launch_bounds__(kWarps * 32)
     gemv_kernel(const uint4* __restrict__ x, const uint4* __restrict__ W, int m, int k_vec, float* __restrict__ y,
-                float beta, T* __restrict__ act, bool gelu) {
+                float beta, T* __restrict__ act, bool gelu, float eps) {
+  constexpr bool kNormed = std::is_same_v<X, float>;
   constexpr int kRowWarps = kWarps / KS;  // warps of a block that share no row
   static_assert(!kGated || (R == 1 && kRowWarps % 2 == 0));
   constexpr int kPairs = kRowWarps / 2;   // gated: (gate, up) row pairs a block
@@ -68,15 +101,16 @@ __global__ void __launch_bounds__(kWarps * 32)
   if (live) load_weights(i_begin);
   kernels::pdl_begin();
   if (KS == 1 && !kGated && !live) return;  // with parts (or gated), every warp stays for the block's sum
-  float acc[R] = {};
+  float acc[R] = {}, ss = 0.0f;
   for (int i0 = i_begin; live && i0 < i_end;) {
-    uint4 xv[U];
+    XVec<X> xv[U];
 #pragma unroll
-    for (int u = 0; u < U; ++u) xv[u] = i0 + 32 * u < i_end ? __ldg(x + i0 + 32 * u) : make_uint4(0, 0, 0, 0);
+    for (int u = 0; u < U; ++u) xv[u].load(x, i0 + 32 * u, i0 + 32 * u < i_end);
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       float2 xf[4];
-      unpack(xv[u], X{}, xf);
+      xv[u].to_float(xf);
+      if constexpr (kNormed) add_squares(xf, ss);
 #pragma unroll
       for (int r = 0; r < R; ++r) {
         float2 wf[4];
@@ -91,17 +125,28 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
   for (int r = 0; r < R; ++r)
     for (int o = 16; o > 0; o >>= 1) acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], o);
+  if constexpr (kNormed)
+    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
   if constexpr (KS > 1) {
-    __shared__ float part_sum[KS - 1][kRowWarps][R];
-    if (part > 0 && lane == 0)
+    __shared__ float part_sum[KS - 1][kRowWarps][R + 1];  // the sums, then the part's squares
+    if (part > 0 && lane == 0) {
 #pragma unroll
       for (int r = 0; r < R; ++r) part_sum[part - 1][warp % kRowWarps][r] = acc[r];
+      part_sum[part - 1][warp % kRowWarps][R] = ss;
+    }
     __syncthreads();
     if (part > 0) return;
 #pragma unroll
-    for (int r = 0; r < R; ++r)
+    for (int q = 0; q < KS - 1; ++q) {
 #pragma unroll
-      for (int q = 0; q < KS - 1; ++q) acc[r] += part_sum[q][warp][r];
+      for (int r = 0; r < R; ++r) acc[r] += part_sum[q][warp][r];
+      ss += part_sum[q][warp][R];
+    }
+  }
+  if constexpr (kNormed) {
+    const float scale = rms_scale(ss, 8 * k_vec, eps);
+#pragma unroll
+    for (int r = 0; r < R; ++r) acc[r] *= scale;
   }
   if constexpr (kGated) {
     __shared__ float up_sum[kPairs];
@@ -121,13 +166,14 @@ __global__ void __launch_bounds__(kWarps * 32)
 // groups of rows in grid order, so at any moment the loads in flight cover one contiguous stretch
 // of the matrix; a block issues the next group's loads before it adds up the current group across
 // its warps. The first group's loads go out before the programmatic wait, as above; x, which the
-// kernel before may write, is read after it, once, into registers.
+// kernel before may write, is read after it, once, into registers (X = float, a normed input: the
+// block's scale is one sum of squares there).
 constexpr int kBlockThreads = 256;
 
 template <typename T, int NV, int G, typename X>
 __global__ void __launch_bounds__(kBlockThreads)
     gemv_block_kernel(const uint4* __restrict__ x, const uint4* __restrict__ W, int m, int k_vec,
-                      float* __restrict__ y, float beta) {
+                      float* __restrict__ y, float beta, float eps) {
   constexpr int kBlockWarps = kBlockThreads / 32;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int groups = (m + G - 1) / G;
@@ -145,10 +191,26 @@ __global__ void __launch_bounds__(kBlockThreads)
   int g = blockIdx.x;  // the grid has no more blocks than groups
   load_weights(g);
   kernels::pdl_begin();
+  XVec<X> xv[NV];
+#pragma unroll
+  for (int v = 0; v < NV; ++v) xv[v].load(x, tid + kBlockThreads * v, tid + kBlockThreads * v < k_vec);
   float2 xf[NV][4];
 #pragma unroll
-  for (int v = 0; v < NV; ++v)
-    unpack(tid + kBlockThreads * v < k_vec ? __ldg(x + tid + kBlockThreads * v) : make_uint4(0, 0, 0, 0), X{}, xf[v]);
+  for (int v = 0; v < NV; ++v) xv[v].to_float(xf[v]);
+  float scale = 1.0f;
+  if constexpr (std::is_same_v<X, float>) {
+    __shared__ float warp_squares[kBlockWarps];
+    float ss = 0.0f;
+#pragma unroll
+    for (int v = 0; v < NV; ++v) add_squares(xf[v], ss);
+    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    if (lane == 0) warp_squares[warp] = ss;
+    __syncthreads();
+    ss = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kBlockWarps; ++w) ss += warp_squares[w];
+    scale = rms_scale(ss, 8 * k_vec, eps);
+  }
   for (int buf = 0; g < groups; g += gridDim.x, buf ^= 1) {
     float acc[G] = {};
 #pragma unroll
@@ -174,13 +236,27 @@ __global__ void __launch_bounds__(kBlockThreads)
       float sum = 0.0f;
 #pragma unroll
       for (int w = 0; w < kBlockWarps; ++w) sum += warp_sums[buf][w][tid];
+      sum *= scale;
       y[row] = beta != 0.0f ? sum + beta * y[row] : sum;
     }
   }
 }
 
+// f(Tag<X>{}) with X the element type the kernels read x as: float for a normed input, else its
+// 16-bit type.
+template <typename X>
+struct Tag {
+  using type = X;
+};
+template <typename F>
+void with_input_type(const GemvInput& x, F&& f) {
+  if (x.normed) f(Tag<float>{});
+  else if (x.type == GemmType::FP16) f(Tag<__half>{});
+  else f(Tag<__nv_bfloat16>{});
+}
+
 template <typename T, int NV, int G, typename X>
-void launch_block(const half16* x, const half16* W, int m, int k, float* y, float beta, cudaStream_t s) {
+void launch_block_as(const GemvInput& x, const half16* W, int m, int k, float* y, float beta, cudaStream_t s) {
   static const int wave = [] {  // blocks in one wave (the first device this process uses)
     int per_sm = 0, dev = 0, sms = 0;
     HS_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gemv_block_kernel<T, NV, G, X>, kBlockThreads, 0));
@@ -189,31 +265,34 @@ void launch_block(const half16* x, const half16* W, int m, int k, float* y, floa
     return per_sm * sms;
   }();
   HS_CUDA_CHECK(kernels::launch(gemv_block_kernel<T, NV, G, X>, std::min((m + G - 1) / G, wave),
-                                kBlockThreads, 0, s, reinterpret_cast<const uint4*>(x),
-                                reinterpret_cast<const uint4*>(W), m, k / kVec, y, beta));
+                                kBlockThreads, 0, s, reinterpret_cast<const uint4*>(x.x),
+                                reinterpret_cast<const uint4*>(W), m, k / kVec, y, beta, x.eps));
 }
 
 template <typename T, int NV, int G>
-void launch_block(const half16* x, GemmType xt, const half16* W, int m, int k, float* y, float beta, cudaStream_t s) {
-  if (xt == GemmType::FP16) launch_block<T, NV, G, __half>(x, W, m, k, y, beta, s);
-  else launch_block<T, NV, G, __nv_bfloat16>(x, W, m, k, y, beta, s);
+void launch_block(const GemvInput& x, const half16* W, int m, int k, float* y, float beta, cudaStream_t s) {
+  with_input_type(x, [&](auto xt) { launch_block_as<T, NV, G, typename decltype(xt)::type>(x, W, m, k, y, beta, s); });
 }
 
 template <typename T, int R, int U, int KS>
-void launch(const half16* x, GemmType xt, const half16* W, int m, int k, float* y, float beta, cudaStream_t s) {
+void launch(const GemvInput& x, const half16* W, int m, int k, float* y, float beta, cudaStream_t s) {
   constexpr int per_block = kWarps / KS * R;
-  auto* kernel = xt == GemmType::FP16 ? gemv_kernel<T, R, U, KS, __half> : gemv_kernel<T, R, U, KS, __nv_bfloat16>;
-  HS_CUDA_CHECK(kernels::launch(kernel, (m + per_block - 1) / per_block, kWarps * 32, 0, s,
-                                reinterpret_cast<const uint4*>(x), reinterpret_cast<const uint4*>(W), m, k / kVec,
-                                y, beta, static_cast<T*>(nullptr), false));
+  with_input_type(x, [&](auto xt) {
+    HS_CUDA_CHECK(kernels::launch(gemv_kernel<T, R, U, KS, typename decltype(xt)::type>,
+                                  (m + per_block - 1) / per_block, kWarps * 32, 0, s,
+                                  reinterpret_cast<const uint4*>(x.x), reinterpret_cast<const uint4*>(W), m, k / kVec,
+                                  y, beta, static_cast<T*>(nullptr), false, x.eps));
+  });
 }
 
+// x of W's type, or normed.
 template <typename T, int U, int KS>
-void launch_gated(const half16* x, const half16* W, int d_ff, int k, half16* act, bool gelu, cudaStream_t s) {
+void launch_gated(const GemvInput& x, const half16* W, int d_ff, int k, half16* act, bool gelu, cudaStream_t s) {
   constexpr int rows = kWarps / KS;
-  HS_CUDA_CHECK(kernels::launch(gemv_kernel<T, 1, U, KS, T, true>, (2 * d_ff + rows - 1) / rows, kWarps * 32, 0, s,
-                                reinterpret_cast<const uint4*>(x), reinterpret_cast<const uint4*>(W), 2 * d_ff,
-                                k / kVec, static_cast<float*>(nullptr), 0.0f, reinterpret_cast<T*>(act), gelu));
+  auto* kernel = x.normed ? gemv_kernel<T, 1, U, KS, float, true> : gemv_kernel<T, 1, U, KS, T, true>;
+  HS_CUDA_CHECK(kernels::launch(kernel, (2 * d_ff + rows - 1) / rows, kWarps * 32, 0, s,
+                                reinterpret_cast<const uint4*>(x.x), reinterpret_cast<const uint4*>(W), 2 * d_ff,
+                                k / kVec, static_cast<float*>(nullptr), 0.0f, reinterpret_cast<T*>(act), gelu, x.eps));
 }
 
 // The per-warp kernel's configurations that have an instance: f(PerWarp<R, U, KS>{}) for c's, and
@@ -241,7 +320,7 @@ bool with_per_warp(const GemvConfig& c, F&& f) {
 }
 
 template <typename T>
-using GatedLauncher = void (*)(const half16*, const half16*, int, int, half16*, bool, cudaStream_t);
+using GatedLauncher = void (*)(const GemvInput&, const half16*, int, int, half16*, bool, cudaStream_t);
 
 // The gated kernel of a per-warp configuration of one row a warp (nullptr: none).
 template <typename T>
@@ -256,7 +335,7 @@ GatedLauncher<T> gated_launcher(const GemvConfig& c) {
 
 // The kernel for a configuration, as a launcher of one 16-bit type.
 template <typename T>
-using Launcher = void (*)(const half16*, GemmType, const half16*, int, int, float*, float, cudaStream_t);
+using Launcher = void (*)(const GemvInput&, const half16*, int, int, float*, float, cudaStream_t);
 
 // The block kernel's vectors a thread per row at k (a power of two, k up to 2,048 of them times
 // 8), and the most rows a group with them: at most 16 vectors of loads in flight a thread.
@@ -315,20 +394,20 @@ int gemv_block_rows(int m, int k, int block_rows, int64_t block_max_bytes) {
   return k / kVec >= kBlockThreads && int64_t{m} * k * 2 <= block_max_bytes ? block_rows : 0;
 }
 
-bool gemv_supports(const half16* X, const half16* W, int k, int n) {
+bool gemv_supports(const void* X, const half16* W, int k, int n) {
   auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
   return n == 1 && k % kVec == 0 && aligned(X) && aligned(W);
 }
 
-void gemv(const half16* x, GemmType xt, const half16* W, GemmType t, int m, int k, float* y, float beta,
-          cudaStream_t s, const GemvConfig& config) {
-  if (t == GemmType::FP16) launcher<__half>(config, k)(x, xt, W, m, k, y, beta, s);
-  else launcher<__nv_bfloat16>(config, k)(x, xt, W, m, k, y, beta, s);
+void gemv(const GemvInput& x, const half16* W, GemmType t, int m, int k, float* y, float beta, cudaStream_t s,
+          const GemvConfig& config) {
+  if (t == GemmType::FP16) launcher<__half>(config, k)(x, W, m, k, y, beta, s);
+  else launcher<__nv_bfloat16>(config, k)(x, W, m, k, y, beta, s);
 }
 
 bool gemv_gated_supports(const GemvConfig& config) { return gated_launcher<__half>(config) != nullptr; }
 
-void gemv_gated(const half16* x, const half16* W, GemmType t, int d_ff, int k, half16* act, bool gelu, cudaStream_t s,
+void gemv_gated(const GemvInput& x, const half16* W, GemmType t, int d_ff, int k, half16* act, bool gelu, cudaStream_t s,
                 const GemvConfig& config) {
   if (!gemv_gated_supports(config))
     throw std::invalid_argument("gemv_gated: no gated kernel for this configuration (one row a warp, per-warp kernel)");

@@ -10,9 +10,23 @@
 
 namespace hs::cuda {
 
-// True when gemv() takes these operands: one row (n == 1), k and both pointers aligned to 8
-// elements (16 bytes).
-bool gemv_supports(const half16* X, const half16* W, int k, int n);
+// True when gemv() takes these operands: one row (n == 1), k a multiple of 8 elements and both
+// pointers aligned to 16 bytes.
+bool gemv_supports(const void* X, const half16* W, int k, int n);
+
+// The single-row kernels' input row x: k 16-bit floats of `type`, or, when `normed`, the residual
+// stream itself (k float32) under an RMS norm that the kernel applies as it reads it: it sums x^2
+// along with the products and scales each output by 1 / sqrt(mean(x^2) + eps). The norm's weight
+// is not applied: it must be folded into W's columns (upload_weights' fold_norms), so that the
+// kernel computes what rms_norm(x) * weight followed by the projection computes, without the norm's
+// kernel and its 16-bit row in between.
+struct GemvInput {
+  const void* x;
+  GemmType type;  // of 16-bit x
+  bool normed = false;
+  float eps = 0.0f;
+  static GemvInput rms_normed(const float* x, float eps) { return {x, GemmType::BF16, true, eps}; }
+};
 
 // How the kernel cuts the work: weight rows per warp (1 or 2), 16-byte loads each lane has in
 // flight per row (2, 4, 8, or 16 with one row), and warps sharing each row, each a contiguous part
@@ -60,20 +74,28 @@ int gemv_block_rows(int m, int k, int block_rows = kGemvBlockRows, int64_t block
 // y[c] = sum_i x[i] * W[c][i] (+ y[c] when beta is 1), c < m, i < k, enqueued on s. x is of
 // type xt (bf16 x with fp16 weights: the attention output, converted as it is read). Throws
 // std::invalid_argument for a configuration that has no kernel.
-void gemv(const half16* x, GemmType xt, const half16* W, GemmType t, int m, int k, float* y, float beta,
-          cudaStream_t s, const GemvConfig& config);
+void gemv(const GemvInput& x, const half16* W, GemmType t, int m, int k, float* y, float beta, cudaStream_t s,
+          const GemvConfig& config);
+inline void gemv(const half16* x, GemmType xt, const half16* W, GemmType t, int m, int k, float* y, float beta,
+                 cudaStream_t s, const GemvConfig& config) {
+  gemv(GemvInput{x, xt}, W, t, m, k, y, beta, s, config);
+}
 inline void gemv(const half16* x, const half16* W, GemmType t, int m, int k, float* y, float beta, cudaStream_t s,
                  const GemvConfig& config) {
   gemv(x, t, W, t, m, k, y, beta, s, config);
 }
 
 // A gated MLP's gate/up projection and activation in one kernel: W is d_ff gate rows and d_ff up
-// rows interleaved (gate j at row 2j, up j at 2j + 1; k columns), x of W's type, and act[j] =
+// rows interleaved (gate j at row 2j, up j at 2j + 1; k columns), x of W's type (or normed), and act[j] =
 // t(act(gate_j x) * (up_j x)) for j < d_ff, act GELU (tanh) when gelu, else SiLU: the bits of gemv()
 // into float32 followed by gated_activation(). Only for per-warp configurations of one row a warp
 // (gemv_gated_supports; else std::invalid_argument).
 bool gemv_gated_supports(const GemvConfig& config);
-void gemv_gated(const half16* x, const half16* W, GemmType t, int d_ff, int k, half16* act, bool gelu, cudaStream_t s,
+void gemv_gated(const GemvInput& x, const half16* W, GemmType t, int d_ff, int k, half16* act, bool gelu, cudaStream_t s,
                 const GemvConfig& config);
+inline void gemv_gated(const half16* x, const half16* W, GemmType t, int d_ff, int k, half16* act, bool gelu,
+                       cudaStream_t s, const GemvConfig& config) {
+  gemv_gated(GemvInput{x, t}, W, t, d_ff, k, act, gelu, s, config);
+}
 
 }  // namespace hs::cuda

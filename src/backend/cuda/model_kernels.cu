@@ -58,9 +58,7 @@ __device__ float block_sum(float v) {
 
 // 1 / rms of a row of n, from each thread's share ss of its sum of squares (the block adds them):
 // the scale the CPU's rms_norm multiplies by.
-__device__ float inv_rms_of(float ss, int n, float eps) {
-  return 1.0f / sqrtf(block_sum(ss) / static_cast<float>(n) + eps);
-}
+__device__ float inv_rms_of(float ss, int n, float eps) { return rms_scale(block_sum(ss), n, eps); }
 
 // The same for a row in memory.
 __device__ float inv_rms(const float* v, int n, float eps) {
@@ -77,6 +75,13 @@ __global__ void convert_kernel(const In* in, Out* out, size_t n) {
     if constexpr (std::is_same_v<In, float>) out[i] = from_float<Out>(in[i]);
     else out[i] = from_float<Out>(to_float(in[i]));
   }
+}
+
+__global__ void scale_columns_kernel(float* v, size_t n, size_t first, int cols, const float* w) {
+  pdl_begin();
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x)
+    v[i] *= w[(first + i) % cols];
 }
 
 // Loads in flight per thread in the row kernels below: a row of 4096 is two rounds of
@@ -119,7 +124,7 @@ __global__ void __launch_bounds__(kNormThreads)
   for (int j = 0; j < kPer; ++j) {
     const int i = threadIdx.x + j * kNormThreads;
     ow[j] = o_weight && i < d ? o_weight[i] : 0.0f;
-    hw[j] = h_out && i < d ? h_weight[i] : 0.0f;
+    hw[j] = h_out && i < d ? (h_weight ? h_weight[i] : 1.0f) : 0.0f;
   }
   pdl_begin();
   const int64_t r = blockIdx.x;
@@ -319,6 +324,11 @@ void launch_convert(const In* in, half16* out, GemmType t, size_t n, cudaStream_
 void convert_f32(const float* in, half16* out, GemmType t, size_t n, cudaStream_t s) { launch_convert(in, out, t, n, s); }
 
 void convert_bf16(const bf16* in, half16* out, GemmType t, size_t n, cudaStream_t s) { launch_convert(in, out, t, n, s); }
+
+void scale_columns(float* v, size_t n, size_t first, int cols, const float* w, cudaStream_t s) {
+  if (n == 0) return;
+  HS_CUDA_CHECK(launch(scale_columns_kernel, grid_for(static_cast<int64_t>(n), 256), 256, 0, s, v, n, first, cols, w));
+}
 
 void embed_tokens(const int32_t* ids, const half16* table, GemmType tt, int n_tokens, int d, float scale, float* x,
                   cudaStream_t s) {

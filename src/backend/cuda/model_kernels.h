@@ -30,6 +30,10 @@ constexpr int kMaxModelDim = 32768;
 void convert_f32(const float* in, half16* out, GemmType t, size_t n, cudaStream_t s);
 // out[i] = in[i] as type t (bf16 to fp16: exact within fp16's range).
 void convert_bf16(const bf16* in, half16* out, GemmType t, size_t n, cudaStream_t s);
+// v[i] *= w[(first + i) % cols] for i < n: the columns of a stretch of a row-major matrix with
+// `cols` columns that begins at its element `first` scaled by w (a norm's weight folded into the
+// matrix that reads the norm's output).
+void scale_columns(float* v, size_t n, size_t first, int cols, const float* w, cudaStream_t s);
 
 // x[t][:] = table[ids[t]][:] * scale for t < n_tokens (the scaled embedding lookup).
 void embed_tokens(const int32_t* ids, const half16* table, GemmType tt, int n_tokens, int d, float scale, float* x,
@@ -37,7 +41,8 @@ void embed_tokens(const int32_t* ids, const half16* table, GemmType tt, int n_to
 
 // Per row r < n_rows of width d, in order:
 //   when o:      x[r] += o_weight ? rms_norm(o[r]) * o_weight : o[r]   (Gemma's post-norms, residual)
-//   when h_out:  h_out[r] = ht(rms_norm(x[r]) * h_weight)              (the next pre-norm)
+//   when h_out:  h_out[r] = ht(rms_norm(x[r]) * h_weight)              (the next pre-norm; no
+//                weight: 1, the weight folded into the next matrix)
 // rms_norm(v) = v / sqrt(mean(v^2) + eps). One launch does a residual add and the next norm.
 void residual_norm(float* x, const float* o, const float* o_weight, const float* h_weight, half16* h_out, GemmType ht,
                    int n_rows, int d, float eps, cudaStream_t s);
