@@ -125,8 +125,7 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
   for (int r = 0; r < R; ++r)
     for (int o = 16; o > 0; o >>= 1) acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], o);
-  if constexpr (kNormed)
-    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+  if constexpr (kNormed) ss = warp_sum(ss);
   if constexpr (KS > 1) {
     __shared__ float part_sum[KS - 1][kRowWarps][R + 1];  // the sums, then the part's squares
     if (part > 0 && lane == 0) {
@@ -199,17 +198,10 @@ __global__ void __launch_bounds__(kBlockThreads)
   for (int v = 0; v < NV; ++v) xv[v].to_float(xf[v]);
   float scale = 1.0f;
   if constexpr (std::is_same_v<X, float>) {
-    __shared__ float warp_squares[kBlockWarps];
     float ss = 0.0f;
 #pragma unroll
     for (int v = 0; v < NV; ++v) add_squares(xf[v], ss);
-    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
-    if (lane == 0) warp_squares[warp] = ss;
-    __syncthreads();
-    ss = 0.0f;
-#pragma unroll
-    for (int w = 0; w < kBlockWarps; ++w) ss += warp_squares[w];
-    scale = rms_scale(ss, 8 * k_vec, eps);
+    scale = inv_rms_of(ss, 8 * k_vec, eps);
   }
   for (int buf = 0; g < groups; g += gridDim.x, buf ^= 1) {
     float acc[G] = {};

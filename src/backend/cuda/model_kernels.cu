@@ -32,34 +32,6 @@ void with_type(GemmType t, F&& f) {
 constexpr int kRowThreads = 256;  // per-row kernels: one block per row
 constexpr int kHeadThreads = 128;  // per-head kernels: one block per (token, head)
 
-__device__ float warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-
-// Sum over the block; every thread gets the result. blockDim.x is a multiple of 32, at most 1024.
-__device__ float block_sum(float v) {
-  __shared__ float partial[32];
-  __shared__ float total;
-  v = warp_sum(v);
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  if (lane == 0) partial[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    float w = lane < static_cast<int>(blockDim.x / 32) ? partial[lane] : 0.0f;
-    w = warp_sum(w);
-    if (lane == 0) total = w;
-  }
-  __syncthreads();
-  const float r = total;
-  __syncthreads();  // the shared slots may be reused by a following block_sum
-  return r;
-}
-
-// 1 / rms of a row of n, from each thread's share ss of its sum of squares (the block adds them):
-// the scale the CPU's rms_norm multiplies by.
-__device__ float inv_rms_of(float ss, int n, float eps) { return rms_scale(block_sum(ss), n, eps); }
-
 // The same for a row in memory.
 __device__ float inv_rms(const float* v, int n, float eps) {
   float ss = 0.0f;
